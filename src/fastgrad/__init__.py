@@ -1,0 +1,82 @@
+"""fastgrad: reverse-mode automatic differentiation (backpropagation) for NumPy.
+
+    import numpy as np, fastgrad as fg
+    W = fg.tensor(np.random.randn(10, 784), requires_grad=True)
+    y = fg.nn.functional.sigmoid(x @ W.T + b)
+    loss = 0.5 * ((y - 1.0) ** 2).sum()
+    loss.backward()        # W.grad is a numpy array shaped like W
+
+The compiled kernels run by default; ``fg.set_backend("reference")`` swaps in the
+pure-Python reference of the same kernels.
+"""
+
+from . import _backend
+from ._backend import available_backends, get_backend, set_backend, use_backend
+from ._functional import (
+    checkpoint,
+    deriv,
+    elementwise_grad,
+    grad,
+    grad_and_aux,
+    hessian,
+    hessian_tensor_product,
+    hessian_vector_product,
+    jacobian,
+    make_ggnvp,
+    make_hvp,
+    make_jvp,
+    make_vjp,
+    tensor_jacobian_product,
+    value_and_grad,
+    vector_jacobian_product,
+)
+from ._gradcheck import GradcheckError, gradcheck
+from ._ops import (
+    absolute,
+    concatenate,
+    cos,
+    exp,
+    log,
+    matmul,
+    maximum,
+    minimum,
+    relu,
+    sigmoid,
+    sin,
+    sqrt,
+    stack,
+    tanh,
+    where,
+)
+from ._tape import Tensor, enable_grad, is_grad_enabled, no_grad
+
+__version__ = "0.1.0"
+
+
+def tensor(data, requires_grad=False, dtype=None) -> Tensor:
+    """A new tensor holding a copy of ``data`` (like ``torch.tensor``)."""
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+
+
+def from_numpy(array, requires_grad=False) -> Tensor:
+    """A tensor sharing ``array``'s memory (float32/float64 arrays are not copied)."""
+    from ._tape import as_float_array
+
+    t = Tensor._wrap(as_float_array(array, copy=False, name="array"))
+    if requires_grad:
+        t.requires_grad = True
+    return t
+
+
+from . import nn  # noqa: E402
+
+__all__ = [
+    "Tensor", "tensor", "from_numpy", "no_grad", "enable_grad", "is_grad_enabled",
+    "get_backend", "set_backend", "use_backend", "available_backends", "gradcheck",
+    "GradcheckError", "nn", "exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu",
+    "absolute", "maximum", "minimum", "matmul", "concatenate", "stack", "where",
+    "grad", "value_and_grad", "elementwise_grad", "jacobian", "hessian", "make_vjp",
+    "make_jvp", "make_hvp", "deriv", "grad_and_aux", "hessian_tensor_product",
+    "hessian_vector_product", "tensor_jacobian_product", "vector_jacobian_product",
+    "checkpoint", "make_ggnvp",
+]

@@ -1,0 +1,417 @@
+"""The functional face: autograd's differential operators on fastgrad's tape.
+
+``grad(f)(x)`` wraps ``x`` in a fresh node, runs ``f`` (recording), and sweeps the tape
+back to that node only. Inside another transform (``grad(grad(f))``) the inner sweep
+runs its rules on tensors and records them, so the outer one can differentiate the
+inner's result::
+
+    def tanh(x): return (1.0 - np.exp(-2 * x)) / (1.0 + np.exp(-2 * x))
+    grad(grad(tanh))(1.0)       # second derivative
+
+Each call gets a fresh node even when ``x`` is already being traced, so
+``grad(lambda x: x * grad(lambda y: x * y)(x))`` differentiates the inner ``y`` apart
+from the outer ``x`` (no perturbation confusion).
+"""
+
+import functools
+
+import numpy as np
+
+from . import _ops
+from ._tape import Node, Primitive, Tensor, _mode, run_backward
+
+__all__ = [
+    "grad", "value_and_grad", "elementwise_grad", "jacobian", "hessian", "make_vjp",
+    "make_jvp", "make_hvp", "deriv", "grad_and_aux", "hessian_tensor_product",
+    "hessian_vector_product", "tensor_jacobian_product", "vector_jacobian_product",
+    "checkpoint", "make_ggnvp",
+]
+
+
+# ------------------------------------------------------------- nested containers --
+
+
+def _map(fn, x):
+    """Apply ``fn`` to every leaf of nested tuples, lists and dicts."""
+    if isinstance(x, tuple) and not hasattr(x, "_fields"):
+        return tuple(_map(fn, v) for v in x)
+    if isinstance(x, list):
+        return [_map(fn, v) for v in x]
+    if isinstance(x, dict):
+        return {k: _map(fn, v) for k, v in x.items()}
+    return fn(x)
+
+
+def _leaves(x):
+    out = []
+    _map(out.append, x)
+    return out
+
+
+def _map2(fn, x, y):
+    """Like ``_map`` over two structures of the same shape."""
+    if isinstance(x, (tuple, list)) and not hasattr(x, "_fields"):
+        return type(x)(_map2(fn, a, b) for a, b in zip(x, y))
+    if isinstance(x, dict):
+        return {k: _map2(fn, x[k], y[k]) for k in x}
+    return fn(x, y)
+
+
+# ------------------------------------------------------------------- the trace --
+
+
+class _Start:
+    """The fresh node a transform differentiates with respect to, for one input leaf."""
+
+    __slots__ = ("tensor", "scalar", "dtype", "shape")
+
+    def __init__(self, x):
+        self.scalar = not isinstance(x, (np.ndarray, Tensor))
+        if isinstance(x, Tensor) and x._node is not None and _mode.enabled:
+            t = _ops.identity(x)  # traced by an outer transform: a new node on top of it
+        else:
+            data = x._data if isinstance(x, Tensor) else x
+            if isinstance(data, (complex, np.complexfloating)) or np.iscomplexobj(data):
+                raise TypeError("fastgrad does not differentiate complex numbers (yet)")
+            array = np.asarray(data)
+            if array.dtype.kind != "f":
+                array = array.astype(np.float64)
+            t = Tensor._wrap(array, Node(None, (), None, None, None, None, None))
+        self.tensor = t
+        self.dtype = np.result_type(t._data)
+        self.shape = np.shape(t._data)
+
+    def finish(self, g):
+        """The error signal reaching the start, shaped and typed like the input."""
+        if g is None:
+            g = np.zeros(self.shape, self.dtype)
+        if isinstance(g, Tensor):
+            if g._node is None:
+                g = g._data
+            else:
+                return g
+        g = np.asarray(g)
+        if g.dtype != self.dtype and self.dtype.kind == "f":
+            g = g.astype(self.dtype)
+        if g.shape != self.shape:
+            g = np.broadcast_to(g, self.shape).copy()
+        return g[()] if self.scalar else g
+
+
+def _select(args, argnum):
+    if isinstance(argnum, (tuple, list)):
+        return tuple(args[i] for i in argnum)
+    return args[argnum]
+
+
+def _replace(args, argnum, new):
+    args = list(args)
+    if isinstance(argnum, (tuple, list)):
+        for i, v in zip(argnum, new):
+            args[i] = v
+    else:
+        args[argnum] = new
+    return args
+
+
+class _Trace:
+    """One forward pass of ``fun`` recorded from fresh nodes at ``args[argnum]``."""
+
+    def __init__(self, fun, args, kwargs, argnum):
+        x = _select(args, argnum)
+        self.starts = _map(_Start, x)
+        self.start_list = _leaves(self.starts)
+        boxed = _map(lambda s: s.tensor, self.starts)
+        self.nested = _mode.depth > 0
+        _mode.depth += 1
+        try:
+            with _ops_enable_grad():
+                self.ans = fun(*_replace(args, argnum, boxed), **kwargs)
+        finally:
+            _mode.depth -= 1
+
+    def value(self):
+        """The function's value: plain data at the top level, a tensor when nested."""
+        return _unbox(self.ans) if not self.nested else self.ans
+
+    def vjp(self, g, retain_graph=True):
+        ans = self.ans
+        targets = [s.tensor._node for s in self.start_list]
+        roots, seeds = [], []
+
+        def collect(out, seed):
+            if isinstance(out, Tensor) and out._node is not None:
+                roots.append(out._node)
+                if not (isinstance(seed, Tensor) and seed._node is not None):
+                    seed = np.asarray(value_of(seed), dtype=np.result_type(out._data))
+                    if seed.shape != np.shape(out._data):
+                        seed = np.broadcast_to(seed, np.shape(out._data))
+                seeds.append(seed)
+
+        _map2(collect, ans, g) if isinstance(ans, (tuple, list, dict)) else collect(ans, g)
+        create_graph = self.nested or any(isinstance(s, Tensor) and s._node is not None for s in seeds)
+        if roots:
+            depth = _mode.depth
+            _mode.depth = depth + 1 if create_graph else depth
+            try:
+                with _ops_enable_grad():
+                    grads = run_backward(roots, seeds, retain_graph=retain_graph,
+                                         create_graph=create_graph, targets=targets)
+            finally:
+                _mode.depth = depth
+        else:
+            grads = [None] * len(targets)
+        it = iter(grads)
+        return _map(lambda s: s.finish(next(it)), self.starts)
+
+
+def value_of(x):
+    return x._data if isinstance(x, Tensor) else x
+
+
+def _unbox(x):
+    return _map(lambda v: v._data if isinstance(v, Tensor) else v, x)
+
+
+class _ops_enable_grad:
+    __slots__ = ("previous",)
+
+    def __enter__(self):
+        self.previous = _mode.enabled
+        _mode.enabled = True
+
+    def __exit__(self, *exc):
+        _mode.enabled = self.previous
+
+
+def _ones_like(x):
+    return _map(lambda v: np.ones(np.shape(value_of(v)), dtype=np.result_type(value_of(v))), x)
+
+
+def _check_scalar(ans, name):
+    a = value_of(ans)
+    if np.size(a) != 1 or isinstance(ans, (tuple, list, dict)):
+        raise TypeError(
+            f"{name} requires a function with a scalar output, but it returned shape {np.shape(a)}; "
+            "use elementwise_grad, jacobian or make_vjp for other outputs"
+        )
+
+
+# ---------------------------------------------------------------- the operators --
+
+
+def make_vjp(fun, argnum=0):
+    """``make_vjp(f, argnum)(*args)`` → ``(vjp, f(*args))`` with ``vjp(g)`` = gᵀ ∂f/∂x."""
+
+    def maker(*args, **kwargs):
+        trace = _Trace(fun, args, kwargs, argnum)
+        return trace.vjp, trace.value()
+
+    return maker
+
+
+def grad(fun, argnum=0):
+    """The gradient of a scalar function of ``args[argnum]`` (an int or a tuple)."""
+
+    @functools.wraps(fun)
+    def gradfun(*args, **kwargs):
+        trace = _Trace(fun, args, kwargs, argnum)
+        _check_scalar(trace.ans, "grad")
+        return trace.vjp(_ones_like(trace.ans), retain_graph=trace.nested)
+
+    return gradfun
+
+
+def value_and_grad(fun, argnum=0):
+    """``(f(*args), grad(f)(*args))`` from one forward pass."""
+
+    @functools.wraps(fun)
+    def both(*args, **kwargs):
+        trace = _Trace(fun, args, kwargs, argnum)
+        _check_scalar(trace.ans, "value_and_grad")
+        value = trace.value()
+        return value, trace.vjp(_ones_like(trace.ans), retain_graph=trace.nested)
+
+    return both
+
+
+def grad_and_aux(fun, argnum=0):
+    """For ``f`` returning ``(value, aux)``: ``(grad of value, aux)``."""
+
+    @functools.wraps(fun)
+    def both(*args, **kwargs):
+        aux_box = []
+
+        def value_only(*a, **k):
+            v, aux = fun(*a, **k)
+            aux_box.append(aux)
+            return v
+
+        g = grad(value_only, argnum)(*args, **kwargs)
+        return g, _unbox(aux_box[0]) if _mode.depth == 0 else aux_box[0]
+
+    return both
+
+
+def elementwise_grad(fun, argnum=0):
+    """The vjp with a vector of ones: the derivative of each output by its own input."""
+
+    @functools.wraps(fun)
+    def gradfun(*args, **kwargs):
+        trace = _Trace(fun, args, kwargs, argnum)
+        return trace.vjp(_ones_like(trace.ans), retain_graph=trace.nested)
+
+    return gradfun
+
+
+def jacobian(fun, argnum=0):
+    """∂f/∂x as an array of shape ``f(x).shape + x.shape``, one vjp per output element."""
+
+    @functools.wraps(fun)
+    def jacfun(*args, **kwargs):
+        trace = _Trace(fun, args, kwargs, argnum)
+        ans = trace.ans
+        out_shape = np.shape(value_of(ans))
+        x = _select(args, argnum)
+        in_shape = np.shape(value_of(x))
+        dtype = np.result_type(value_of(ans))
+        rows = []
+        n = int(np.prod(out_shape))
+        for k in range(n):
+            basis = np.zeros(n, dtype=dtype)
+            basis[k] = 1.0
+            rows.append(trace.vjp(basis.reshape(out_shape), retain_graph=True))
+        if any(isinstance(r, Tensor) for r in rows):
+            stacked = _ops.stack(rows) if rows else np.zeros((0,) + in_shape)
+            return _ops.reshape(stacked, out_shape + in_shape)
+        stacked = np.stack([np.asarray(r) for r in rows]) if rows else np.zeros((0,) + in_shape)
+        return np.reshape(stacked, out_shape + in_shape)
+
+    return jacfun
+
+
+def hessian(fun, argnum=0):
+    return jacobian(jacobian(fun, argnum), argnum)
+
+
+def _vdot(a, b):
+    return _ops.sum(_ops.multiply(a, b))
+
+
+def make_jvp(fun, argnum=0):
+    """``make_jvp(f, argnum)(*args)`` → ``jvp(v)`` returning ``(f(*args), ∂f/∂x · v)``.
+
+    Forward mode by differentiating the reverse pass: the vjp u ↦ Jᵀu is linear in u,
+    so its gradient against ⟨Jᵀu, v⟩ is J v.
+    """
+
+    def maker(*args, **kwargs):
+        def jvp(v):
+            holder = {}
+
+            def vjp_dot_v(u):
+                vjp, ans = make_vjp(fun, argnum)(*args, **kwargs)
+                holder["ans"] = ans
+                return _vdot_tree(vjp(u), v)
+
+            ans_probe = fun(*args, **kwargs)
+            u0 = _map(lambda a: np.zeros(np.shape(value_of(a)), np.result_type(value_of(a))), ans_probe)
+            jv = grad(vjp_dot_v)(u0)
+            return _unbox(ans_probe) if _mode.depth == 0 else ans_probe, jv
+
+        return jvp
+
+    return maker
+
+
+def _vdot_tree(a, b):
+    total = 0.0
+    for x, y in zip(_leaves(a), _leaves(b)):
+        total = total + _vdot(x, y)
+    return total
+
+
+def deriv(fun, argnum=0):
+    """The jvp with a vector of ones (forward-mode derivative of an elementwise function)."""
+
+    @functools.wraps(fun)
+    def derivfun(*args, **kwargs):
+        x = _select(args, argnum)
+        return make_jvp(fun, argnum)(*args, **kwargs)(_ones_like(x))[1]
+
+    return derivfun
+
+
+def make_hvp(fun, argnum=0):
+    """``make_hvp(f)(x)`` → ``(hvp, grad f(x))`` with ``hvp(v)`` = ∇²f(x) v."""
+
+    def maker(*args, **kwargs):
+        return make_vjp(grad(fun, argnum), argnum)(*args, **kwargs)
+
+    return maker
+
+
+def hessian_tensor_product(fun, argnum=0):
+    """``f(*args, v)`` ↦ ∇²f · v (contracting all of v's axes)."""
+    fun_grad = grad(fun, argnum)
+
+    def vector_dot_grad(*args, **kwargs):
+        args, vector = args[:-1], args[-1]
+        return _vdot(fun_grad(*args, **kwargs), vector)
+
+    return grad(vector_dot_grad, argnum)
+
+
+hessian_vector_product = hessian_tensor_product
+
+
+def tensor_jacobian_product(fun, argnum=0):
+    """``f(*args, v)`` ↦ vᵀ ∂f/∂x."""
+
+    def vector_dot_fun(*args, **kwargs):
+        args, vector = args[:-1], args[-1]
+        return _vdot(vector, fun(*args, **kwargs))
+
+    return jacobian(vector_dot_fun, argnum)
+
+
+vector_jacobian_product = tensor_jacobian_product
+
+
+def make_ggnvp(f, g=lambda x: 1.0 / 2 * _vdot(x, x), f_argnum=0):
+    """Generalized Gauss-Newton vector products, as autograd's ``make_ggnvp``."""
+
+    def maker(*args, **kwargs):
+        f_vjp, f_x = make_vjp(f, f_argnum)(*args, **kwargs)
+        f_jvp = make_jvp(f, f_argnum)(*args, **kwargs)
+        g_hvp, _ = make_hvp(g)(f_x)
+
+        def ggnvp(v):
+            return f_vjp(g_hvp(f_jvp(v)[1]))
+
+        return ggnvp
+
+    return maker
+
+
+def checkpoint(fun):
+    """Save memory: keep only ``fun``'s inputs and recompute its inside during the backward."""
+
+    def forward(*args, **kwargs):
+        return value_of(fun(*args, **kwargs))
+
+    prim = Primitive(forward, getattr(fun, "__name__", "checkpoint"))
+
+    class _AnyArg(dict):
+        def __contains__(self, i):
+            return True
+
+        def __missing__(self, i):
+            def rule(g, ans, *args, **kwargs):
+                return make_vjp(fun, i)(*args, **kwargs)[0](g)
+
+            self[i] = rule
+            return rule
+
+    prim.vjps = _AnyArg()
+    return prim

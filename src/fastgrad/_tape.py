@@ -1,0 +1,626 @@
+"""The tape: tensors, the nodes they were computed by, and the backward sweep.
+
+This module knows nothing about derivatives. A primitive call on tensors records one
+``Node`` holding its inputs' nodes (its parents in the computation graph) and what its
+local derivative rules need. Nodes are numbered as they are recorded, so the numbering
+is a topological order (parents before children); ``backward`` sweeps the nodes that
+lead to the output in reverse order of that number, each turning the error signal of its
+output into error signals for its parents (v̄ᵢ = Σ_{j ∈ Ch(i)} v̄ⱼ ∂vⱼ/∂vᵢ, fan-out summed).
+No recursion: a graph of any depth is swept with a heap.
+
+Saved data is protected: an array that a derivative rule will read is made read-only
+until its graph is swept or dropped, so ``w.data[...] = v`` between the forward and the
+backward raises instead of silently giving a wrong gradient. Optimizer steps write
+through ``inplace_update`` which bumps the array's version instead; a graph recorded
+before the write then refuses to run backward.
+"""
+
+import heapq
+import itertools
+import threading
+
+import numpy as np
+
+__all__ = ["Tensor", "Node", "Primitive", "no_grad", "enable_grad", "is_grad_enabled"]
+
+
+# ---------------------------------------------------------------- recording state --
+
+
+class _GradMode(threading.local):
+    enabled = True  # per thread: no_grad in one thread leaves the others recording
+    depth = 0  # how many functional transforms (grad, make_vjp, ...) are tracing
+
+
+_mode = _GradMode()
+
+
+def is_grad_enabled() -> bool:
+    return _mode.enabled
+
+
+class _SetGrad:
+    """Context manager and decorator that switches recording on or off in this thread."""
+
+    __slots__ = ("enabled", "previous")
+
+    def __init__(self, enabled):
+        self.enabled = enabled
+
+    def __enter__(self):
+        self.previous = _mode.enabled
+        _mode.enabled = self.enabled
+        return self
+
+    def __exit__(self, *exc):
+        _mode.enabled = self.previous
+        return False
+
+    def __call__(self, fun):
+        import functools
+
+        @functools.wraps(fun)
+        def wrapper(*args, **kwargs):
+            with _SetGrad(self.enabled):
+                return fun(*args, **kwargs)
+
+        return wrapper
+
+
+def no_grad():
+    """Nothing is recorded inside: ``with fg.no_grad(): W -= lr * W.grad``."""
+    return _SetGrad(False)
+
+
+def enable_grad():
+    return _SetGrad(True)
+
+
+# ------------------------------------------------------- protection of saved data --
+
+
+class _Frozen:
+    """One array made read-only because live graphs saved it (``count`` of them)."""
+
+    __slots__ = ("array", "count", "version")
+
+    def __init__(self, array):
+        self.array = array
+        self.count = 0
+        self.version = 0
+
+
+_frozen = {}  # id(array) -> _Frozen, for the arrays this module made read-only
+_frozen_lock = threading.Lock()
+
+
+class _Saved:
+    """The arrays one node's derivative rule reads, frozen until released."""
+
+    __slots__ = ("entries", "versions")
+
+    def __init__(self, arrays):
+        entries = []
+        with _frozen_lock:
+            for a in arrays:
+                # Freeze the array and every array it is a view of, so a write through
+                # the base (W.data when the rule saved W.T) is caught as well.
+                while type(a) is np.ndarray:
+                    entry = _frozen.get(id(a))
+                    if entry is None:
+                        if not a.flags.writeable:
+                            break  # read-only already, and not by us: nobody can write it
+                        a.flags.writeable = False
+                        entry = _frozen[id(a)] = _Frozen(a)
+                    entry.count += 1
+                    entries.append(entry)
+                    a = a.base
+        self.entries = entries
+        self.versions = [e.version for e in entries]
+
+    def check(self, node):
+        for entry, version in zip(self.entries, self.versions):
+            if entry.version != version:
+                raise RuntimeError(
+                    f"an array of shape {entry.array.shape} saved by '{node.prim.name}' for the "
+                    "backward pass was modified in place (an optimizer step?) after the graph "
+                    "was recorded; recompute the forward pass before calling backward()"
+                )
+
+    def release(self):
+        entries, self.entries = self.entries, ()
+        if not entries:
+            return
+        with _frozen_lock:
+            for entry in reversed(entries):  # bases last frozen, first thawed
+                entry.count -= 1
+                if entry.count == 0:
+                    del _frozen[id(entry.array)]
+                    try:
+                        entry.array.flags.writeable = True
+                    except ValueError:  # a view whose base another graph still protects
+                        pass
+
+    def __del__(self):  # a graph dropped without a backward thaws what it froze
+        self.release()
+
+
+def frozen_by_graph(array) -> bool:
+    """True if a live graph keeps ``array`` (or an array it views) read-only."""
+    while type(array) is np.ndarray:
+        if id(array) in _frozen:
+            return True
+        array = array.base
+    return False
+
+
+class inplace_update:
+    """Write into ``array`` in place even while graphs saved it (optimizer steps).
+
+    The write bumps the array's version, so a graph recorded before it refuses to run
+    backward instead of using the new values::
+
+        with inplace_update(W.data):
+            W.data -= lr * W.grad
+    """
+
+    __slots__ = ("entries",)
+
+    def __init__(self, array):
+        entries = []
+        a = array
+        while type(a) is np.ndarray:
+            entry = _frozen.get(id(a))
+            if entry is not None:
+                entries.append(entry)
+            a = a.base
+        self.entries = entries
+
+    def __enter__(self):
+        for entry in reversed(self.entries):
+            entry.array.flags.writeable = True
+        return self
+
+    def __exit__(self, *exc):
+        for entry in self.entries:
+            entry.version += 1
+            entry.array.flags.writeable = False
+        return False
+
+
+# ------------------------------------------------------------------------- nodes --
+
+_sequence = itertools.count()
+
+
+class Node:
+    """One vertex vᵢ of the computation graph.
+
+    ``parents`` are (argument position, parent node) pairs for the inputs that need an
+    error signal; ``raw`` are the inputs as arrays and ``args`` as given (tensors), which
+    the derivative rules read; ``seq`` is the recording order. A leaf node (``prim`` is
+    None) stands for a tensor that requires grad and holds its accumulated ``grad``.
+    """
+
+    __slots__ = ("prim", "parents", "args", "raw", "kwargs", "ans", "saved", "seq", "grad")
+
+    def __init__(self, prim, parents, args, raw, kwargs, ans, saved):
+        self.prim = prim
+        self.parents = parents
+        self.args = args
+        self.raw = raw
+        self.kwargs = kwargs
+        self.ans = ans
+        self.saved = saved
+        self.seq = next(_sequence)
+        self.grad = None
+
+    def release(self):
+        """Drop what the backward needed: the intermediates die with their last user."""
+        if self.saved is not None:
+            self.saved.release()
+        self.parents = None
+        self.args = self.raw = self.kwargs = self.ans = self.saved = None
+
+
+def _leaf_node():
+    return Node(None, (), None, None, None, None, None)
+
+
+# ------------------------------------------------------------------------ tensor --
+
+
+def _shape_of(x):
+    return np.shape(x._data if isinstance(x, Tensor) else x)
+
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_float_array(data, dtype=None, copy=True, name="data"):
+    """Data for a tensor: float32/float64 kept, ints and bools become float64."""
+    if isinstance(data, Tensor):
+        data = data._data
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+        if dtype not in _FLOATS:
+            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    try:
+        array = np.array(data, dtype=dtype, copy=copy) if copy else np.asarray(data, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} cannot become a float array: {exc}") from exc
+    kind = array.dtype.kind
+    if array.dtype in _FLOATS:
+        return array
+    if kind in "biu":
+        return array.astype(np.float64)
+    if array.dtype == np.float16:
+        raise TypeError(
+            f"{name} has dtype float16, which fastgrad does not support; "
+            "convert to float32 or float64"
+        )
+    raise TypeError(f"{name} has dtype {array.dtype}; fastgrad holds float32 or float64 data")
+
+
+class Tensor:
+    """A NumPy array that remembers how it was computed, so gradients can flow back.
+
+    ``fg.Tensor(data)`` copies ``data``; ``fg.from_numpy(a)`` shares ``a``'s memory.
+    """
+
+    __slots__ = ("_data", "_node", "_grad", "__weakref__")
+    __array_priority__ = 1000.0  # ndarray ∘ Tensor defers to the Tensor's operators
+
+    def __init__(self, data, requires_grad=False, dtype=None):
+        self._data = as_float_array(data, dtype)
+        self._node = _leaf_node() if requires_grad else None
+        self._grad = None
+
+    @classmethod
+    def _wrap(cls, data, node=None):
+        # The fast constructor the tape uses for results: no copy, no checks.
+        t = object.__new__(cls)
+        t._data = data
+        t._node = node
+        t._grad = None
+        return t
+
+    # -- data and gradient --
+
+    @property
+    def data(self) -> np.ndarray:
+        d = self._data
+        return d if type(d) is np.ndarray else np.asarray(d)
+
+    @data.setter
+    def data(self, value):
+        value = as_float_array(value, copy=False, name="data")
+        self._data = value
+
+    @property
+    def grad(self):
+        node = self._node
+        if node is None or node.prim is not None:
+            return self._grad
+        g = node.grad
+        if g is not None and g.dtype != self._data.dtype:
+            g = node.grad = g.astype(self._data.dtype)  # float64 constants met a float32 leaf
+        return g
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None:
+            value = np.asarray(value)
+            if value.shape != self.shape:
+                raise ValueError(f"grad of shape {value.shape} assigned to a tensor of shape {self.shape}")
+        node = self._node
+        if node is not None and node.prim is None:
+            node.grad = value
+        else:
+            self._grad = value
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._node is not None
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        if self._node is not None and self._node.prim is not None:
+            if not value:
+                raise RuntimeError("requires_grad cannot be switched off on a computed tensor; use .detach()")
+            return
+        if value and self._node is None:
+            self._node = _leaf_node()
+        elif not value:
+            self._node = None
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._node is None or self._node.prim is None
+
+    @property
+    def shape(self):
+        return np.shape(self._data)
+
+    @property
+    def ndim(self):
+        return np.ndim(self._data)
+
+    @property
+    def size(self):
+        return np.size(self._data)
+
+    @property
+    def dtype(self):
+        return self._data.dtype
+
+    def __len__(self):
+        return len(self._data)
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.data
+        if dtype is not None and a.dtype != dtype:
+            return a.astype(dtype)
+        return a.copy() if copy else a
+
+    def item(self):
+        return self._data.item()
+
+    def __float__(self):
+        return float(self._data)
+
+    def __int__(self):
+        return int(self._data)
+
+    def __bool__(self):
+        return bool(self._data)
+
+    def __index__(self):
+        return int(self._data)
+
+    def detach(self):
+        """The same data, cut from the graph."""
+        return Tensor._wrap(self._data)
+
+    def requires_grad_(self, value=True):
+        self.requires_grad = value
+        return self
+
+    def __repr__(self):
+        body = np.array2string(np.asarray(self._data), separator=", ", prefix="tensor(")
+        extra = ""
+        if self._node is not None:
+            extra = ", requires_grad=True" if self._node.prim is None else f", grad_fn=<{self._node.prim.name}>"
+        if self.dtype != np.float64:
+            extra = f", dtype={self.dtype}" + extra
+        return f"tensor({body}{extra})"
+
+    __hash__ = object.__hash__
+
+    # -- the backward pass --
+
+    def backward(self, grad=None, retain_graph=False):
+        """Sweep the graph that computed this tensor, accumulating leaves' ``.grad``.
+
+        A one-element tensor is seeded with 1 (L̄ = 1); any other needs ``grad`` of its shape.
+        """
+        node = self._node
+        if node is None:
+            raise RuntimeError(
+                "backward() on a tensor that does not require grad: no input of its "
+                "computation had requires_grad=True (or it was computed under no_grad)"
+            )
+        data = self._data
+        if grad is None:
+            if np.size(data) != 1:
+                raise RuntimeError(
+                    f"backward() without grad= needs a tensor of one element; this one has "
+                    f"shape {np.shape(data)}: pass grad= of that shape (the error signal of the output)"
+                )
+            seed = np.ones(np.shape(data), dtype=data.dtype)
+        else:
+            seed = np.asarray(grad._data if isinstance(grad, Tensor) else grad, dtype=data.dtype)
+            if seed.shape != np.shape(data):
+                raise RuntimeError(
+                    f"backward(grad=...) got a grad of shape {seed.shape} for a tensor of shape "
+                    f"{np.shape(data)}: they must match"
+                )
+        run_backward([node], [seed], retain_graph=retain_graph)
+
+    # operators, reductions and the rest are attached by fastgrad._ops
+
+
+# -------------------------------------------------------------------- primitives --
+
+
+class Primitive:
+    """A function with local derivative rules, recorded when a tensor input needs grad.
+
+    ``vjps[i](g, ans, *args, **kwargs)`` gives argument i's error signal from the
+    output's, ``g``. Rules are written with primitives, so they can themselves be
+    recorded (grad of grad). ``saves_args`` / ``saves_ans`` say what the rules read, so
+    only that data is kept alive and protected.
+    """
+
+    __slots__ = ("fun", "name", "vjps", "saves_args", "saves_ans", "__name__", "__wrapped__", "__dict__")
+
+    def __init__(self, fun, name=None):
+        self.fun = fun
+        self.name = name or fun.__name__
+        self.__name__ = self.name
+        self.__doc__ = fun.__doc__
+        self.__wrapped__ = fun
+        self.vjps = {}
+        self.saves_args = True
+        self.saves_ans = False
+
+    def defvjp(self, *rules, saves_args=True, saves_ans=False, argnums=None):
+        for i, rule in zip(argnums or range(len(rules)), rules):
+            if rule is not None:
+                self.vjps[i] = rule
+        self.saves_args = saves_args
+        self.saves_ans = saves_ans
+        return self
+
+    def __repr__(self):
+        return f"<fastgrad primitive {self.name}>"
+
+    def __call__(self, *args, **kwargs):
+        for a in args:
+            if isinstance(a, Tensor):
+                return _apply(self, args, kwargs)
+        return self.fun(*args, **kwargs)  # plain arrays: plain NumPy, nothing recorded
+
+
+def _shapes(args):
+    return ", ".join(str(_shape_of(a)) for a in args)
+
+
+def _apply(prim, args, kwargs):
+    raw = [a._data if isinstance(a, Tensor) else a for a in args]
+    try:
+        ans = prim.fun(*raw, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"{prim.name}: cannot apply to operands of shapes {_shapes(args)}: {exc}") from exc
+    if not _mode.enabled:
+        return Tensor._wrap(ans)
+    vjps = prim.vjps
+    parents = [
+        (i, a._node) for i, a in enumerate(args) if isinstance(a, Tensor) and a._node is not None and i in vjps
+    ]
+    if not parents:
+        return Tensor._wrap(ans)
+    saved = None
+    if prim.saves_args:
+        arrays = [r for r in raw if type(r) is np.ndarray]
+        if prim.saves_ans and type(ans) is np.ndarray:
+            arrays.append(ans)
+        if arrays:
+            saved = _Saved(arrays)
+    elif prim.saves_ans and type(ans) is np.ndarray:
+        saved = _Saved([ans])
+    if prim.saves_args:
+        node = Node(prim, parents, args, raw, kwargs, ans if prim.saves_ans else None, saved)
+    else:
+        # The rules read only the arguments' shapes (to undo broadcasting).
+        # (``args`` stay for a recorded backward, which recomputes ``ans`` from them.)
+        shapes = [_ShapeOnly(np.shape(r)) if isinstance(r, (np.ndarray, np.generic)) else r for r in raw]
+        node = Node(prim, parents, args, shapes, kwargs, ans if prim.saves_ans else None, saved)
+    return Tensor._wrap(ans, node)
+
+
+class _ShapeOnly:
+    """Stands in for an argument whose values the derivative rule never reads."""
+
+    __slots__ = ("shape",)
+
+    def __init__(self, shape):
+        self.shape = shape
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+
+# ---------------------------------------------------------------- backward sweep --
+
+
+class GraphFreedError(RuntimeError):
+    pass
+
+
+def _needed_nodes(roots, targets):
+    """The nodes on some path from a root to a target (only those get error signals)."""
+    seen = set(roots)
+    stack = list(roots)
+    while stack:
+        for _, parent in stack.pop().parents or ():
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    needed = set(targets)
+    for node in sorted(seen, key=lambda n: n.seq):
+        if node.parents and any(p in needed for _, p in node.parents):
+            needed.add(node)
+    return needed
+
+
+def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=None):
+    """The lecture's backward pass from ``roots`` seeded with ``seeds``.
+
+    Without ``targets``, leaves accumulate their error signal into ``.grad``. With
+    ``targets`` (a list of nodes), nothing is accumulated: their error signals are
+    returned, and only nodes between the roots and the targets are visited. With
+    ``create_graph`` the rules run on tensors and are recorded, so the result can be
+    differentiated again.
+    """
+    needed = _needed_nodes(roots, targets) if targets is not None else None
+    grads = {}
+    heap = []
+    for node, seed in zip(roots, seeds):
+        if node in grads:
+            grads[node] = grads[node] + seed
+        else:
+            grads[node] = seed
+            heapq.heappush(heap, (-node.seq, node))
+    results = {} if targets is not None else None
+    target_set = set(targets) if targets is not None else ()
+    handed_out = set()  # ids of arrays given to a leaf this sweep (never alias two .grads)
+    while heap:
+        _, node = heapq.heappop(heap)
+        g = grads.pop(node)
+        prim = node.prim
+        if node in target_set:
+            results[node] = g
+        if prim is None:
+            if results is None:
+                _accumulate_leaf(node, g, handed_out)
+            continue
+        if node.parents is None:
+            raise GraphFreedError(
+                f"trying to run backward through '{prim.name}' a second time, but its saved "
+                "buffers were already freed after the first backward; pass retain_graph=True "
+                "to the first backward() to keep them"
+            )
+        if node.saved is not None:
+            node.saved.check(node)
+        if create_graph:
+            args = node.args
+            ans = prim(*args, **node.kwargs) if prim.saves_ans else None
+        else:
+            args = node.raw
+            ans = node.ans
+        kwargs = node.kwargs
+        vjps = prim.vjps
+        for argnum, parent in node.parents:
+            if needed is not None and parent not in needed:
+                continue
+            pg = vjps[argnum](g, ans, *args, **kwargs)
+            if parent in grads:
+                grads[parent] = grads[parent] + pg
+            else:
+                grads[parent] = pg
+                heapq.heappush(heap, (-parent.seq, parent))
+        if not retain_graph:
+            node.release()
+    if results is not None:
+        return [results.get(t) for t in targets]
+    return None
+
+
+def _accumulate_leaf(node, g, handed_out):
+    if isinstance(g, Tensor):
+        g = g._data
+    if type(g) is not np.ndarray or id(g) in handed_out:
+        g = np.array(g)  # own it: two leaves must never share one .grad array
+    handed_out.add(id(g))
+    if node.grad is None:
+        node.grad = g
+    else:
+        node.grad = node.grad + g
+
+
+from . import _ops  # noqa: E402,F401  (attaches the operators to Tensor)
