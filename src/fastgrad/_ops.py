@@ -352,11 +352,13 @@ def _transpose_vjp(g, ans, x, axes=None):
     return transpose(g, tuple(np.argsort(axes)))
 
 
-defvjp(reshape, lambda g, ans, x, shape: reshape(g, shape_of(x)), saves_args=False)
-defvjp(transpose, _transpose_vjp, saves_args=False)
-defvjp(broadcast_to, lambda g, ans, x, shape: unbroadcast(g, x), saves_args=False)
-defvjp(expand_dims, lambda g, ans, x, axis: reshape(g, shape_of(x)), saves_args=False)
-defvjp(swapaxes, lambda g, ans, x, a1, a2: swapaxes(g, a1, a2), saves_args=False)
+# These outputs are views of their input: "saving" the input protects it from writes
+# while the view lives in a graph (W.data[...] = v after using W.T).
+defvjp(reshape, lambda g, ans, x, shape: reshape(g, shape_of(x)))
+defvjp(transpose, _transpose_vjp)
+defvjp(broadcast_to, lambda g, ans, x, shape: unbroadcast(g, x))
+defvjp(expand_dims, lambda g, ans, x, axis: reshape(g, shape_of(x)))
+defvjp(swapaxes, lambda g, ans, x, a1, a2: swapaxes(g, a1, a2))
 
 
 def _has_array_index(index):
@@ -382,7 +384,7 @@ def _index_value(index):
 
 getitem = primitive(lambda x, index: x[index], "getitem")
 untake = primitive(_untake, "untake")
-defvjp(getitem, lambda g, ans, x, index: untake(g, index, shape_of(x)), saves_args=False)
+defvjp(getitem, lambda g, ans, x, index: untake(g, index, shape_of(x)))
 defvjp(untake, lambda G, ans, g, index, shape: getitem(G, index), saves_args=False)
 
 
@@ -542,7 +544,7 @@ def _inplace(prim, ufunc):
         if type(data) is not np.ndarray:
             self._data = ufunc(data, value(other))
         else:
-            with inplace_update(data):
+            with inplace_update(self):
                 ufunc(data, value(other), out=data, casting="same_kind")
         return self
 
@@ -556,7 +558,7 @@ def _setitem(self, index, new):
             "differentiable; build a new tensor instead (fg.where, fg.concatenate), or assign "
             "inside `with fg.no_grad():`"
         )
-    with inplace_update(self._data):
+    with inplace_update(self):
         self._data[_index_value(index)] = value(new)
 
 

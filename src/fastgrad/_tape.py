@@ -8,11 +8,12 @@ lead to the output in reverse order of that number, each turning the error signa
 output into error signals for its parents (v̄ᵢ = Σ_{j ∈ Ch(i)} v̄ⱼ ∂vⱼ/∂vᵢ, fan-out summed).
 No recursion: a graph of any depth is swept with a heap.
 
-Saved data is protected: an array that a derivative rule will read is made read-only
-until its graph is swept or dropped, so ``w.data[...] = v`` between the forward and the
-backward raises instead of silently giving a wrong gradient. Optimizer steps write
-through ``inplace_update`` which bumps the array's version instead; a graph recorded
-before the write then refuses to run backward.
+Saved data is protected. While a live graph saved a tensor, ``tensor.data`` hands out a
+read-only view, so ``w.data[...] = v`` between the forward and the backward raises
+instead of silently giving a wrong gradient; plain NumPy arrays passed as constants are
+made read-only outright. In-place writes that must happen anyway (an optimizer step, an
+in-place operator under ``no_grad``) go through ``inplace_update``, which marks the
+tensor written; a graph recorded before the write then refuses to run backward.
 """
 
 import heapq
@@ -80,7 +81,7 @@ def enable_grad():
 
 
 class _Frozen:
-    """One array made read-only because live graphs saved it (``count`` of them)."""
+    """A NumPy array made read-only because live graphs saved it (``count`` of them)."""
 
     __slots__ = ("array", "count", "version")
 
@@ -90,31 +91,31 @@ class _Frozen:
         self.version = 0
 
 
-_frozen = {}  # id(array) -> _Frozen, for the arrays this module made read-only
-_frozen_lock = threading.Lock()
+_frozen = {}  # id(array) -> _Frozen, for the plain arrays this module made read-only
+# No lock: the count updates make no calls between read and write, so CPython does not
+# switch threads inside them.
 
 
 class _Saved:
-    """The arrays one node's derivative rule reads, frozen until released."""
+    """Plain NumPy arrays (constants, not tensors) that a rule reads, frozen until released."""
 
     __slots__ = ("entries", "versions")
 
     def __init__(self, arrays):
         entries = []
-        with _frozen_lock:
-            for a in arrays:
-                # Freeze the array and every array it is a view of, so a write through
-                # the base (W.data when the rule saved W.T) is caught as well.
-                while type(a) is np.ndarray:
-                    entry = _frozen.get(id(a))
-                    if entry is None:
-                        if not a.flags.writeable:
-                            break  # read-only already, and not by us: nobody can write it
-                        a.flags.writeable = False
-                        entry = _frozen[id(a)] = _Frozen(a)
-                    entry.count += 1
-                    entries.append(entry)
-                    a = a.base
+        for a in arrays:
+            # Freeze the array and every array it is a view of, so a write through the
+            # base is caught as well.
+            while type(a) is np.ndarray:
+                entry = _frozen.get(id(a))
+                if entry is None:
+                    if not a.flags.writeable:
+                        break  # read-only already, and not by us: nobody can write it
+                    a.setflags(write=False)
+                    entry = _frozen[id(a)] = _Frozen(a)
+                entry.count += 1
+                entries.append(entry)
+                a = a.base
         self.entries = entries
         self.versions = [e.version for e in entries]
 
@@ -123,52 +124,38 @@ class _Saved:
             if entry.version != version:
                 raise RuntimeError(
                     f"an array of shape {entry.array.shape} saved by '{node.prim.name}' for the "
-                    "backward pass was modified in place (an optimizer step?) after the graph "
-                    "was recorded; recompute the forward pass before calling backward()"
+                    "backward pass was modified in place after the graph was recorded; "
+                    "recompute the forward pass before calling backward()"
                 )
 
     def release(self):
         entries, self.entries = self.entries, ()
-        if not entries:
-            return
-        with _frozen_lock:
-            for entry in reversed(entries):  # bases last frozen, first thawed
-                entry.count -= 1
-                if entry.count == 0:
-                    del _frozen[id(entry.array)]
-                    try:
-                        entry.array.flags.writeable = True
-                    except ValueError:  # a view whose base another graph still protects
-                        pass
-
-    def __del__(self):  # a graph dropped without a backward thaws what it froze
-        self.release()
-
-
-def frozen_by_graph(array) -> bool:
-    """True if a live graph keeps ``array`` (or an array it views) read-only."""
-    while type(array) is np.ndarray:
-        if id(array) in _frozen:
-            return True
-        array = array.base
-    return False
+        for entry in reversed(entries):  # bases last frozen, first thawed
+            entry.count -= 1
+            if entry.count == 0:
+                del _frozen[id(entry.array)]
+                try:
+                    entry.array.setflags(write=True)
+                except ValueError:  # a view whose base another graph still protects
+                    pass
 
 
 class inplace_update:
-    """Write into ``array`` in place even while graphs saved it (optimizer steps).
+    """Write into a tensor's data in place even while graphs saved it (optimizer steps).
 
-    The write bumps the array's version, so a graph recorded before it refuses to run
-    backward instead of using the new values::
+    The write marks the tensor, so a graph recorded before it refuses to run backward
+    instead of using the new values::
 
-        with inplace_update(W.data):
-            W.data -= lr * W.grad
+        with inplace_update(W):
+            W.data -= lr * W.grad      # .data is writable inside
     """
 
-    __slots__ = ("entries",)
+    __slots__ = ("tensor", "entries", "_saves")
 
-    def __init__(self, array):
+    def __init__(self, tensor):
+        self.tensor = tensor
         entries = []
-        a = array
+        a = tensor._data if isinstance(tensor, Tensor) else tensor
         while type(a) is np.ndarray:
             entry = _frozen.get(id(a))
             if entry is not None:
@@ -177,15 +164,37 @@ class inplace_update:
         self.entries = entries
 
     def __enter__(self):
+        t = self.tensor
+        if isinstance(t, Tensor):
+            if t._saves:
+                t._written_at = next(_sequence)
+                _marked_writes[0] += 1
+            self._saves, t._saves = t._saves, 0  # .data is writable inside the block
         for entry in reversed(self.entries):
-            entry.array.flags.writeable = True
+            entry.array.setflags(write=True)
         return self
 
     def __exit__(self, *exc):
+        t = self.tensor
+        if isinstance(t, Tensor):
+            t._saves += self._saves
         for entry in self.entries:
             entry.version += 1
-            entry.array.flags.writeable = False
+            entry.array.setflags(write=False)
         return False
+
+
+def frozen_by_graph(tensor) -> bool:
+    """True if a live graph saved this tensor (or this array), so it must not be written."""
+    if isinstance(tensor, Tensor):
+        if tensor._saves:
+            return True
+        tensor = tensor._data
+    while type(tensor) is np.ndarray:
+        if id(tensor) in _frozen:
+            return True
+        tensor = tensor.base
+    return False
 
 
 # ------------------------------------------------------------------------- nodes --
@@ -217,10 +226,18 @@ class Node:
 
     def release(self):
         """Drop what the backward needed: the intermediates die with their last user."""
+        if self.prim is not None and self.prim.saves_args and self.args is not None:
+            for a in self.args:
+                if isinstance(a, Tensor):
+                    a._saves -= 1
         if self.saved is not None:
             self.saved.release()
         self.parents = None
         self.args = self.raw = self.kwargs = self.ans = self.saved = None
+
+    def __del__(self):  # a graph dropped without a backward unprotects what it saved
+        if self.args is not None:
+            self.release()
 
 
 def _leaf_node():
@@ -268,13 +285,17 @@ class Tensor:
     ``fg.Tensor(data)`` copies ``data``; ``fg.from_numpy(a)`` shares ``a``'s memory.
     """
 
-    __slots__ = ("_data", "_node", "_grad", "__weakref__")
+    # _saves counts the live nodes that saved this tensor's data; _written_at is the
+    # recording number of its last in-place write under inplace_update.
+    __slots__ = ("_data", "_node", "_grad", "_saves", "_written_at", "__weakref__")
     __array_priority__ = 1000.0  # ndarray ∘ Tensor defers to the Tensor's operators
 
     def __init__(self, data, requires_grad=False, dtype=None):
         self._data = as_float_array(data, dtype)
         self._node = _leaf_node() if requires_grad else None
         self._grad = None
+        self._saves = 0
+        self._written_at = -1
 
     @classmethod
     def _wrap(cls, data, node=None):
@@ -283,6 +304,8 @@ class Tensor:
         t._data = data
         t._node = node
         t._grad = None
+        t._saves = 0
+        t._written_at = -1
         return t
 
     # -- data and gradient --
@@ -290,7 +313,14 @@ class Tensor:
     @property
     def data(self) -> np.ndarray:
         d = self._data
-        return d if type(d) is np.ndarray else np.asarray(d)
+        if type(d) is not np.ndarray:
+            return np.asarray(d)
+        node = self._node
+        if self._saves or (node is not None and node.parents is not None and node.prim is not None):
+            # Saved by a live graph: writes would corrupt its backward, so read-only.
+            d = d.view()
+            d.setflags(write=False)
+        return d
 
     @data.setter
     def data(self, value):
@@ -420,7 +450,8 @@ class Tensor:
                     f"backward() without grad= needs a tensor of one element; this one has "
                     f"shape {np.shape(data)}: pass grad= of that shape (the error signal of the output)"
                 )
-            seed = np.ones(np.shape(data), dtype=data.dtype)
+            # L̄ = 1 (a NumPy scalar for a 0-d result: cheaper than an array)
+            seed = data.dtype.type(1) if data.ndim == 0 else np.ones(data.shape, dtype=data.dtype)
         else:
             seed = np.asarray(grad._data if isinstance(grad, Tensor) else grad, dtype=data.dtype)
             if seed.shape != np.shape(data):
@@ -495,13 +526,16 @@ def _apply(prim, args, kwargs):
         return Tensor._wrap(ans)
     saved = None
     if prim.saves_args:
-        arrays = [r for r in raw if type(r) is np.ndarray]
-        if prim.saves_ans and type(ans) is np.ndarray:
-            arrays.append(ans)
+        arrays = None
+        for a, r in zip(args, raw):
+            if isinstance(a, Tensor):
+                a._saves += 1  # released by the node
+            elif type(r) is np.ndarray:  # a plain array constant: freeze it
+                if arrays is None:
+                    arrays = []
+                arrays.append(r)
         if arrays:
             saved = _Saved(arrays)
-    elif prim.saves_ans and type(ans) is np.ndarray:
-        saved = _Saved([ans])
     if prim.saves_args:
         node = Node(prim, parents, args, raw, kwargs, ans if prim.saves_ans else None, saved)
     else:
@@ -551,11 +585,13 @@ def _needed_nodes(roots, targets):
 def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=None):
     """The lecture's backward pass from ``roots`` seeded with ``seeds``.
 
-    Without ``targets``, leaves accumulate their error signal into ``.grad``. With
-    ``targets`` (a list of nodes), nothing is accumulated: their error signals are
-    returned, and only nodes between the roots and the targets are visited. With
-    ``create_graph`` the rules run on tensors and are recorded, so the result can be
-    differentiated again.
+    Pops nodes in decreasing recording order (children before parents) and computes
+    v̄ᵢ = Σⱼ v̄ⱼ ∂vⱼ/∂vᵢ: each node's rules send its error signal to its parents, where
+    the contributions of a fan-out add up. Without ``targets``, leaves accumulate their
+    error signal into ``.grad``. With ``targets`` (nodes), nothing is accumulated: their
+    error signals are returned, and only nodes between the roots and the targets are
+    visited. With ``create_graph`` the rules run on tensors and are recorded, so the
+    result can be differentiated again.
     """
     needed = _needed_nodes(roots, targets) if targets is not None else None
     grads = {}
@@ -569,17 +605,20 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
     results = {} if targets is not None else None
     target_set = set(targets) if targets is not None else ()
     handed_out = set()  # ids of arrays given to a leaf this sweep (never alias two .grads)
+    check_writes = _marked_writes[0] > 0
+    pop, push = heapq.heappop, heapq.heappush
     while heap:
-        _, node = heapq.heappop(heap)
+        node = pop(heap)[1]
         g = grads.pop(node)
         prim = node.prim
         if node in target_set:
             results[node] = g
-        if prim is None:
+        if prim is None:  # a leaf: v̄ is complete
             if results is None:
                 _accumulate_leaf(node, g, handed_out)
             continue
-        if node.parents is None:
+        parents = node.parents
+        if parents is None:
             raise GraphFreedError(
                 f"trying to run backward through '{prim.name}' a second time, but its saved "
                 "buffers were already freed after the first backward; pass retain_graph=True "
@@ -587,6 +626,8 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
             )
         if node.saved is not None:
             node.saved.check(node)
+        if check_writes and prim.saves_args:
+            _check_written(node)
         if create_graph:
             args = node.args
             ans = prim(*args, **node.kwargs) if prim.saves_ans else None
@@ -595,20 +636,34 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
             ans = node.ans
         kwargs = node.kwargs
         vjps = prim.vjps
-        for argnum, parent in node.parents:
+        for argnum, parent in parents:
             if needed is not None and parent not in needed:
                 continue
             pg = vjps[argnum](g, ans, *args, **kwargs)
-            if parent in grads:
-                grads[parent] = grads[parent] + pg
-            else:
+            old = grads.get(parent)
+            if old is None:
                 grads[parent] = pg
-                heapq.heappush(heap, (-parent.seq, parent))
+                push(heap, (-parent.seq, parent))
+            else:
+                grads[parent] = old + pg  # fan-out: the multivariate chain rule sums
         if not retain_graph:
             node.release()
     if results is not None:
         return [results.get(t) for t in targets]
     return None
+
+
+_marked_writes = [0]  # in-place writes into saved tensors so far (checks are skipped until one)
+
+
+def _check_written(node):
+    for a in node.args:
+        if isinstance(a, Tensor) and a._written_at > node.seq:
+            raise RuntimeError(
+                f"a tensor of shape {a.shape} saved by '{node.prim.name}' for the backward pass "
+                "was modified in place (an optimizer step?) after the graph was recorded; "
+                "recompute the forward pass before calling backward()"
+            )
 
 
 def _accumulate_leaf(node, g, handed_out):

@@ -1,0 +1,798 @@
+# cython: language_level=3
+"""The compiled kernels: one source for float32 and float64 (the fused type ``floating``).
+
+Two layers, as in scikit-learn's ``_cython_blas``/``_loss``:
+
+- C-level kernels ``_name(...)``: ``cdef ... noexcept nogil`` loops on raw pointers to
+  C-contiguous buffers, no Python objects. They are called with the GIL released.
+- Python-facing wrappers ``name(...)``: check every argument first (type, dtype, ndim,
+  shapes, contiguity, ``out``), own the error messages, then call one C kernel.
+
+The wrappers read arrays through the NumPy C API (``PyArray_DATA``), not typed
+memoryviews: acquiring a memoryview costs ~0.16 µs per argument, a third of a
+batch-1 kernel. Matrix products go to BLAS (``scipy.linalg.cython_blas``) when the
+product is large enough to pay for it, and to typed loops below that (batch 1: an outer
+product by a loop is ~10x faster than NumPy's matmul); the crossover sizes are measured
+(docs/kernels.md) and live in ``_tuning``. No OpenMP: its threads fight OpenBLAS's own on
+a 2-core machine.
+
+Rows are examples: the lecture's z = W x + b for one column x is z = x Wᵀ + b here.
+BLAS is column-major; a C-contiguous (R, C) array is, to BLAS, its (C, R) transpose.
+"""
+
+cimport numpy as cnp
+from cython cimport floating
+from libc.math cimport exp, expf, fabs, fabsf, log, logf, sqrt, sqrtf
+from libc.string cimport memcpy, memset
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+import numpy as np
+
+cnp.import_array()
+
+NAME = "cython"
+
+__all__ = [
+    "affine_forward",
+    "sigmoid_forward",
+    "sigmoid_backward",
+    "outer_grad",
+    "transpose_matvec",
+    "bias_grad",
+    "affine_sigmoid_forward",
+    "softmax_cross_entropy_forward",
+    "softmax_cross_entropy_backward",
+    "sgd_update",
+    "adam_update",
+]
+
+# Crossovers, loop → BLAS gemm, in rows of the batch (measured; docs/kernels.md). With one
+# row a product is a matrix–vector one, bound by reading W once: a loop does it as fast as
+# BLAS and never wakes BLAS's threads. From two rows on, gemm's blocking wins.
+cdef Py_ssize_t AFFINE_LOOP_ROWS = 1
+cdef Py_ssize_t OUTER_LOOP_ROWS = 1
+cdef Py_ssize_t TMATVEC_LOOP_ROWS = 1
+# BLAS takes 32-bit int sizes: larger arrays stay on the loops.
+cdef Py_ssize_t INT_MAX_ = 2147483647
+
+
+def _tuning(**rows):
+    """Read (and, for benchmarks and tests, set) the largest batch each kernel loops over
+    before it calls BLAS: ``_tuning(affine=1, outer=1, transpose_matvec=1)``."""
+    global AFFINE_LOOP_ROWS, OUTER_LOOP_ROWS, TMATVEC_LOOP_ROWS
+    unknown = set(rows) - {"affine", "outer", "transpose_matvec"}
+    if unknown:
+        raise ValueError(f"unknown kernels {sorted(unknown)}")
+    AFFINE_LOOP_ROWS = rows.get("affine", AFFINE_LOOP_ROWS)
+    OUTER_LOOP_ROWS = rows.get("outer", OUTER_LOOP_ROWS)
+    TMATVEC_LOOP_ROWS = rows.get("transpose_matvec", TMATVEC_LOOP_ROWS)
+    return {"affine": AFFINE_LOOP_ROWS, "outer": OUTER_LOOP_ROWS,
+            "transpose_matvec": TMATVEC_LOOP_ROWS}
+
+
+# ---------------------------------------------------------------------------------------
+# Argument checks (Python level, before any loop). Messages match _checks.py.
+# ---------------------------------------------------------------------------------------
+
+cdef inline tuple _shp(object a):
+    return (<object>a).shape
+
+
+cdef inline cnp.ndarray _check(str name, object a, int ndim):
+    """``a`` as an ndarray if it is native float32/float64, ``ndim``-D (-1: any), C-contiguous."""
+    if not cnp.PyArray_Check(a):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef int t = cnp.PyArray_TYPE(arr)
+    if (t != cnp.NPY_FLOAT64 and t != cnp.NPY_FLOAT32) or cnp.PyArray_ISBYTESWAPPED(arr):
+        raise TypeError(
+            f"{name} must be float32 or float64, got dtype {arr.dtype} (shape {_shp(arr)})")
+    if ndim >= 0 and cnp.PyArray_NDIM(arr) != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {_shp(arr)}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        raise ValueError(
+            f"{name} must be C-contiguous (shape {_shp(arr)}, strides {(<object>arr).strides}); "
+            "pass numpy.ascontiguousarray(...)")
+    if not cnp.PyArray_ISALIGNED(arr):
+        raise ValueError(f"{name} must be aligned (shape {_shp(arr)})")
+    return arr
+
+
+cdef inline int _same_dtype(str n1, cnp.ndarray a1, str n2, cnp.ndarray a2,
+                            str n3=None, cnp.ndarray a3=None) except -1:
+    cdef int t = cnp.PyArray_TYPE(a1)
+    if cnp.PyArray_TYPE(a2) != t or (a3 is not None and cnp.PyArray_TYPE(a3) != t):
+        listed = f"{n1} {a1.dtype}, {n2} {a2.dtype}"
+        if a3 is not None:
+            listed += f", {n3} {a3.dtype}"
+        raise TypeError(f"arguments must share one dtype, got {listed}")
+    return 0
+
+
+cdef inline bint _same_shape(cnp.ndarray a, cnp.ndarray b) noexcept:
+    cdef int nd = cnp.PyArray_NDIM(a)
+    if cnp.PyArray_NDIM(b) != nd:
+        return False
+    cdef int i
+    for i in range(nd):
+        if cnp.PyArray_DIMS(a)[i] != cnp.PyArray_DIMS(b)[i]:
+            return False
+    return True
+
+
+cdef inline cnp.ndarray _out(object out, cnp.ndarray like, int nd, cnp.npy_intp* dims):
+    """A fresh (dims) array of ``like``'s dtype, or ``out`` checked to be exactly that."""
+    cdef int t = cnp.PyArray_TYPE(like)
+    if out is None:
+        return <cnp.ndarray>cnp.PyArray_EMPTY(nd, dims, t, 0)
+    cdef cnp.ndarray o = _check("out", out, -1)
+    cdef bint ok = cnp.PyArray_NDIM(o) == nd
+    cdef int i
+    if ok:
+        for i in range(nd):
+            if cnp.PyArray_DIMS(o)[i] != dims[i]:
+                ok = False
+    if not ok:
+        shape = tuple([dims[i] for i in range(nd)])
+        raise ValueError(f"out must have shape {shape}, got {_shp(o)}")
+    if cnp.PyArray_TYPE(o) != t:
+        raise TypeError(f"out must have dtype {like.dtype}, got {o.dtype}")
+    if not cnp.PyArray_ISWRITEABLE(o):
+        raise ValueError(f"out (shape {_shp(o)}) is read-only")
+    return o
+
+
+cdef inline bint _overlap(cnp.ndarray a, cnp.ndarray b) noexcept:
+    """Do the (contiguous) buffers of a and b share any byte?"""
+    cdef char* pa = <char*>cnp.PyArray_DATA(a)
+    cdef char* pb = <char*>cnp.PyArray_DATA(b)
+    cdef cnp.npy_intp na = cnp.PyArray_NBYTES(a), nb = cnp.PyArray_NBYTES(b)
+    return na > 0 and nb > 0 and pa < pb + nb and pb < pa + na
+
+
+cdef inline int _writeable(str name, cnp.ndarray a) except -1:
+    if not cnp.PyArray_ISWRITEABLE(a):
+        raise ValueError(
+            f"{name} (shape {_shp(a)}) is read-only; the tape marks a parameter read-only "
+            "while a graph that saved it is alive: run backward() (or drop the graph) "
+            "before updating it")
+    return 0
+
+
+cdef inline int _fits(str name, cnp.ndarray a, str ref_name, cnp.ndarray ref) except -1:
+    if not _same_shape(a, ref):
+        raise ValueError(f"{name} {_shp(a)} must have the shape of {ref_name} {_shp(ref)}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# C-level kernels: noexcept nogil, raw pointers, C-contiguous row-major buffers.
+# ---------------------------------------------------------------------------------------
+
+# Hot batch-1 loops in C with GCC vector extensions, compiled three times (SSE2, AVX2+FMA,
+# AVX-512) and picked once at import by the CPU that runs the wheel: no -march=native
+# build. The dot product needs several vector sums, a reassociation the compiler does not
+# make on its own without -ffast-math; the elementwise loop vectorises by itself and only
+# gains the wider ISA. Other compilers get the plain C loops.
+cdef extern from *:
+    """
+    #if defined(__GNUC__) && defined(__x86_64__)
+    #define FG_VECTORS 1
+    #define FG_TARGET(t) __attribute__((target(t)))
+    #else
+    #define FG_VECTORS 0
+    #endif
+
+    #if FG_VECTORS
+    /* z[i] = b[i] + sum_j W[i, j] x[j], i < M (row-major W): four vector sums per row. */
+    #define FG_ROWDOTS(T, BYTES, ISA, TARGET)                                               \\
+    typedef T fg_##T##_##ISA __attribute__((vector_size(BYTES)));                            \\
+    TARGET static void fg_rowdots_##T##_##ISA(const T *W, const T *x, const T *b, T *z,      \\
+                                              Py_ssize_t M, Py_ssize_t D) {                  \\
+        typedef fg_##T##_##ISA V;                                                            \\
+        const Py_ssize_t L = BYTES / sizeof(T);                                              \\
+        for (Py_ssize_t i = 0; i < M; i++) {                                                 \\
+            const T *w = W + i * D;                                                          \\
+            V s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, a, c;                                  \\
+            Py_ssize_t j = 0;                                                                \\
+            for (; j + 4 * L <= D; j += 4 * L) {                                             \\
+                __builtin_memcpy(&a, w + j, BYTES);                                          \\
+                __builtin_memcpy(&c, x + j, BYTES); s0 += a * c;                             \\
+                __builtin_memcpy(&a, w + j + L, BYTES);                                      \\
+                __builtin_memcpy(&c, x + j + L, BYTES); s1 += a * c;                         \\
+                __builtin_memcpy(&a, w + j + 2 * L, BYTES);                                  \\
+                __builtin_memcpy(&c, x + j + 2 * L, BYTES); s2 += a * c;                     \\
+                __builtin_memcpy(&a, w + j + 3 * L, BYTES);                                  \\
+                __builtin_memcpy(&c, x + j + 3 * L, BYTES); s3 += a * c;                     \\
+            }                                                                                \\
+            for (; j + L <= D; j += L) {                                                     \\
+                __builtin_memcpy(&a, w + j, BYTES);                                          \\
+                __builtin_memcpy(&c, x + j, BYTES); s0 += a * c;                             \\
+            }                                                                                \\
+            s0 = (s0 + s1) + (s2 + s3);                                                      \\
+            T t = 0;                                                                         \\
+            for (; j < D; j++) t += w[j] * x[j];                                             \\
+            for (Py_ssize_t l = 0; l < L; l++) t += s0[l];                                   \\
+            z[i] = t + b[i];                                                                 \\
+        }                                                                                    \\
+    }
+    #else
+    #define FG_ROWDOTS(T, BYTES, ISA, TARGET)                                               \\
+    static void fg_rowdots_##T##_##ISA(const T *W, const T *x, const T *b, T *z,             \\
+                                       Py_ssize_t M, Py_ssize_t D) {                         \\
+        for (Py_ssize_t i = 0; i < M; i++) {                                                 \\
+            T t = 0;                                                                         \\
+            for (Py_ssize_t j = 0; j < D; j++) t += W[i * D + j] * x[j];                     \\
+            z[i] = t + b[i];                                                                 \\
+        }                                                                                    \\
+    }
+    #endif
+
+    /* y = sum_k c[k * cs] X[k, :] over K rows of X (K, n): four rows per pass over y. */
+    #define FG_LINCOMB(T, ISA, TARGET)                                                      \\
+    TARGET static void fg_lincomb_##T##_##ISA(T *restrict y, const T *c, Py_ssize_t cs,     \\
+                                              const T *restrict X, Py_ssize_t K,            \\
+                                              Py_ssize_t n) {                               \\
+        Py_ssize_t k = 0, j;                                                                 \\
+        if (K == 0) { for (j = 0; j < n; j++) y[j] = 0; return; }                            \\
+        for (; k + 4 <= K; k += 4) {                                                         \\
+            const T c0 = c[k * cs], c1 = c[(k + 1) * cs];                                    \\
+            const T c2 = c[(k + 2) * cs], c3 = c[(k + 3) * cs];                              \\
+            const T *x0 = X + k * n, *x1 = x0 + n, *x2 = x1 + n, *x3 = x2 + n;               \\
+            if (k == 0) {                                                                    \\
+                for (j = 0; j < n; j++)                                                      \\
+                    y[j] = (c0 * x0[j] + c1 * x1[j]) + (c2 * x2[j] + c3 * x3[j]);            \\
+            } else {                                                                         \\
+                for (j = 0; j < n; j++)                                                      \\
+                    y[j] += (c0 * x0[j] + c1 * x1[j]) + (c2 * x2[j] + c3 * x3[j]);           \\
+            }                                                                                \\
+        }                                                                                    \\
+        for (; k < K; k++) {                                                                 \\
+            const T c0 = c[k * cs], *x0 = X + k * n;                                         \\
+            if (k == 0) { for (j = 0; j < n; j++) y[j] = c0 * x0[j]; }                       \\
+            else { for (j = 0; j < n; j++) y[j] += c0 * x0[j]; }                             \\
+        }                                                                                    \\
+    }
+
+    #define FG_KERNELS(ISA, TARGET, BYTES)                                                  \\
+    FG_ROWDOTS(double, BYTES, ISA, TARGET)                                                   \\
+    FG_ROWDOTS(float, BYTES, ISA, TARGET)                                                    \\
+    FG_LINCOMB(double, ISA, TARGET)                                                          \\
+    FG_LINCOMB(float, ISA, TARGET)
+
+    FG_KERNELS(base, , 16)
+    #if FG_VECTORS
+    FG_KERNELS(avx2, FG_TARGET("avx2,fma"), 32)
+    FG_KERNELS(avx512, FG_TARGET("avx512f,avx2,fma"), 64)
+    #endif
+
+    static void (*fg_rowdots_d)(const double*, const double*, const double*, double*,
+                                Py_ssize_t, Py_ssize_t) = fg_rowdots_double_base;
+    static void (*fg_rowdots_f)(const float*, const float*, const float*, float*,
+                                Py_ssize_t, Py_ssize_t) = fg_rowdots_float_base;
+    static void (*fg_lincomb_d)(double*, const double*, Py_ssize_t, const double*, Py_ssize_t,
+                                Py_ssize_t) = fg_lincomb_double_base;
+    static void (*fg_lincomb_f)(float*, const float*, Py_ssize_t, const float*, Py_ssize_t,
+                                Py_ssize_t) = fg_lincomb_float_base;
+
+    /* Pick the widest ISA this CPU runs; returns its name. */
+    static const char *fg_select_isa(int limit) {
+    #if FG_VECTORS
+        __builtin_cpu_init();
+        if (limit >= 2 && __builtin_cpu_supports("avx512f")) {
+            fg_rowdots_d = fg_rowdots_double_avx512; fg_rowdots_f = fg_rowdots_float_avx512;
+            fg_lincomb_d = fg_lincomb_double_avx512; fg_lincomb_f = fg_lincomb_float_avx512;
+            return "avx512";
+        }
+        if (limit >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+            fg_rowdots_d = fg_rowdots_double_avx2; fg_rowdots_f = fg_rowdots_float_avx2;
+            fg_lincomb_d = fg_lincomb_double_avx2; fg_lincomb_f = fg_lincomb_float_avx2;
+            return "avx2";
+        }
+    #endif
+        fg_rowdots_d = fg_rowdots_double_base; fg_rowdots_f = fg_rowdots_float_base;
+        fg_lincomb_d = fg_lincomb_double_base; fg_lincomb_f = fg_lincomb_float_base;
+        return "base";
+    }
+    """
+    void fg_rowdots_d(const double* W, const double* x, const double* b, double* z,
+                      Py_ssize_t M, Py_ssize_t D) noexcept nogil
+    void fg_rowdots_f(const float* W, const float* x, const float* b, float* z,
+                      Py_ssize_t M, Py_ssize_t D) noexcept nogil
+    void fg_lincomb_d(double* y, const double* c, Py_ssize_t cs, const double* X, Py_ssize_t K,
+                      Py_ssize_t n) noexcept nogil
+    void fg_lincomb_f(float* y, const float* c, Py_ssize_t cs, const float* X, Py_ssize_t K,
+                      Py_ssize_t n) noexcept nogil
+    const char* fg_select_isa(int limit) noexcept nogil
+
+
+def _select_isa(str limit="avx512"):
+    """Use the widest of base (SSE2), avx2, avx512 this CPU runs, up to ``limit``; its name.
+
+    Tests call it to run every variant; FASTGRAD_ISA caps it at import.
+    """
+    levels = {"base": 0, "avx2": 1, "avx512": 2}
+    if limit not in levels:
+        raise ValueError(f"limit must be one of {', '.join(levels)}, got {limit!r}")
+    return fg_select_isa(levels[limit]).decode()
+
+
+import os as _os
+
+ISA = _select_isa(_os.environ.get("FASTGRAD_ISA", "avx512"))
+
+
+cdef inline floating _sigmoid1(floating z) noexcept nogil:
+    """σ(z) = 1 / (1 + e^(−z)) with e^(−|z|) ≤ 1, so nothing overflows."""
+    cdef floating e, r
+    if floating is float:
+        e = expf(-fabsf(z))
+    else:
+        e = exp(-fabs(z))
+    r = 1 / (1 + e)
+    return e * r if z < 0 else r
+
+
+cdef inline void _rowdots(const floating* W, const floating* x, const floating* b, floating* z,
+                          Py_ssize_t M, Py_ssize_t D) noexcept nogil:
+    """z[i] = Wᵢ · x + b[i] for the M rows of W (M, D)."""
+    if floating is float:
+        fg_rowdots_f(W, x, b, z, M, D)
+    else:
+        fg_rowdots_d(W, x, b, z, M, D)
+
+
+cdef inline void _lincomb(floating* y, const floating* c, Py_ssize_t cs, const floating* X,
+                          Py_ssize_t K, Py_ssize_t n) noexcept nogil:
+    """y = Σₖ c[k·cs] Xₖ over the K rows of X (K, n)."""
+    if floating is float:
+        fg_lincomb_f(y, c, cs, X, K, n)
+    else:
+        fg_lincomb_d(y, c, cs, X, K, n)
+
+
+cdef inline void _gemm(char transa, char transb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                       const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb,
+                       floating beta, floating* c, Py_ssize_t ldc) noexcept nogil:
+    """Column-major C = op(A) op(B) + beta C through BLAS (s/dgemm)."""
+    cdef int m_ = <int>m, n_ = <int>n, k_ = <int>k
+    cdef int lda_ = <int>lda, ldb_ = <int>ldb, ldc_ = <int>ldc
+    cdef floating one = 1
+    if floating is float:
+        sgemm(&transa, &transb, &m_, &n_, &k_, &one, <float*>a, &lda_, <float*>b, &ldb_,
+              &beta, c, &ldc_)
+    else:
+        dgemm(&transa, &transb, &m_, &n_, &k_, &one, <double*>a, &lda_, <double*>b, &ldb_,
+              &beta, c, &ldc_)
+
+
+cdef inline bint _blas_ok(Py_ssize_t a, Py_ssize_t b, Py_ssize_t c) noexcept nogil:
+    return 0 < a <= INT_MAX_ and 0 < b <= INT_MAX_ and 0 < c <= INT_MAX_
+
+
+cdef void _affine(const floating* x, const floating* W, const floating* b, floating* z,
+                  Py_ssize_t N, Py_ssize_t D, Py_ssize_t M, bint sigmoid) noexcept nogil:
+    """z = x Wᵀ + b (then h = σ(z) in place if ``sigmoid``).  x (N,D), W (M,D), b (M,)."""
+    cdef Py_ssize_t n, i
+    cdef floating* zn
+    if N > AFFINE_LOOP_ROWS and _blas_ok(N, D, M):
+        # Column-major: zᵀ (M,N) = W (M,D) · xᵀ (D,N); W is stored as Wᵀ, so transpose it.
+        for n in range(N):
+            memcpy(z + n * M, b, M * sizeof(floating))
+        _gemm(c'T', c'N', M, N, D, W, D, x, D, 1, z, M)
+        if sigmoid:
+            for i in range(N * M):
+                z[i] = _sigmoid1(z[i])
+        return
+    for n in range(N):
+        zn = z + n * M
+        _rowdots(W, x + n * D, b, zn, M, D)
+        if sigmoid:
+            for i in range(M):
+                zn[i] = _sigmoid1(zn[i])
+
+
+cdef void _outer(const floating* dz, const floating* x, floating* out,
+                 Py_ssize_t N, Py_ssize_t M, Py_ssize_t D) noexcept nogil:
+    """W̄ = z̄ᵀ x = Σₙ z̄ₙ xₙᵀ.  dz (N,M), x (N,D) → (M,D)."""
+    cdef Py_ssize_t n, i, j
+    cdef floating* row
+    cdef floating c
+    if N > OUTER_LOOP_ROWS and _blas_ok(N, D, M):
+        # Column-major: W̄ᵀ (D,M) = xᵀ (D,N) · z̄ (N,M); z̄ is stored as z̄ᵀ, so transpose it.
+        _gemm(c'N', c'T', D, M, N, x, D, dz, M, 0, out, D)
+        return
+    for i in range(M):  # row i of W̄ = Σₙ z̄ₙᵢ xₙ
+        _lincomb(out + i * D, dz + i, M, x, N, D)
+
+
+cdef void _tmatvec(const floating* W, const floating* dz, floating* out,
+                   Py_ssize_t N, Py_ssize_t M, Py_ssize_t D) noexcept nogil:
+    """x̄ = z̄ W, row n = Σᵢ z̄ₙᵢ Wᵢ.  W (M,D), dz (N,M) → (N,D)."""
+    cdef Py_ssize_t n, i, j
+    cdef floating* row
+    cdef floating c
+    if N > TMATVEC_LOOP_ROWS and _blas_ok(N, D, M):
+        # Column-major: x̄ᵀ (D,N) = Wᵀ (D,M) · z̄ᵀ (M,N), both stored as they are needed.
+        _gemm(c'N', c'N', D, N, M, W, D, dz, M, 0, out, D)
+        return
+    for n in range(N):  # row n of x̄ = Σᵢ z̄ₙᵢ Wᵢ
+        _lincomb(out + n * D, dz + n * M, 1, W, M, D)
+
+
+cdef void _bias_grad(const floating* dz, floating* out, Py_ssize_t N, Py_ssize_t M) noexcept nogil:
+    """b̄ = Σₙ z̄ₙ."""
+    cdef Py_ssize_t n, i
+    if N == 0:
+        memset(out, 0, M * sizeof(floating))
+        return
+    memcpy(out, dz, M * sizeof(floating))
+    for n in range(1, N):
+        for i in range(M):
+            out[i] += dz[n * M + i]
+
+
+cdef void _sigmoid(const floating* z, floating* h, Py_ssize_t size) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(size):
+        h[i] = _sigmoid1(z[i])
+
+
+cdef void _sigmoid_back(const floating* h, const floating* dh, floating* dz,
+                        Py_ssize_t size) noexcept nogil:
+    """z̄ = h̄ ∘ h ∘ (1 − h)."""
+    cdef Py_ssize_t i
+    for i in range(size):
+        dz[i] = dh[i] * (h[i] * (1 - h[i]))
+
+
+cdef Py_ssize_t _bad_label(const cnp.npy_int64* t, Py_ssize_t N, Py_ssize_t K) noexcept nogil:
+    """Index of the first label outside [0, K), or -1."""
+    cdef Py_ssize_t n
+    for n in range(N):
+        if t[n] < 0 or t[n] >= K:
+            return n
+    return -1
+
+
+cdef double _softmax_ce(const floating* z, const cnp.npy_int64* t, floating* p,
+                        Py_ssize_t N, Py_ssize_t K) noexcept nogil:
+    """p = softmax(z) row-wise; returns Σₙ −log pₙ,tₙ = Σₙ log Σₖ e^(zₙₖ − mₙ) − (zₙ,tₙ − mₙ)."""
+    cdef Py_ssize_t n, k
+    cdef const floating* zn
+    cdef floating* pn
+    cdef floating m, s
+    cdef double loss = 0
+    for n in range(N):
+        zn = z + n * K
+        pn = p + n * K
+        m = zn[0]
+        for k in range(1, K):
+            if zn[k] > m:
+                m = zn[k]
+        s = 0
+        for k in range(K):
+            if floating is float:
+                pn[k] = expf(zn[k] - m)
+            else:
+                pn[k] = exp(zn[k] - m)
+            s += pn[k]
+        for k in range(K):
+            pn[k] = pn[k] / s
+        if floating is float:
+            loss += logf(s) - (zn[t[n]] - m)
+        else:
+            loss += log(s) - (zn[t[n]] - m)
+    return loss
+
+
+cdef void _softmax_ce_back(const floating* p, const cnp.npy_int64* t, floating* out,
+                           Py_ssize_t N, Py_ssize_t K) noexcept nogil:
+    """z̄ = (p − onehot(t)) / N."""
+    cdef Py_ssize_t n, k
+    cdef floating scale = <floating>N
+    cdef floating picked
+    for n in range(N):
+        picked = p[n * K + t[n]] - 1  # read before writing: out may be p itself
+        for k in range(K):
+            out[n * K + k] = p[n * K + k] / scale
+        out[n * K + t[n]] = picked / scale
+
+
+cdef void _sgd(floating* W, const floating* dW, floating* v, Py_ssize_t size,
+               floating lr, floating momentum, floating weight_decay) noexcept nogil:
+    """v = μ v + W̄ + λ W;  W −= η v   (without v: W −= η (W̄ + λ W))."""
+    cdef Py_ssize_t i
+    if v == NULL:
+        for i in range(size):
+            W[i] -= lr * (dW[i] + weight_decay * W[i])
+    else:
+        for i in range(size):
+            v[i] = momentum * v[i] + dW[i] + weight_decay * W[i]
+            W[i] -= lr * v[i]
+
+
+cdef void _adam(floating* W, const floating* dW, floating* m, floating* v, Py_ssize_t size,
+                floating lr, floating beta1, floating beta2, floating eps,
+                floating c1, floating c2) noexcept nogil:
+    """m = β₁m + (1−β₁)W̄; v = β₂v + (1−β₂)W̄²; W −= η m̂ / (√v̂ + ε), m̂ = c1·m, v̂ = c2·v."""
+    cdef Py_ssize_t i
+    cdef floating g, r
+    for i in range(size):
+        g = dW[i]
+        m[i] = beta1 * m[i] + (1 - beta1) * g
+        v[i] = beta2 * v[i] + (1 - beta2) * (g * g)
+        if floating is float:
+            r = sqrtf(v[i] * c2)
+        else:
+            r = sqrt(v[i] * c2)
+        W[i] -= lr * (m[i] * c1) / (r + eps)
+
+
+# ---------------------------------------------------------------------------------------
+# Python-facing wrappers: check everything, then one C kernel with the GIL released.
+# ---------------------------------------------------------------------------------------
+
+cdef inline bint _is64(cnp.ndarray a) noexcept:
+    return cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT64
+
+
+cdef inline void* _data(cnp.ndarray a) noexcept:
+    return cnp.PyArray_DATA(a)
+
+
+cdef object _affine_wrapper(object x, object W, object b, object out, bint sigmoid, str fname):
+    cdef cnp.ndarray ax = _check("x", x, 2)
+    cdef cnp.ndarray aW = _check("W", W, 2)
+    cdef cnp.ndarray ab = _check("b", b, 1)
+    _same_dtype("x", ax, "W", aW, "b", ab)
+    cdef Py_ssize_t N = ax.shape[0], D = ax.shape[1], M = aW.shape[0]
+    if aW.shape[1] != D or ab.shape[0] != M:
+        raise ValueError(
+            f"{fname}: x {_shp(ax)}, W {_shp(aW)}, b {_shp(ab)} do not fit "
+            "(need x (N, D), W (M, D), b (M,))")
+    cdef cnp.npy_intp dims[2]
+    dims[0] = N
+    dims[1] = M
+    cdef cnp.ndarray z = _out(out, ax, 2, dims)
+    if out is not None and (_overlap(z, ax) or _overlap(z, aW) or _overlap(z, ab)):
+        z[...] = _affine_wrapper(ax, aW, ab, None, sigmoid, fname)
+        return z
+    if _is64(ax):
+        with nogil:
+            _affine(<double*>cnp.PyArray_DATA(ax), <double*>cnp.PyArray_DATA(aW), <double*>cnp.PyArray_DATA(ab),
+                    <double*>cnp.PyArray_DATA(z), N, D, M, sigmoid)
+    else:
+        with nogil:
+            _affine(<float*>cnp.PyArray_DATA(ax), <float*>cnp.PyArray_DATA(aW), <float*>cnp.PyArray_DATA(ab),
+                    <float*>cnp.PyArray_DATA(z), N, D, M, sigmoid)
+    return z
+
+
+def affine_forward(x, W, b, out=None):
+    """z = x Wᵀ + b.   x (N, D), W (M, D), b (M,) → z (N, M)."""
+    return _affine_wrapper(x, W, b, out, False, "affine_forward")
+
+
+def affine_sigmoid_forward(x, W, b, out=None):
+    """h = σ(x Wᵀ + b), fused: z is never stored.   x (N, D), W (M, D), b (M,) → (N, M)."""
+    return _affine_wrapper(x, W, b, out, True, "affine_sigmoid_forward")
+
+
+def sigmoid_forward(z, out=None):
+    """h = σ(z) = 1 / (1 + e^(−z)), computed without overflow for large |z|. Any shape."""
+    cdef cnp.ndarray az = _check("z", z, -1)
+    cdef cnp.ndarray h = _out(out, az, cnp.PyArray_NDIM(az), cnp.PyArray_DIMS(az))
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(az)
+    if _is64(az):
+        with nogil:
+            _sigmoid(<double*>cnp.PyArray_DATA(az), <double*>cnp.PyArray_DATA(h), size)
+    else:
+        with nogil:
+            _sigmoid(<float*>cnp.PyArray_DATA(az), <float*>cnp.PyArray_DATA(h), size)
+    return h
+
+
+def sigmoid_backward(h, dh, out=None):
+    """z̄ = h̄ ∘ h ∘ (1 − h): the error signal of z from that of h = σ(z). Any shape."""
+    cdef cnp.ndarray ah = _check("h", h, -1)
+    cdef cnp.ndarray adh = _check("dh", dh, -1)
+    _same_dtype("h", ah, "dh", adh)
+    if not _same_shape(ah, adh):
+        raise ValueError(f"sigmoid_backward: h {_shp(ah)} and dh {_shp(adh)} must have one shape")
+    cdef cnp.ndarray dz = _out(out, ah, cnp.PyArray_NDIM(ah), cnp.PyArray_DIMS(ah))
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(ah)
+    if _is64(ah):
+        with nogil:
+            _sigmoid_back(<double*>cnp.PyArray_DATA(ah), <double*>cnp.PyArray_DATA(adh), <double*>cnp.PyArray_DATA(dz), size)
+    else:
+        with nogil:
+            _sigmoid_back(<float*>cnp.PyArray_DATA(ah), <float*>cnp.PyArray_DATA(adh), <float*>cnp.PyArray_DATA(dz), size)
+    return dz
+
+
+def outer_grad(dz, x, out=None):
+    """W̄ = z̄ᵀ x: the sum over examples of outer products z̄ₙ xₙᵀ.  (N, M), (N, D) → (M, D)."""
+    cdef cnp.ndarray adz = _check("dz", dz, 2)
+    cdef cnp.ndarray ax = _check("x", x, 2)
+    _same_dtype("dz", adz, "x", ax)
+    cdef Py_ssize_t N = adz.shape[0], M = adz.shape[1], D = ax.shape[1]
+    if ax.shape[0] != N:
+        raise ValueError(f"outer_grad: dz {_shp(adz)} and x {_shp(ax)} need the same number of rows")
+    cdef cnp.npy_intp dims[2]
+    dims[0] = M
+    dims[1] = D
+    cdef cnp.ndarray dW = _out(out, adz, 2, dims)
+    if out is not None and (_overlap(dW, adz) or _overlap(dW, ax)):
+        dW[...] = outer_grad(adz, ax)
+        return dW
+    if _is64(adz):
+        with nogil:
+            _outer(<double*>cnp.PyArray_DATA(adz), <double*>cnp.PyArray_DATA(ax), <double*>cnp.PyArray_DATA(dW), N, M, D)
+    else:
+        with nogil:
+            _outer(<float*>cnp.PyArray_DATA(adz), <float*>cnp.PyArray_DATA(ax), <float*>cnp.PyArray_DATA(dW), N, M, D)
+    return dW
+
+
+def transpose_matvec(W, dz, out=None):
+    """x̄ = z̄ W: each row is Wᵀ z̄ₙ.   W (M, D), dz (N, M) → (N, D)."""
+    cdef cnp.ndarray aW = _check("W", W, 2)
+    cdef cnp.ndarray adz = _check("dz", dz, 2)
+    _same_dtype("W", aW, "dz", adz)
+    cdef Py_ssize_t M = aW.shape[0], D = aW.shape[1], N = adz.shape[0]
+    if adz.shape[1] != M:
+        raise ValueError(
+            f"transpose_matvec: W {_shp(aW)} and dz {_shp(adz)} do not fit (need dz (N, M))")
+    cdef cnp.npy_intp dims[2]
+    dims[0] = N
+    dims[1] = D
+    cdef cnp.ndarray dx = _out(out, aW, 2, dims)
+    if out is not None and (_overlap(dx, aW) or _overlap(dx, adz)):
+        dx[...] = transpose_matvec(aW, adz)
+        return dx
+    if _is64(aW):
+        with nogil:
+            _tmatvec(<double*>cnp.PyArray_DATA(aW), <double*>cnp.PyArray_DATA(adz), <double*>cnp.PyArray_DATA(dx), N, M, D)
+    else:
+        with nogil:
+            _tmatvec(<float*>cnp.PyArray_DATA(aW), <float*>cnp.PyArray_DATA(adz), <float*>cnp.PyArray_DATA(dx), N, M, D)
+    return dx
+
+
+def bias_grad(dz, out=None):
+    """b̄ = Σₙ z̄ₙ.   (N, M) → (M,)."""
+    cdef cnp.ndarray adz = _check("dz", dz, 2)
+    cdef Py_ssize_t N = adz.shape[0], M = adz.shape[1]
+    cdef cnp.npy_intp dims[1]
+    dims[0] = M
+    cdef cnp.ndarray db = _out(out, adz, 1, dims)
+    if out is not None and _overlap(db, adz):
+        db[...] = bias_grad(adz)
+        return db
+    if _is64(adz):
+        with nogil:
+            _bias_grad(<double*>cnp.PyArray_DATA(adz), <double*>cnp.PyArray_DATA(db), N, M)
+    else:
+        with nogil:
+            _bias_grad(<float*>cnp.PyArray_DATA(adz), <float*>cnp.PyArray_DATA(db), N, M)
+    return db
+
+
+cdef cnp.ndarray _labels(object labels, Py_ssize_t N, Py_ssize_t K, str zname, tuple zshape):
+    """Integer class labels (N,) in [0, K) as a contiguous int64 array, else raise."""
+    if not cnp.PyArray_Check(labels):
+        raise TypeError(f"labels must be a numpy.ndarray of integers, got {type(labels).__name__}")
+    cdef cnp.ndarray t = <cnp.ndarray>labels
+    if not cnp.PyArray_ISINTEGER(t):
+        raise TypeError(f"labels must have an integer dtype, got {t.dtype} (shape {_shp(t)})")
+    if cnp.PyArray_NDIM(t) != 1 or t.shape[0] != N:
+        raise ValueError(f"labels {_shp(t)} must have shape ({N},) to match {zname} {zshape}")
+    if (cnp.PyArray_TYPE(t) != cnp.NPY_INT64 or cnp.PyArray_ISBYTESWAPPED(t)
+            or not cnp.PyArray_IS_C_CONTIGUOUS(t) or not cnp.PyArray_ISALIGNED(t)):
+        t = np.ascontiguousarray(t, dtype=np.int64)
+    cdef Py_ssize_t bad
+    with nogil:
+        bad = _bad_label(<cnp.npy_int64*>cnp.PyArray_DATA(t), N, K)
+    if bad >= 0:
+        raise ValueError(
+            f"labels[{bad}] = {t[bad]} is not a class index in [0, {K}) for {zname} {zshape}")
+    return t
+
+
+def softmax_cross_entropy_forward(z, labels):
+    """(L, p): p = softmax(z) row-wise, L = −(1/N) Σₙ log pₙ,tₙ.   z (N, K), labels (N,) ints."""
+    cdef cnp.ndarray az = _check("z", z, 2)
+    cdef Py_ssize_t N = az.shape[0], K = az.shape[1]
+    if N == 0 or K == 0:
+        raise ValueError(f"softmax_cross_entropy_forward: z {_shp(az)} needs N ≥ 1 rows and K ≥ 1 classes")
+    cdef cnp.ndarray t = _labels(labels, N, K, "z", _shp(az))
+    cdef cnp.ndarray p = <cnp.ndarray>cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(az),
+                                                        cnp.PyArray_TYPE(az), 0)
+    cdef double loss
+    if _is64(az):
+        with nogil:
+            loss = _softmax_ce(<double*>cnp.PyArray_DATA(az), <cnp.npy_int64*>cnp.PyArray_DATA(t), <double*>cnp.PyArray_DATA(p), N, K)
+    else:
+        with nogil:
+            loss = _softmax_ce(<float*>cnp.PyArray_DATA(az), <cnp.npy_int64*>cnp.PyArray_DATA(t), <float*>cnp.PyArray_DATA(p), N, K)
+    return loss / N, p
+
+
+def softmax_cross_entropy_backward(probs, labels, out=None):
+    """z̄ = (p − onehot(t)) / N, the error signal of the logits of the mean loss."""
+    cdef cnp.ndarray ap = _check("probs", probs, 2)
+    cdef Py_ssize_t N = ap.shape[0], K = ap.shape[1]
+    if N == 0 or K == 0:
+        raise ValueError(f"softmax_cross_entropy_backward: probs {_shp(ap)} needs N ≥ 1 rows and K ≥ 1 classes")
+    cdef cnp.ndarray t = _labels(labels, N, K, "probs", _shp(ap))
+    cdef cnp.ndarray dz = _out(out, ap, 2, cnp.PyArray_DIMS(ap))
+    if _overlap(dz, ap) and cnp.PyArray_DATA(dz) != cnp.PyArray_DATA(ap):
+        dz[...] = softmax_cross_entropy_backward(ap, t)
+        return dz
+    if _is64(ap):
+        with nogil:
+            _softmax_ce_back(<double*>cnp.PyArray_DATA(ap), <cnp.npy_int64*>cnp.PyArray_DATA(t), <double*>cnp.PyArray_DATA(dz), N, K)
+    else:
+        with nogil:
+            _softmax_ce_back(<float*>cnp.PyArray_DATA(ap), <cnp.npy_int64*>cnp.PyArray_DATA(t), <float*>cnp.PyArray_DATA(dz), N, K)
+    return dz
+
+
+def sgd_update(W, dW, lr, momentum=0.0, velocity=None, weight_decay=0.0):
+    """In place: v = μ v + W̄ + λ W, W −= η v; without ``velocity``: W −= η (W̄ + λ W)."""
+    cdef cnp.ndarray aW = _check("W", W, -1)
+    cdef cnp.ndarray adW = _check("dW", dW, -1)
+    _same_dtype("W", aW, "dW", adW)
+    _fits("dW", adW, "W", aW)
+    _writeable("W", aW)
+    cdef cnp.ndarray av = None
+    cdef double lr_ = lr, mu = momentum, wd = weight_decay
+    if velocity is not None:
+        av = _check("velocity", velocity, -1)
+        _same_dtype("W", aW, "velocity", av)
+        _fits("velocity", av, "W", aW)
+        _writeable("velocity", av)
+    elif mu != 0:
+        raise ValueError(f"sgd_update: momentum={momentum!r} needs a velocity array of W's shape {_shp(aW)}")
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(aW)
+    cdef void* pv = NULL if av is None else _data(av)
+    if _is64(aW):
+        with nogil:
+            _sgd(<double*>cnp.PyArray_DATA(aW), <double*>cnp.PyArray_DATA(adW), <double*>pv, size, lr_, mu, wd)
+    else:
+        with nogil:
+            _sgd(<float*>cnp.PyArray_DATA(aW), <float*>cnp.PyArray_DATA(adW), <float*>pv, size, <float>lr_, <float>mu,
+                 <float>wd)
+
+
+def adam_update(W, dW, m, v, lr, beta1, beta2, eps, step):
+    """In place, bias-corrected Adam: m = β₁m + (1−β₁)W̄, v = β₂v + (1−β₂)W̄²,
+    W −= η m̂ / (√v̂ + ε) with m̂ = m / (1 − β₁ᵗ), v̂ = v / (1 − β₂ᵗ), t = ``step`` ≥ 1."""
+    cdef cnp.ndarray aW = _check("W", W, -1)
+    cdef cnp.ndarray adW = _check("dW", dW, -1)
+    cdef cnp.ndarray am = _check("m", m, -1)
+    cdef cnp.ndarray av = _check("v", v, -1)
+    _same_dtype("W", aW, "dW", adW, "m", am)
+    _same_dtype("W", aW, "v", av)
+    _fits("dW", adW, "W", aW)
+    _fits("m", am, "W", aW)
+    _fits("v", av, "W", aW)
+    _writeable("W", aW)
+    _writeable("m", am)
+    _writeable("v", av)
+    cdef double lr_ = lr, b1 = beta1, b2 = beta2, eps_ = eps
+    if isinstance(step, bool) or int(step) != step or step < 1:
+        raise ValueError(f"adam_update: step must be an integer ≥ 1, got {step!r}")
+    if not (0 <= b1 < 1) or not (0 <= b2 < 1):
+        raise ValueError(f"adam_update: beta1 and beta2 must be in [0, 1), got {beta1!r}, {beta2!r}")
+    cdef double c1 = 1.0 / (1.0 - b1 ** step), c2 = 1.0 / (1.0 - b2 ** step)
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(aW)
+    if _is64(aW):
+        with nogil:
+            _adam(<double*>cnp.PyArray_DATA(aW), <double*>cnp.PyArray_DATA(adW), <double*>cnp.PyArray_DATA(am), <double*>cnp.PyArray_DATA(av),
+                  size, lr_, b1, b2, eps_, c1, c2)
+    else:
+        with nogil:
+            _adam(<float*>cnp.PyArray_DATA(aW), <float*>cnp.PyArray_DATA(adW), <float*>cnp.PyArray_DATA(am), <float*>cnp.PyArray_DATA(av),
+                  size, <float>lr_, <float>b1, <float>b2, <float>eps_, <float>c1, <float>c2)

@@ -1,0 +1,195 @@
+"""The reference backend: the lecture's equations in plain NumPy.
+
+This module is the specification the compiled backend is tested against. Rows are
+examples: the lecture's z = W x + b for one column vector x is z = x Wᵀ + b here.
+"""
+
+import numpy as np
+
+from ._checks import (
+    check_array,
+    check_fits,
+    check_labels,
+    check_out,
+    check_same_dtype,
+    check_writeable,
+)
+
+NAME = "reference"
+
+__all__ = [
+    "affine_forward",
+    "sigmoid_forward",
+    "sigmoid_backward",
+    "outer_grad",
+    "transpose_matvec",
+    "bias_grad",
+    "affine_sigmoid_forward",
+    "softmax_cross_entropy_forward",
+    "softmax_cross_entropy_backward",
+    "sgd_update",
+    "adam_update",
+]
+
+
+def affine_forward(x, W, b, out=None):
+    """z = x Wᵀ + b.   x (N, D), W (M, D), b (M,) → z (N, M)."""
+    check_array("x", x, 2, contiguous=False)
+    check_array("W", W, 2, contiguous=False)
+    check_array("b", b, 1, contiguous=False)
+    check_same_dtype(x=x, W=W, b=b)
+    if x.shape[1] != W.shape[1] or b.shape[0] != W.shape[0]:
+        raise ValueError(
+            f"affine_forward: x {x.shape}, W {W.shape}, b {b.shape} do not fit "
+            "(need x (N, D), W (M, D), b (M,))"
+        )
+    out = check_out(out, (x.shape[0], W.shape[0]), x.dtype)
+    np.matmul(x, W.T, out=out)
+    out += b
+    return out
+
+
+def sigmoid_forward(z, out=None):
+    """h = σ(z) = 1 / (1 + e^(−z)), computed without overflow for large |z|."""
+    check_array("z", z, contiguous=False)
+    out = check_out(out, z.shape, z.dtype)
+    # σ(z) = e^(z) / (1 + e^(z)) for z < 0 keeps the exponent non-positive.
+    negative = z < 0  # taken before out is written: out may be z itself
+    e = np.exp(-np.abs(z))
+    np.divide(1.0, 1.0 + e, out=out)
+    np.copyto(out, e * out, where=negative)
+    return out
+
+
+def sigmoid_backward(h, dh, out=None):
+    """z̄ = h̄ ∘ h ∘ (1 − h): the error signal of z from that of h = σ(z)."""
+    check_array("h", h, contiguous=False)
+    check_array("dh", dh, contiguous=False)
+    check_same_dtype(h=h, dh=dh)
+    if h.shape != dh.shape:
+        raise ValueError(f"sigmoid_backward: h {h.shape} and dh {dh.shape} must have one shape")
+    out = check_out(out, h.shape, h.dtype)
+    np.multiply(dh, h * (1.0 - h), out=out)
+    return out
+
+
+def outer_grad(dz, x, out=None):
+    """W̄ = z̄ᵀ x: the sum over examples of outer products z̄ₙ xₙᵀ.  (N, M), (N, D) → (M, D)."""
+    check_array("dz", dz, 2, contiguous=False)
+    check_array("x", x, 2, contiguous=False)
+    check_same_dtype(dz=dz, x=x)
+    if dz.shape[0] != x.shape[0]:
+        raise ValueError(f"outer_grad: dz {dz.shape} and x {x.shape} need the same number of rows")
+    out = check_out(out, (dz.shape[1], x.shape[1]), dz.dtype)
+    np.matmul(dz.T, x, out=out)
+    return out
+
+
+def transpose_matvec(W, dz, out=None):
+    """x̄ = z̄ W: each row is Wᵀ z̄ₙ.   W (M, D), dz (N, M) → (N, D)."""
+    check_array("W", W, 2, contiguous=False)
+    check_array("dz", dz, 2, contiguous=False)
+    check_same_dtype(W=W, dz=dz)
+    if dz.shape[1] != W.shape[0]:
+        raise ValueError(f"transpose_matvec: W {W.shape} and dz {dz.shape} do not fit (need dz (N, M))")
+    out = check_out(out, (dz.shape[0], W.shape[1]), W.dtype)
+    np.matmul(dz, W, out=out)
+    return out
+
+
+def bias_grad(dz, out=None):
+    """b̄ = Σₙ z̄ₙ.   (N, M) → (M,)."""
+    check_array("dz", dz, 2, contiguous=False)
+    out = check_out(out, (dz.shape[1],), dz.dtype)
+    np.sum(dz, axis=0, out=out)
+    return out
+
+
+def affine_sigmoid_forward(x, W, b, out=None):
+    """h = σ(x Wᵀ + b).   x (N, D), W (M, D), b (M,) → h (N, M)."""
+    z = affine_forward(x, W, b, out=out)
+    return sigmoid_forward(z, out=z)
+
+
+def softmax_cross_entropy_forward(z, labels):
+    """(L, p): p = softmax(z) row-wise, L = −(1/N) Σₙ log pₙ,tₙ.   z (N, K), labels (N,) ints."""
+    check_array("z", z, 2, contiguous=False)
+    n, k = z.shape
+    if n == 0 or k == 0:
+        raise ValueError(
+            f"softmax_cross_entropy_forward: z {z.shape} needs N ≥ 1 rows and K ≥ 1 classes"
+        )
+    labels = check_labels(labels, n, k, "z", z.shape)
+    # Shift by the row maximum m: e^(z − m) ≤ 1 never overflows; log Σ e^(z − m) ≥ 0.
+    m = z.max(axis=1, keepdims=True)
+    e = np.exp(z - m)
+    s = e.sum(axis=1, keepdims=True)
+    probs = e / s
+    rows = np.arange(n)
+    losses = np.log(s[:, 0]) - (z[rows, labels] - m[:, 0])
+    return float(np.sum(losses, dtype=np.float64)) / n, probs
+
+
+def softmax_cross_entropy_backward(probs, labels, out=None):
+    """z̄ = (p − onehot(t)) / N: the error signal of the logits of the mean loss."""
+    check_array("probs", probs, 2, contiguous=False)
+    n, k = probs.shape
+    if n == 0 or k == 0:
+        raise ValueError(
+            f"softmax_cross_entropy_backward: probs {probs.shape} needs N ≥ 1 rows and K ≥ 1 classes"
+        )
+    labels = check_labels(labels, n, k, "probs", probs.shape)
+    out = check_out(out, probs.shape, probs.dtype)
+    rows = np.arange(n)
+    picked = probs[rows, labels] - 1  # a copy, taken before out (maybe probs itself) is written
+    np.divide(probs, probs.dtype.type(n), out=out)
+    out[rows, labels] = picked / probs.dtype.type(n)
+    return out
+
+
+def sgd_update(W, dW, lr, momentum=0.0, velocity=None, weight_decay=0.0):
+    """In place: v = μ v + W̄ + λ W, W −= η v; without ``velocity``: W −= η (W̄ + λ W)."""
+    check_array("W", W, contiguous=False)
+    check_array("dW", dW, contiguous=False)
+    check_same_dtype(W=W, dW=dW)
+    check_fits("dW", dW, "W", W)
+    check_writeable("W", W)
+    if velocity is None:
+        if momentum != 0:
+            raise ValueError(
+                f"sgd_update: momentum={momentum!r} needs a velocity array of W's shape {W.shape}"
+            )
+        W -= lr * (dW + weight_decay * W)
+        return
+    check_array("velocity", velocity, contiguous=False)
+    check_same_dtype(W=W, velocity=velocity)
+    check_fits("velocity", velocity, "W", W)
+    check_writeable("velocity", velocity)
+    velocity *= momentum
+    velocity += dW
+    velocity += weight_decay * W
+    W -= lr * velocity
+
+
+def adam_update(W, dW, m, v, lr, beta1, beta2, eps, step):
+    """In place, bias-corrected Adam: m = β₁m + (1−β₁)W̄, v = β₂v + (1−β₂)W̄²,
+    W −= η m̂ / (√v̂ + ε) with m̂ = m / (1 − β₁ᵗ), v̂ = v / (1 − β₂ᵗ), t = ``step`` ≥ 1."""
+    for name, a in (("W", W), ("dW", dW), ("m", m), ("v", v)):
+        check_array(name, a, contiguous=False)
+    check_same_dtype(W=W, dW=dW, m=m)
+    check_same_dtype(W=W, v=v)
+    for name, a in (("dW", dW), ("m", m), ("v", v)):
+        check_fits(name, a, "W", W)
+    for name, a in (("W", W), ("m", m), ("v", v)):
+        check_writeable(name, a)
+    if isinstance(step, bool) or int(step) != step or step < 1:
+        raise ValueError(f"adam_update: step must be an integer ≥ 1, got {step!r}")
+    if not (0 <= beta1 < 1) or not (0 <= beta2 < 1):
+        raise ValueError(f"adam_update: beta1 and beta2 must be in [0, 1), got {beta1!r}, {beta2!r}")
+    m *= beta1
+    m += (1 - beta1) * dW
+    v *= beta2
+    v += (1 - beta2) * (dW * dW)
+    c1 = 1.0 / (1.0 - beta1**step)
+    c2 = 1.0 / (1.0 - beta2**step)
+    W -= lr * (m * c1) / (np.sqrt(v * c2) + eps)

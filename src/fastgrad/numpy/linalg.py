@@ -1,0 +1,256 @@
+"""``fastgrad.numpy.linalg``: NumPy's linear algebra with derivatives (real matrices).
+
+Every function accepts stacks of matrices (``(..., n, n)``), like NumPy's. The rules are
+written with matmul, transposes and these functions themselves, so they are
+differentiable again (the hessian of log|det A| works). Decompositions that return
+several arrays (eigh, svd) are recorded as one primitive per returned array, each
+computing the decomposition: that keeps every output a plain array on the tape.
+"""
+
+import numpy as onp
+from numpy.linalg import *  # noqa: F401,F403  (the rest of numpy.linalg, not differentiated)
+
+from .. import _ops
+from .._ops import defvjp, matmul, multiply, reshape, shape_of, sqrt, swapaxes, unbroadcast, value
+from .._tape import Tensor
+from . import _vjps
+from ._vjps import primitive, traced
+
+
+def T(x):
+    """Swap the last two axes: the matrix transpose of a stack of matrices."""
+    return swapaxes(x, -1, -2)
+
+
+def _dot(a, b):
+    return matmul(a, b)
+
+
+def _column(x):  # (..., n) → (..., n, 1)
+    return _ops.expand_dims(x, -1)
+
+
+def _eye_like(x):
+    return onp.eye(shape_of(x)[-1])
+
+
+# ------------------------------------------------------------------------- inverse --
+
+inv = primitive(onp.linalg.inv, "inv")
+# Y = A⁻¹:  Ā = −Yᵀ Ȳ Yᵀ
+defvjp(inv, lambda g, ans, a: -matmul(T(ans), matmul(g, T(ans))), saves_args=False, saves_ans=True)
+
+
+def _pinv_vjp(g, ans, a, rcond=None, **kwargs):
+    # A⁺ is differentiable where the rank is constant:
+    # Ā = −A⁺ᵀ Ḡ A⁺ᵀ + (I − A A⁺) Ḡᵀ A⁺ A⁺ᵀ + A⁺ᵀ A⁺ Ḡᵀ (I − A⁺ A)
+    p = ans
+    pt, gt = T(p), T(g)
+    left = onp.eye(shape_of(a)[-2]) - matmul(a, p)
+    right = onp.eye(shape_of(a)[-1]) - matmul(p, a)
+    return (-matmul(pt, matmul(g, pt)) + matmul(left, matmul(gt, matmul(p, pt)))
+            + matmul(pt, matmul(p, matmul(gt, right))))
+
+
+def _pinv(a, rcond=None, **kwargs):
+    if rcond is None:
+        return onp.linalg.pinv(a, **kwargs)
+    return onp.linalg.pinv(a, rcond, **kwargs)
+
+
+pinv = primitive(_pinv, "pinv")
+defvjp(pinv, _pinv_vjp, saves_ans=True)
+
+
+def _solve_a(g, ans, a, b):
+    # x = A⁻¹ b:  b̄ = A⁻ᵀ x̄,  Ā = −b̄ xᵀ
+    bbar = solve(T(a), g)
+    if len(shape_of(b)) == 1:
+        return unbroadcast(-multiply(_column(bbar), _ops.expand_dims(ans, -2)), a)
+    return unbroadcast(-matmul(bbar, T(ans)), a)
+
+
+def _solve_b(g, ans, a, b):
+    return unbroadcast(solve(T(a), g), b)
+
+
+solve = primitive(onp.linalg.solve, "solve")
+defvjp(solve, _solve_a, _solve_b, saves_ans=True)
+
+# ---------------------------------------------------------------- determinants --
+
+det = primitive(onp.linalg.det, "det")
+# d = det A:  Ā = d̄ d A⁻ᵀ
+defvjp(det, lambda g, ans, a: multiply(_column(_column(g * ans)), T(inv(a))), saves_ans=True)
+
+
+def _logabsdet(a):
+    return onp.linalg.slogdet(a)[1]
+
+
+logabsdet = primitive(_logabsdet, "logabsdet")
+# ℓ = log|det A|:  Ā = ℓ̄ A⁻ᵀ
+defvjp(logabsdet, lambda g, ans, a: multiply(_column(_column(g)), T(inv(a))))
+
+
+def slogdet(a):
+    """(sign, log|det a|); the sign is a constant, the log is differentiable."""
+    if not isinstance(a, Tensor):
+        return onp.linalg.slogdet(a)
+    sign = onp.linalg.slogdet(value(a))[0]
+    return sign, logabsdet(a)
+
+
+# ------------------------------------------------------------------- cholesky --
+
+
+def _cholesky_vjp(g, ans, a, **kwargs):
+    # A = L Lᵀ:  Ā = ½ (S + Sᵀ),  S = L⁻ᵀ Φ(Lᵀ L̄) L⁻¹, Φ = lower triangle with half diagonal
+    n = shape_of(a)[-1]
+    phi = onp.tril(onp.ones((n, n))) - 0.5 * onp.eye(n)
+    linv = inv(ans)
+    s = matmul(T(linv), matmul(multiply(matmul(T(ans), g), phi), linv))
+    return 0.5 * (s + T(s))
+
+
+cholesky = primitive(onp.linalg.cholesky, "cholesky")
+defvjp(cholesky, _cholesky_vjp, saves_args=False, saves_ans=True)
+
+# ----------------------------------------------------------------- eigensystems --
+
+
+def _eigh_w(a, UPLO="L"):
+    return onp.linalg.eigh(a, UPLO)[0]
+
+
+def _eigh_v(a, UPLO="L"):
+    return onp.linalg.eigh(a, UPLO)[1]
+
+
+eigh_values = primitive(_eigh_w, "eigh_values")
+eigh_vectors = primitive(_eigh_v, "eigh_vectors")
+
+
+def _eigh_w_vjp(g, ans, a, UPLO="L"):
+    # A = V diag(w) Vᵀ:  Ā = V diag(w̄) Vᵀ
+    v = eigh_vectors(a, UPLO)
+    return matmul(multiply(v, _ops.expand_dims(g, -2)), T(v))
+
+
+def _eigh_v_vjp(g, ans, a, UPLO="L"):
+    # Ā = V (F ∘ Vᵀ V̄) Vᵀ with F_ij = 1 / (w_j − w_i) off the diagonal, 0 on it
+    w = eigh_values(a, UPLO)
+    v = ans
+    n = shape_of(a)[-1]
+    off = 1.0 - onp.eye(n)
+    gaps = _ops.expand_dims(w, -2) - _ops.expand_dims(w, -1) + onp.eye(n)
+    f = off / gaps
+    return matmul(v, matmul(multiply(f, matmul(T(v), g)), T(v)))
+
+
+defvjp(eigh_values, _eigh_w_vjp)
+defvjp(eigh_vectors, _eigh_v_vjp, saves_ans=True)
+
+
+def eigh(a, UPLO="L"):
+    """(w, V) of a symmetric matrix; derivatives assume distinct eigenvalues.
+
+    As in autograd, the derivative treats ``a`` as given (its upper triangle is not
+    mirrored), so differentiate a symmetric function of the input, e.g. eigh((A + A.T)/2).
+    """
+    if not isinstance(a, Tensor):
+        return onp.linalg.eigh(a, UPLO)
+    return eigh_values(a, UPLO), eigh_vectors(a, UPLO)
+
+
+def eigvalsh(a, UPLO="L"):
+    return eigh_values(a, UPLO) if isinstance(a, Tensor) else onp.linalg.eigvalsh(a, UPLO)
+
+
+def _singular_values(a):
+    # σ = √eig(AᵀA) (or of AAᵀ, whichever is smaller), descending, as NumPy orders them
+    m, n = shape_of(a)[-2:]
+    gram = matmul(T(a), a) if m >= n else matmul(a, T(a))
+    w = eigh_values(gram)
+    return _vjps.flip_p(sqrt(_ops.maximum(w, 0.0)), -1)
+
+
+def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
+    """Differentiable for ``compute_uv=False`` (the singular values)."""
+    if not isinstance(a, Tensor):
+        return onp.linalg.svd(a, full_matrices, compute_uv, hermitian)
+    if compute_uv:
+        raise NotImplementedError("fastgrad differentiates svd(a, compute_uv=False) only")
+    return _singular_values(a)
+
+
+# ------------------------------------------------------------------------ norms --
+
+
+def _as_array(x):
+    if isinstance(x, (list, tuple)) and _vjps.contains_tensor(x):
+        return _vjps.array(x)
+    return x
+
+
+def norm(x, ord=None, axis=None, keepdims=False):
+    """Vector and matrix norms, composed of differentiable primitives."""
+    x = _as_array(x)
+    if not isinstance(x, Tensor):
+        return onp.linalg.norm(x, ord, axis, keepdims)
+    nd = len(shape_of(x))
+    if isinstance(axis, list):
+        axis = tuple(axis)
+    if axis is None and (ord is None or nd == 1 or (nd == 2 and ord is not None)):
+        if ord is None:
+            return _finish(sqrt(_ops.sum(x * x)), nd, keepdims)
+        axis = tuple(range(nd))
+    if axis is None:
+        raise ValueError("norm: give axis for an ord on an array of more than two dimensions")
+    if isinstance(axis, int) or len(axis) == 1:
+        return _vector_norm(x, ord, axis if isinstance(axis, int) else axis[0], keepdims)
+    return _matrix_norm(x, ord, axis, keepdims)
+
+
+def _finish(r, nd, keepdims):
+    return reshape(r, (1,) * nd) if keepdims else r
+
+
+def _vector_norm(x, ord, axis, keepdims):
+    s = _ops.sum
+    if ord is None or ord == 2:
+        return sqrt(s(x * x, axis, keepdims))
+    a = _ops.absolute(x)
+    if ord == onp.inf:
+        return _ops.amax(a, axis, keepdims)
+    if ord == -onp.inf:
+        return _ops.amin(a, axis, keepdims)
+    if ord == 0:
+        return onp.sum(value(x) != 0, axis=axis, keepdims=keepdims).astype(float)
+    if ord == 1:
+        return s(a, axis, keepdims)
+    return s(a ** ord, axis, keepdims) ** (1.0 / ord)
+
+
+def _matrix_norm(x, ord, axis, keepdims):
+    nd = len(shape_of(x))
+    row, col = (a % nd for a in axis)
+    if ord is None or ord == "fro":
+        return sqrt(_ops.sum(x * x, (row, col), keepdims))
+    if ord in ("nuc", 2, -2):
+        moved = _vjps.moveaxis(x, (row, col), (-2, -1))
+        sv = _singular_values(moved)
+        r = {"nuc": _ops.sum, 2: _ops.amax, -2: _ops.amin}[ord](sv, -1)
+        if keepdims:
+            r = _ops.expand_dims(_ops.expand_dims(r, min(row, col)), max(row, col))
+        return r
+    a = _ops.absolute(x)
+    if ord in (1, -1):
+        sums, other = _ops.sum(a, row, True), col
+    elif ord in (onp.inf, -onp.inf):
+        sums, other = _ops.sum(a, col, True), row
+    else:
+        raise ValueError(f"invalid norm order {ord!r} for matrices")
+    pick = _ops.amax if ord in (1, onp.inf) else _ops.amin
+    r = pick(sums, other, True)
+    return r if keepdims else reshape(r, tuple(n for i, n in enumerate(shape_of(r)) if i not in (row, col)))

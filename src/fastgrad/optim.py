@@ -1,0 +1,262 @@
+"""Optimizers: gradient descent moves each weight opposite its error signal, in place.
+
+``step()`` reads each parameter's ``.grad`` (w̄ = ∂E/∂w from a backward pass) and
+overwrites ``.data`` in place with the backend's update kernels
+(``sgd_update``/``adam_update``), falling back to NumPy in-place arithmetic when the
+backend lacks them or an array is not contiguous. The formulas are PyTorch's
+(``torch.optim.SGD`` with dampening 0 and ``torch.optim.Adam``), so results match it.
+
+As in PyTorch, a step may run while a recorded graph still holds a parameter (a kept
+validation loss, ``retain_graph=True``): the write goes through the tape's
+``inplace_update``, and that older graph then refuses to run ``backward()`` rather than
+differentiate with the new weights.
+
+>>> opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
+>>> for xb, yb in batches:
+...     opt.zero_grad()
+...     loss = cross_entropy(model(xb), yb)
+...     loss.backward()
+...     opt.step()
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+from ._backend import kernels
+from ._tape import Tensor, frozen_by_graph, inplace_update
+
+__all__ = ["Optimizer", "SGD", "Adam"]
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _check_number(owner, name, value, low=0.0, high=None, high_open=False):
+    """A finite real in [low, high] (or [low, high)), else a ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{owner}: {name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value < low:
+        raise ValueError(f"{owner}: {name} must be a finite number >= {low}, got {value}")
+    if high is not None and (value >= high if high_open else value > high):
+        bound = f"< {high}" if high_open else f"<= {high}"
+        raise ValueError(f"{owner}: {name} must be {bound}, got {value}")
+    return value
+
+
+class Optimizer:
+    """Holds the parameters and per-parameter state; subclasses define ``_update``."""
+
+    def __init__(self, params: Iterable, **hyper):
+        if hasattr(params, "data") and hasattr(params, "grad"):
+            raise TypeError(
+                f"{type(self).__name__}: params must be an iterable of tensors "
+                "(e.g. model.parameters()), got a single tensor; wrap it in a list"
+            )
+        try:
+            params = list(params)
+        except TypeError:
+            raise TypeError(
+                f"{type(self).__name__}: params must be an iterable of tensors, "
+                f"got {type(params).__name__}"
+            ) from None
+        if not params:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        seen = set()
+        for i, p in enumerate(params):
+            data = getattr(p, "data", None)
+            if not isinstance(data, np.ndarray) or not hasattr(p, "grad"):
+                raise TypeError(
+                    f"{type(self).__name__}: parameter {i} must be a tensor with .data and "
+                    f".grad, got {type(p).__name__}"
+                )
+            if data.dtype not in _FLOATS:
+                raise TypeError(
+                    f"{type(self).__name__}: parameter {i} (shape {data.shape}) must be float32 "
+                    f"or float64, got {data.dtype}"
+                )
+            if getattr(p, "is_leaf", True) is False:
+                raise ValueError(
+                    f"{type(self).__name__}: parameter {i} (shape {data.shape}) is not a leaf "
+                    "tensor: optimize the tensors you created, not results computed from them"
+                )
+            if id(p) in seen:
+                raise ValueError(f"{type(self).__name__}: parameter {i} appears more than once")
+            seen.add(id(p))
+        self.params = params
+        self.state: list[dict] = [{} for _ in params]
+        for name, value in hyper.items():
+            setattr(self, name, value)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset every parameter's gradient (to None, or to zeros in place)."""
+        for p in self.params:
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad[...] = 0
+
+    def step(self) -> None:
+        """Update every parameter that has a gradient, in place."""
+        todo = []
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            W, dW = p.data, np.asarray(p.grad)
+            if dW.shape != W.shape:
+                raise ValueError(
+                    f"{type(self).__name__}: parameter {i} has shape {W.shape} but its "
+                    f"gradient has shape {dW.shape}"
+                )
+            if not W.flags.writeable and not frozen_by_graph(_owner(p)):
+                raise RuntimeError(
+                    f"{type(self).__name__}.step(): parameter {i} (shape {W.shape}) is a "
+                    "read-only array and cannot be updated in place"
+                )
+            if dW.dtype != W.dtype:
+                dW = dW.astype(W.dtype)
+            todo.append((i, p, dW))
+        # Check every parameter first, so a bad one does not leave a half-taken step.
+        backend = kernels()
+        for i, p, dW in todo:
+            # A graph recorded before this step may hold p; inplace_update lets the step
+            # write and marks that graph stale, so its backward() refuses to run.
+            with inplace_update(_owner(p)):
+                self._update(backend, self.state[i], p.data, dW)
+
+    def _update(self, backend, state, W, dW):
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """Hyper-parameters and per-parameter buffers (copies), for checkpoints."""
+        hyper = {k: v for k, v in vars(self).items() if k not in ("params", "state")}
+        state = [
+            {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
+            for s in self.state
+        ]
+        return {"hyper": hyper, "state": state}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state = state_dict["state"]
+        if len(state) != len(self.params):
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: state for {len(state)} parameters, "
+                f"this optimizer has {len(self.params)}"
+            )
+        for i, (s, p) in enumerate(zip(state, self.params, strict=True)):
+            for k, v in s.items():
+                if isinstance(v, np.ndarray) and v.shape != p.data.shape:
+                    raise ValueError(
+                        f"{type(self).__name__}.load_state_dict: buffer {k!r} of parameter {i} "
+                        f"has shape {v.shape}, the parameter {p.data.shape}"
+                    )
+        for name, value in state_dict["hyper"].items():
+            setattr(self, name, value)
+        self.state = [
+            {
+                k: (np.array(v, dtype=p.data.dtype) if isinstance(v, np.ndarray) else v)
+                for k, v in s.items()
+            }
+            for s, p in zip(state, self.params, strict=True)
+        ]
+
+    def __repr__(self):
+        hyper = ", ".join(
+            f"{k}={v!r}" for k, v in vars(self).items() if k not in ("params", "state")
+        )
+        return f"{type(self).__name__}({len(self.params)} parameters, {hyper})"
+
+
+def _owner(p):
+    """What the tape's write guard takes: the tensor itself, or a stand-in's array."""
+    return p if isinstance(p, Tensor) else p.data
+
+
+def _contiguous(*arrays):
+    return all(a.flags.c_contiguous for a in arrays if a is not None)
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, optionally with momentum and L2 weight decay.
+
+    g = w̄ + λ w;   with momentum μ:  v ← μ v + g,  w ← w − η v;   else  w ← w − η g.
+    (PyTorch's SGD with dampening 0; v starts at zero, so the first step is w − η g.)
+    """
+
+    def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
+        lr = _check_number("SGD", "lr", lr)
+        momentum = _check_number("SGD", "momentum", momentum)
+        weight_decay = _check_number("SGD", "weight_decay", weight_decay)
+        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+    def _update(self, backend, state, W, dW):
+        lr = _check_number("SGD", "lr", self.lr)
+        velocity = None
+        if self.momentum:
+            velocity = state.get("velocity")
+            if velocity is None:
+                velocity = state["velocity"] = np.zeros_like(W)
+        kernel = getattr(backend, "sgd_update", None)
+        if kernel is not None and _contiguous(W, dW, velocity):
+            kernel(
+                W, dW, lr, momentum=self.momentum, velocity=velocity, weight_decay=self.weight_decay
+            )
+            return
+        g = dW + self.weight_decay * W if self.weight_decay else dW
+        if velocity is not None:
+            velocity *= self.momentum
+            velocity += g
+            g = velocity
+        W -= lr * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015), bias-corrected, with optional L2 weight decay.
+
+    g = w̄ + λ w;  m ← β₁ m + (1 − β₁) g;  v ← β₂ v + (1 − β₂) g²;
+    w ← w − η m̂ / (√v̂ + ε)  with  m̂ = m / (1 − β₁ᵗ),  v̂ = v / (1 − β₂ᵗ).
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas=(0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ):
+        lr = _check_number("Adam", "lr", lr)
+        try:
+            beta1, beta2 = betas
+        except (TypeError, ValueError):
+            raise ValueError(f"Adam: betas must be a pair (beta1, beta2), got {betas!r}") from None
+        beta1 = _check_number("Adam", "betas[0]", beta1, 0.0, 1.0, high_open=True)
+        beta2 = _check_number("Adam", "betas[1]", beta2, 0.0, 1.0, high_open=True)
+        eps = _check_number("Adam", "eps", eps)
+        weight_decay = _check_number("Adam", "weight_decay", weight_decay)
+        super().__init__(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
+
+    def _update(self, backend, state, W, dW):
+        lr = _check_number("Adam", "lr", self.lr)
+        beta1, beta2 = self.betas
+        if not state:
+            state["step"] = 0
+            state["m"] = np.zeros_like(W)
+            state["v"] = np.zeros_like(W)
+        state["step"] += 1
+        t, m, v = state["step"], state["m"], state["v"]
+        g = dW + self.weight_decay * W if self.weight_decay else dW
+        kernel = getattr(backend, "adam_update", None)
+        if kernel is not None and _contiguous(W, g, m, v):
+            kernel(W, np.ascontiguousarray(g), m, v, lr, beta1, beta2, self.eps, t)
+            return
+        m *= beta1
+        m += (1.0 - beta1) * g
+        v *= beta2
+        v += (1.0 - beta2) * (g * g)
+        m_hat = m / (1.0 - beta1**t)
+        v_hat = v / (1.0 - beta2**t)
+        W -= lr * m_hat / (np.sqrt(v_hat) + self.eps)

@@ -1,0 +1,238 @@
+"""The benchmark definitions and runner, checked without timing anything that matters.
+
+Every available implementation must compute NumPy-by-hand's gradients and SGD step on a
+tiny version of each standard workload; peers that are not installed are skipped.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from fastgrad.bench import impls, runner, workloads
+
+TINY = [w.tiny() for w in workloads.STANDARD]
+
+
+def _ids(ws):
+    return [w.name for w in ws]
+
+
+# -- workload definitions ------------------------------------------------------------
+
+
+def test_standard_workloads_match_spec():
+    by_name = workloads.WORKLOADS
+    assert [w.family for w in workloads.STANDARD] == ["W1", "W1", "W2", "W3", "W4", "S1", "S2"]
+    assert by_name["W1-f64"].sizes == (784, 100, 10) and by_name["W1-f64"].batch == 1
+    assert {by_name["W1-f64"].dtype, by_name["W1-f32"].dtype} == {"float64", "float32"}
+    assert by_name["W2"].sizes == (784, 256, 10) and by_name["W2"].batch == 64
+    assert by_name["W3"].sizes == (784, 1024, 1024, 10) and by_name["W3"].batch == 256
+    assert by_name["W4"].sizes == (64,) + (64,) * 10 + (10,) and by_name["W4"].batch == 32
+    assert by_name["S2"].n_ops == 1000 and by_name["S1"].n_ops == 5
+    for name in ("W2", "W3", "W4"):
+        assert by_name[name].dtype == "float32"
+
+
+@pytest.mark.parametrize(
+    "name, ratio", [("W1-f64", 1.0), ("W2", 1.0), ("W3", 1.57), ("W4", 1.9)]
+)
+def test_flop_counts_give_the_lectures_backward_forward_ratio(name, ratio):
+    f = workloads.get(name).flops()
+    assert f["step"] == f["forward"] + f["backward"]
+    assert f["backward"] / f["forward"] == pytest.approx(ratio, abs=0.015)
+
+
+def test_forward_flops_are_two_per_weight_per_example():
+    w = workloads.get("W2")
+    assert w.flops()["forward"] == 2 * 64 * (784 * 256 + 256 * 10)
+
+
+@pytest.mark.parametrize("workload", workloads.STANDARD, ids=_ids(workloads.STANDARD))
+def test_data_is_seeded_and_typed(workload):
+    a, b = workload.make_data(), workload.make_data()
+    if workload.kind == "scalar":
+        assert a.t == b.t and a.consts == b.consts
+        assert len(a.consts) == workload.blocks
+        return
+    assert a.x.dtype == np.dtype(workload.dtype)
+    np.testing.assert_array_equal(a.x, b.x)
+    for (W, bias), (fan_in, fan_out) in zip(a.params, zip(workload.sizes, workload.sizes[1:])):
+        assert W.shape == (fan_out, fan_in) and bias.shape == (fan_out,)
+        assert W.dtype == np.dtype(workload.dtype)
+
+
+def test_select_by_family_and_comma_list():
+    assert [w.name for w in workloads.select("W1")] == ["W1-f64", "W1-f32"]
+    assert [w.name for w in workloads.select(["S1,W2", "s2"])] == ["S1", "W2", "S2"]
+    assert len(workloads.select(None)) == len(workloads.STANDARD)
+    with pytest.raises(ValueError, match="unknown workload 'W9'.*W1"):
+        workloads.select("W9")
+
+
+def test_sweeps_scale_as_the_lecture_says():
+    depth = workloads.depth_sweep(depths=(1, 2, 4))
+    hidden = [w.flops()["forward"] - depth[0].flops()["forward"] for w in depth]
+    assert hidden[1] * 3 == hidden[2]  # each extra hidden layer adds the same FLOPs
+    width = workloads.width_sweep(widths=(64, 128))
+    assert width[1].flops()["step"] == 4 * width[0].flops()["step"]
+
+
+# -- every implementation against NumPy by hand -----------------------------------------
+
+
+def _impl_or_skip(name, workload):
+    reason = impls.available(name, workload)
+    if reason:
+        pytest.skip(reason)
+    return impls.create(name, workload)
+
+
+# JAX compiles per shape (about 0.5 s each): a representative subset keeps this file fast.
+_JAX_SUBSET = {"W1-f64-tiny", "S2-tiny"}
+CASES = [
+    pytest.param(name, w, id=f"{w.name}-{name}")
+    for w in TINY
+    for name in impls.IMPLS
+    if name != impls.BASELINE and (not name.startswith("jax") or w.name in _JAX_SUBSET)
+]
+
+
+@pytest.mark.parametrize("name, workload", CASES)
+def test_gradients_and_step_equal_numpy_by_hand(name, workload):
+    impl = _impl_or_skip(name, workload)
+    assert impls.check_gradients(impl) <= impls.tolerance(workload)
+    ref = impls.create(impls.BASELINE, workload)
+    for _ in range(2):
+        ref.step()
+        with impl.context():
+            impl.step()
+    for got, want in zip(impl.parameters(), ref.parameters()):
+        assert impls.relative_error(got, want) <= impls.tolerance(workload)
+    start = workload.make_data()
+    moved = start.params[0][0] if workload.kind == "mlp" else start.t
+    assert not np.array_equal(ref.parameters()[0], moved)  # the step really moved them
+
+
+@pytest.mark.parametrize("name, workload", CASES)
+def test_phases_run_and_forward_leaves_parameters_alone(name, workload):
+    impl = _impl_or_skip(name, workload)
+    before = impl.parameters()
+    with impl.context():
+        impl.forward()
+        impl.forward_backward()
+        impl.forward_backward()  # twice: gradients must not accumulate across calls
+    for got, want in zip(impl.parameters(), before):
+        np.testing.assert_array_equal(got, want)
+    assert impls.check_gradients(impl) <= impls.tolerance(workload)
+
+
+def test_numpy_by_hand_matches_finite_differences():
+    """The baseline itself is checked against central differences in float64."""
+    w = workloads.mlp("fd", (6, 5, 4, 3), 3, "float64")
+    data = w.make_data()
+    grads = impls.create("numpy", w, data).gradients()
+    eps = 1e-6
+    for layer in range(3):
+        for which in (0, 1):  # W, then b
+            array = data.params[layer][which]
+            grad = grads[2 * layer + which]
+            for index in [(0,) * array.ndim, tuple(s - 1 for s in array.shape)]:
+                values = []
+                for sign in (1, -1):
+                    d = data.copy()
+                    d.params[layer][which][index] += sign * eps
+                    values.append(impls.create("numpy", w, d).forward())
+                fd = (values[0] - values[1]) / (2 * eps)
+                assert abs(fd - grad[index]) <= 1e-7 * max(1.0, np.abs(grad).max())
+
+
+@pytest.mark.parametrize("name", ["S1", "S2"])
+def test_scalar_baseline_matches_finite_differences(name):
+    w = workloads.get(name)
+    data = w.make_data()
+    _, dt = impls.create("numpy", w, data).forward_backward()
+    eps = 1e-6
+    up = impls.create("numpy", w, workloads.ScalarData(data.t + eps, data.consts)).forward()
+    down = impls.create("numpy", w, workloads.ScalarData(data.t - eps, data.consts)).forward()
+    assert (up - down) / (2 * eps) == pytest.approx(dt, rel=1e-6)
+
+
+def test_wrong_gradients_are_caught():
+    w = workloads.get("W2").tiny()
+
+    class Broken(impls.NumpyMLP):
+        def gradients(self):
+            g = super().gradients()
+            g[1] = g[1] * 1.01
+            return g
+
+    with pytest.raises(impls.GradientMismatch, match="gradient of b1"):
+        impls.check_gradients(Broken(w, w.make_data()))
+
+
+def test_unknown_and_missing_implementations_give_reasons():
+    assert "unknown implementation" in impls.available("nope")
+    assert "no scalar version" in impls.available("numpy-plain", workloads.get("S1"))
+
+
+# -- the runner and `fastgrad bench` ----------------------------------------------------
+
+
+def test_summarise_takes_per_round_ratios():
+    w = workloads.get("W2")
+    times = {
+        "numpy": {"forward": [1.0, 2.0, 1.0], "fwd+bwd": [3.0, 6.0, 3.0], "step": [4.0, 8.0, 4.0]},
+        "other": {"forward": [2.0, 4.0, 3.0], "fwd+bwd": [6.0, 12.0, 6.0], "step": [8.0, 8.0, 8.0]},
+    }
+    rows = runner.summarise(w, times)
+    # Ratios are taken within a round, so the slow second round cancels out.
+    assert rows["other"]["ratio"]["forward"] == {"median": 2.0, "min": 2.0, "max": 3.0}
+    assert rows["other"]["ratio"]["step"]["min"] == 1.0
+    assert rows["numpy"]["bwd_over_fwd"]["median"] == 2.0
+    assert rows["numpy"]["step_gflops"] == pytest.approx(w.flops()["step"] / 4.0 / 1e9)
+
+
+def test_measure_visits_every_pair_each_round():
+    w = workloads.get("S1")
+    chosen = {"numpy": impls.create("numpy", w)}
+    times = runner.measure(chosen, rounds=2, min_time=1e-5, seed=1)
+    assert set(times["numpy"]) == set(runner.PHASES)
+    assert all(len(v) == 2 and all(t > 0 for t in v) for v in times["numpy"].values())
+
+
+def test_bench_main_prints_a_table(capsys, tmp_path):
+    out = tmp_path / "bench.json"
+    argv = ["--workload", "S1", "--repeat", "2", "--min-time", "0.0005", "-q"]
+    argv += ["--impl", "numpy,fastgrad-cython,fastgrad-reference", "--json", str(out)]
+    assert runner.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "[S1]" in text and "numpy" in text and "step / numpy" in text
+    report = json.loads(out.read_text())
+    (entry,) = report["workloads"]
+    assert entry["name"] == "S1"
+    assert entry["results"]["numpy"]["ratio"]["step"]["median"] == 1.0
+    for name in ("fastgrad-cython", "fastgrad-reference"):
+        assert name in entry["results"] or name in entry["skipped"]
+
+
+def test_bench_main_default_impls_and_skips(capsys):
+    # All default peers: the missing ones are listed with a reason, never an error.
+    argv = ["--workload", "S1", "--repeat", "1", "--min-time", "0.0002", "-q"]
+    assert runner.main(argv) == 0
+    text = capsys.readouterr().out
+    for name in runner.DEFAULT_IMPLS:
+        assert name in text
+
+
+def test_bench_main_rejects_bad_arguments(capsys):
+    assert runner.main(["--workload", "W9"]) == 2
+    assert "unknown workload" in capsys.readouterr().err
+    assert runner.main(["--impl", "nope", "--workload", "S1"]) == 2
+    assert "unknown implementation" in capsys.readouterr().err
+
+
+def test_bench_list(capsys):
+    assert runner.main(["--list"]) == 0
+    text = capsys.readouterr().out
+    assert "W3" in text and "numpy" in text and "jax-jit" in text

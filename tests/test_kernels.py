@@ -1,0 +1,602 @@
+"""Kernel backends (SPEC §2): every kernel, both backends, against each other and by hand.
+
+The compiled backend is tested only if its extension imports (CI builds it); the
+reference backend always is. Float64 must agree to rtol 1e-10, float32 to rtol 1e-4.
+"""
+
+import importlib
+import warnings
+
+import numpy as np
+import pytest
+from scipy import special
+
+from fastgrad.backends import reference
+
+try:
+    _cykernels = importlib.import_module("fastgrad.backends._cykernels")
+except ImportError:  # the extension was not built: its tests skip, the reference's run
+    _cykernels = None
+
+BACKENDS = [
+    pytest.param(reference, id="reference"),
+    pytest.param(
+        _cykernels,
+        id="cython",
+        marks=pytest.mark.skipif(_cykernels is None, reason="compiled kernels not built"),
+    ),
+]
+needs_cython = pytest.mark.skipif(_cykernels is None, reason="compiled kernels not built")
+DTYPES = [np.float64, np.float32]
+RTOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-4}
+
+# (N, D, M): batch 1 (the lecture's per-example step), odd sizes, D or M = 1, the
+# workloads' shapes, and sizes on both sides of the loop → BLAS crossover.
+SHAPES = [
+    (1, 784, 100),
+    (1, 100, 10),
+    (1, 1, 1),
+    (3, 5, 7),
+    (7, 1, 9),
+    (5, 13, 1),
+    (2, 33, 17),
+    (64, 784, 256),
+    (64, 256, 10),
+    (256, 100, 130),
+]
+
+KERNELS = [
+    "affine_forward",
+    "sigmoid_forward",
+    "sigmoid_backward",
+    "outer_grad",
+    "transpose_matvec",
+    "bias_grad",
+    "affine_sigmoid_forward",
+    "softmax_cross_entropy_forward",
+    "softmax_cross_entropy_backward",
+    "sgd_update",
+    "adam_update",
+]
+
+
+def assert_close(actual, expected, dtype):
+    """Relative to the array's scale: float32 sums of D products lose ~D·eps near zero."""
+    expected = np.asarray(expected)
+    rtol = RTOL[np.dtype(dtype)]
+    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
+
+
+def data(shape, dtype, seed=0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    return np.asarray(scale * rng.standard_normal(shape), dtype=dtype)
+
+
+def layer(N, D, M, dtype, seed=0):
+    return (
+        data((N, D), dtype, seed),
+        data((M, D), dtype, seed + 1, 1 / np.sqrt(max(D, 1))),
+        data((M,), dtype, seed + 2),
+    )
+
+
+# --- the modules themselves ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("kernels", BACKENDS)
+def test_module_exports_every_kernel(kernels):
+    assert sorted(kernels.__all__) == sorted(KERNELS)
+    for name in KERNELS:
+        assert callable(getattr(kernels, name))
+
+
+def test_module_names():
+    assert reference.NAME == "reference"
+
+
+@needs_cython
+def test_cython_module_name():
+    cython_backend = importlib.import_module("fastgrad.backends.cython")
+    assert cython_backend.NAME == "cython"
+    assert sorted(cython_backend.__all__) == sorted(reference.__all__)
+
+
+# --- the six SPEC kernels, by hand ----------------------------------------------------
+
+
+@pytest.mark.parametrize("kernels", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N,D,M", SHAPES)
+def test_dense_kernels_by_hand(kernels, dtype, N, D, M):
+    x, W, b = layer(N, D, M, dtype)
+    dz = data((N, M), dtype, 7)
+    x64, W64, b64, dz64 = (a.astype(np.float64) for a in (x, W, b, dz))
+
+    z = kernels.affine_forward(x, W, b)
+    assert z.dtype == dtype and z.shape == (N, M)
+    assert_close(z, x64 @ W64.T + b64, dtype)
+
+    h = kernels.affine_sigmoid_forward(x, W, b)
+    assert h.dtype == dtype and h.shape == (N, M)
+    assert_close(h, special.expit(x64 @ W64.T + b64), dtype)
+
+    dW = kernels.outer_grad(dz, x)
+    assert dW.dtype == dtype and dW.shape == (M, D)
+    assert_close(dW, dz64.T @ x64, dtype)
+
+    dx = kernels.transpose_matvec(W, dz)
+    assert dx.dtype == dtype and dx.shape == (N, D)
+    assert_close(dx, dz64 @ W64, dtype)
+
+    db = kernels.bias_grad(dz)
+    assert db.dtype == dtype and db.shape == (M,)
+    assert_close(db, dz64.sum(axis=0), dtype)
+
+
+@pytest.mark.parametrize("kernels", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(), (1,), (5,), (3, 4), (2, 3, 5), (1, 1000)])
+def test_sigmoid_by_hand(kernels, dtype, shape):
+    z = data(shape, dtype, 3, 4.0)
+    h = kernels.sigmoid_forward(z)
+    assert h.dtype == dtype and h.shape == z.shape
+    assert_close(h, special.expit(z.astype(np.float64)), dtype)
+
+    dh = data(shape, dtype, 4)
+    dz = kernels.sigmoid_backward(h, dh)
+    assert dz.dtype == dtype and dz.shape == z.shape
+    h64 = h.astype(np.float64)
+    assert_close(dz, dh * h64 * (1 - h64), dtype)
+
+
+@pytest.mark.parametrize("kernels", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_large_abs_z_is_stable(kernels, dtype):
+    z = np.array([-1000.0, -100.0, -30.0, -1.0, 0.0, 1.0, 30.0, 100.0, 1000.0], dtype=dtype)
+    with warnings.catch_warnings(), np.errstate(over="raise", divide="raise", invalid="raise"):
+        warnings.simplefilter("error")
+        h = kernels.sigmoid_forward(z)
+        dz = kernels.sigmoid_backward(h, np.ones_like(h))
+    assert np.all(np.isfinite(h)) and np.all(np.isfinite(dz))
+    assert h[0] == 0.0 and h[-1] == 1.0 and h[4] == 0.5
+    assert np.all(np.diff(h) >= 0)
+    assert_close(h, special.expit(z.astype(np.float64)), dtype)
+    x = np.ones((1, 1), dtype)
+    W = np.array([[1000.0], [-1000.0]], dtype)
+    with warnings.catch_warnings(), np.errstate(over="raise", divide="raise", invalid="raise"):
+        warnings.simplefilter("error")
+        h = kernels.affine_sigmoid_forward(x, W, np.zeros(2, dtype))
+    np.testing.assert_array_equal(h, [[1.0, 0.0]])
+
+
+@pytest.mark.parametrize("kernels", BACKENDS)
+def test_sigmoid_propagates_nan(kernels):
+    h = kernels.sigmoid_forward(np.array([np.nan, 0.0]))
+    assert np.isnan(h[0]) and h[1] == 0.5
+
+
+@pytest.mark.parametrize("kernels", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_empty_batches(kernels, dtype):
+    x, W, b = layer(0, 4, 3, dtype)
+    assert kernels.affine_forward(x, W, b).shape == (0, 3)
+    np.testing.assert_array_equal(kernels.outer_grad(np.zeros((0, 3), dtype), x), 0.0)
+    np.testing.assert_array_equal(kernels.bias_grad(np.zeros((0, 3), dtype)), 0.0)
+    assert kernels.transpose_matvec(W, np.zeros((0, 3), dtype)).shape == (0, 4)
+    # D = 0: z = b on every row; M = 0: x̄ = 0.
+    x, W, b = layer(2, 0, 3, dtype)
+    np.testing.assert_array_equal(kernels.affine_forward(x, W, b), np.tile(b, (2, 1)))
+    W = np.zeros((0, 4), dtype)
+    np.testing.assert_array_equal(kernels.transpose_matvec(W, np.zeros((2, 0), dtype)), 0.0)
+
+
+# --- both backends agree ----------------------------------------------------------------
+
+
+def _call_dense(kernels, name, N, D, M, dtype):
+    x, W, b = layer(N, D, M, dtype)
+    dz = data((N, M), dtype, 7)
+    args = {
+        "affine_forward": (x, W, b),
+        "affine_sigmoid_forward": (x, W, b),
+        "outer_grad": (dz, x),
+        "transpose_matvec": (W, dz),
+        "bias_grad": (dz,),
+        "sigmoid_forward": (dz * 10,),
+        "sigmoid_backward": (special.expit(dz).astype(dtype), data((N, M), dtype, 8)),
+    }[name]
+    return getattr(kernels, name)(*args)
+
+
+@needs_cython
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N,D,M", SHAPES)
+@pytest.mark.parametrize(
+    "name",
+    [
+        "affine_forward",
+        "affine_sigmoid_forward",
+        "outer_grad",
+        "transpose_matvec",
+        "bias_grad",
+        "sigmoid_forward",
+        "sigmoid_backward",
+    ],
+)
+def test_dense_kernels_agree_across_backends(name, N, D, M, dtype):
+    expected = _call_dense(reference, name, N, D, M, dtype)
+    actual = _call_dense(_cykernels, name, N, D, M, dtype)
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape
+    assert_close(actual, expected, dtype)
+
+
+@needs_cython
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_blas_and_loop_paths_agree(dtype):
+    """Force each side of the loop → BLAS crossover and compare (same shapes, both paths)."""
+    saved = _cykernels._tuning()
+    names = ["affine_forward", "affine_sigmoid_forward", "outer_grad", "transpose_matvec"]
+    try:
+        for N, D, M in [(1, 784, 100), (3, 5, 7), (64, 100, 33), (2, 1, 1)]:
+            _cykernels._tuning(affine=1 << 40, outer=1 << 40, transpose_matvec=1 << 40)
+            loops = [_call_dense(_cykernels, n, N, D, M, dtype) for n in names]
+            _cykernels._tuning(affine=0, outer=0, transpose_matvec=0)
+            blas = [_call_dense(_cykernels, n, N, D, M, dtype) for n in names]
+            for a, b in zip(loops, blas, strict=True):
+                assert_close(a, b, dtype)
+    finally:
+        _cykernels._tuning(**saved)
+
+
+# --- out= --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kernels", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N,D,M", [(1, 784, 100), (3, 5, 7), (64, 100, 33)])
+def test_out_is_written_and_returned(kernels, dtype, N, D, M):
+    x, W, b = layer(N, D, M, dtype)
+    dz = data((N, M), dtype, 7)
+    h = special.expit(dz).astype(dtype)
+    cases = [
+        ("affine_forward", (x, W, b), (N, M)),
+        ("affine_sigmoid_forward", (x, W, b), (N, M)),
+        ("outer_grad", (dz, x), (M, D)),
+        ("transpose_matvec", (W, dz), (N, D)),
+        ("bias_grad", (dz,), (M,)),
+        ("sigmoid_forward", (dz,), (N, M)),
+        ("sigmoid_backward", (h, dz), (N, M)),
+    ]
+    for name, args, shape in cases:
+        fn = getattr(kernels, name)
+        out = np.full(shape, np.nan, dtype)
+        result = fn(*args, out=out)
+        assert result is out, name
+        assert_close(out, fn(*args), dtype)
+
+
+@pytest.mark.parametrize("kernels", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_out_may_alias_an_input(kernels, dtype):
+    """Writing into an input's own buffer still gives the right answer."""
+    z = data((4, 6), dtype, 1, 5.0)
+    expected = kernels.sigmoid_forward(z)
+    assert kernels.sigmoid_forward(z, out=z) is z
+    assert_close(z, expected, dtype)
+
+    h, dh = special.expit(data((4, 6), dtype)).astype(dtype), data((4, 6), dtype, 2)
+    expected = kernels.sigmoid_backward(h, dh)
+    assert kernels.sigmoid_backward(h, dh, out=dh) is dh
+    assert_close(dh, expected, dtype)
+
+    x, W, b = layer(5, 8, 8, dtype)
+    expected = kernels.affine_forward(x, W, b)
+    assert kernels.affine_forward(x, W, b, out=x) is x
+    assert_close(x, expected, dtype)
+
+    dz, W = data((8, 8), dtype, 3), data((8, 8), dtype, 4)
+    expected = kernels.transpose_matvec(W, dz)
+    kernels.transpose_matvec(W, dz, out=dz)
+    assert_close(dz, expected, dtype)
+
+    dz, x = data((8, 8), dtype, 5), data((8, 8), dtype, 6)
+    expected = kernels.outer_grad(dz, x)
+    kernels.outer_grad(dz, x, out=x)
+    assert_close(x, expected, dtype)
+
+    dz = data((3, 4), dtype, 8)
+    expected = kernels.bias_grad(dz)
+    kernels.bias_grad(dz, out=dz[0])
+    assert_close(dz[0], expected, dtype)
+
+    z, t = data((5, 4), dtype, 9), np.array([0, 3, 1, 1, 2])
+    _, probs = kernels.softmax_cross_entropy_forward(z, t)
+    expected = kernels.softmax_cross_entropy_backward(probs, t)
+    assert kernels.softmax_cross_entropy_backward(probs, t, out=probs) is probs
+    assert_close(probs, expected, dtype)
+
+
+# --- softmax–cross-entropy ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kernels", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N,K", [(1, 10), (1, 1), (7, 3), (64, 10), (5, 1000)])
+def test_softmax_cross_entropy_by_hand(kernels, dtype, N, K):
+    z = data((N, K), dtype, 11, 3.0)
+    t = np.random.default_rng(12).integers(0, K, size=N)
+    loss, probs = kernels.softmax_cross_entropy_forward(z, t)
+    assert isinstance(loss, float)
+    assert probs.dtype == dtype and probs.shape == (N, K)
+    z64 = z.astype(np.float64)
+    assert_close(probs, special.softmax(z64, axis=1), dtype)
+    rows = np.arange(N)
+    assert loss == pytest.approx(-special.log_softmax(z64, axis=1)[rows, t].mean(),
+                                 rel=RTOL[np.dtype(dtype)], abs=RTOL[np.dtype(dtype)])
+
+    dz = kernels.softmax_cross_entropy_backward(probs, t)
+    onehot = np.eye(K)[t]
+    assert dz.dtype == dtype and dz.shape == (N, K)
+    assert_close(dz, (probs.astype(np.float64) - onehot) / N, dtype)
+    out = np.empty_like(probs)
+    assert kernels.softmax_cross_entropy_backward(probs, t, out=out) is out
+    assert_close(out, dz, dtype)
+
+
+@pytest.mark.parametrize("kernels", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_cross_entropy_large_logits(kernels, dtype):
+    z = np.array([[1000.0, -1000.0, 0.0], [-1000.0, -1000.0, -999.0]], dtype)
+    t = np.array([1, 2])
+    with warnings.catch_warnings(), np.errstate(over="raise", divide="raise", invalid="raise"):
+        warnings.simplefilter("error")
+        loss, probs = kernels.softmax_cross_entropy_forward(z, t)
+    assert np.isfinite(loss) and np.all(np.isfinite(probs))
+    expected = -special.log_softmax(z.astype(np.float64), axis=1)[[0, 1], t].mean()
+    assert loss == pytest.approx(expected, rel=RTOL[np.dtype(dtype)])
+
+
+@pytest.mark.parametrize("kernels", BACKENDS)
+@pytest.mark.parametrize("label_dtype", [np.int64, np.intp, np.int32, np.uint8])
+def test_softmax_cross_entropy_accepts_integer_labels(kernels, label_dtype):
+    z = data((4, 3), np.float64, 13)
+    t = np.array([0, 2, 1, 2], dtype=label_dtype)
+    loss, probs = kernels.softmax_cross_entropy_forward(z, t)
+    loss64, _ = kernels.softmax_cross_entropy_forward(z, t.astype(np.int64))
+    assert loss == loss64
+    strided = np.array([0, 9, 2, 9, 1, 9, 2, 9])[::2]  # non-contiguous labels are fine
+    assert kernels.softmax_cross_entropy_forward(z, strided)[0] == loss64
+
+
+@needs_cython
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N,K", [(1, 10), (7, 3), (64, 10), (3, 1)])
+def test_softmax_cross_entropy_agrees_across_backends(dtype, N, K):
+    z = data((N, K), dtype, 14, 5.0)
+    t = np.random.default_rng(15).integers(0, K, size=N)
+    loss_r, probs_r = reference.softmax_cross_entropy_forward(z, t)
+    loss_c, probs_c = _cykernels.softmax_cross_entropy_forward(z, t)
+    assert loss_c == pytest.approx(loss_r, rel=RTOL[np.dtype(dtype)])
+    assert_close(probs_c, probs_r, dtype)
+    assert_close(
+        _cykernels.softmax_cross_entropy_backward(probs_r, t),
+        reference.softmax_cross_entropy_backward(probs_r, t),
+        dtype,
+    )
+
+
+# --- optimizer updates --------------------------------------------------------------------
+
+
+def _sgd_by_hand(W, dW, lr, momentum, velocity, weight_decay):
+    W, dW = W.astype(np.float64), dW.astype(np.float64)
+    if velocity is None:
+        return W - lr * (dW + weight_decay * W), None
+    v = momentum * velocity.astype(np.float64) + dW + weight_decay * W
+    return W - lr * v, v
+
+
+@pytest.mark.parametrize("kernels", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(100, 784), (10,), (1, 1), (3, 5, 2)])
+@pytest.mark.parametrize(
+    "momentum,weight_decay,with_velocity", [(0.0, 0.0, False), (0.0, 1e-2, False),
+                                            (0.9, 0.0, True), (0.9, 5e-3, True),
+                                            (0.0, 0.0, True)]
+)
+def test_sgd_update_by_hand(kernels, dtype, shape, momentum, weight_decay, with_velocity):
+    W, dW = data(shape, dtype, 20), data(shape, dtype, 21)
+    velocity = data(shape, dtype, 22) if with_velocity else None
+    W_hand, v_hand = _sgd_by_hand(W, dW, 0.1, momentum, velocity, weight_decay)
+    result = kernels.sgd_update(W, dW, 0.1, momentum=momentum, velocity=velocity,
+                                weight_decay=weight_decay)
+    assert result is None
+    assert_close(W, W_hand, dtype)
+    if with_velocity:
+        assert_close(velocity, v_hand, dtype)
+
+
+@pytest.mark.parametrize("kernels", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(100, 784), (10,), (1, 1)])
+def test_adam_update_by_hand(kernels, dtype, shape):
+    W, m, v = data(shape, dtype, 30), data(shape, dtype, 31), np.abs(data(shape, dtype, 32))
+    W64, m64, v64 = W.astype(np.float64), m.astype(np.float64), v.astype(np.float64)
+    lr, beta1, beta2, eps = 1e-3, 0.9, 0.999, 1e-8
+    for step in (1, 2, 3):
+        dW = data(shape, dtype, 33 + step)
+        kernels.adam_update(W, dW, m, v, lr, beta1, beta2, eps, step)
+        m64 = beta1 * m64 + (1 - beta1) * dW
+        v64 = beta2 * v64 + (1 - beta2) * dW.astype(np.float64) ** 2
+        m_hat, v_hat = m64 / (1 - beta1**step), v64 / (1 - beta2**step)
+        W64 = W64 - lr * m_hat / (np.sqrt(v_hat) + eps)
+    assert_close(m, m64, dtype)
+    assert_close(v, v64, dtype)
+    assert_close(W, W64, dtype)
+
+
+@needs_cython
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_updates_agree_across_backends(dtype):
+    shape = (37, 11)
+    states = []
+    for kernels in (reference, _cykernels):
+        W, velocity = data(shape, dtype, 40), np.zeros(shape, dtype)
+        W2, m, v = W.copy(), np.zeros(shape, dtype), np.zeros(shape, dtype)
+        for step in range(1, 6):
+            dW = data(shape, dtype, 40 + step)
+            kernels.sgd_update(W, dW, 0.05, momentum=0.9, velocity=velocity, weight_decay=1e-3)
+            kernels.adam_update(W2, dW, m, v, 1e-2, 0.9, 0.999, 1e-8, step)
+        states.append((W, velocity, W2, m, v))
+    for a, b in zip(*states, strict=True):
+        assert_close(b, a, dtype)
+
+
+# --- bad input: a clear TypeError/ValueError naming the argument, never a crash -------------
+
+f64, f32 = np.float64, np.float32
+
+
+def z2(*shape, dtype=f64):
+    return np.zeros(shape, dtype)
+
+
+def readonly(a):
+    a.flags.writeable = False
+    return a
+
+
+# (kernel, args, kwargs, exception, a regex the message must contain)
+BAD_INPUTS = [
+    ("affine_forward", (z2(2, 3)[0], z2(4, 3), z2(4)), {}, ValueError, r"x must be 2-D.*\(3,\)"),
+    ("affine_forward", (z2(2, 3), z2(4, 3, 1), z2(4)), {}, ValueError, r"W must be 2-D"),
+    ("affine_forward", (z2(2, 3), z2(4, 3), z2(4, 1)), {}, ValueError, r"b must be 1-D"),
+    ("affine_forward", (z2(2, 3), z2(4, 5), z2(4)), {}, ValueError,
+     r"x \(2, 3\), W \(4, 5\), b \(4,\)"),
+    ("affine_forward", (z2(2, 3), z2(4, 3), z2(5)), {}, ValueError, r"b \(5,\)"),
+    ("affine_forward", (z2(2, 3), z2(4, 3, dtype=f32), z2(4)), {}, TypeError,
+     r"x float64, W float32"),
+    ("affine_forward", (z2(2, 3).astype(np.int64), z2(4, 3), z2(4)), {}, TypeError,
+     r"x must be float32 or float64.*int64"),
+    ("affine_forward", (z2(2, 3).astype(np.float16), z2(4, 3), z2(4)), {}, TypeError,
+     r"x must be float32 or float64.*float16"),
+    ("affine_forward", ([[0.0] * 3] * 2, z2(4, 3), z2(4)), {}, TypeError,
+     r"x must be a numpy.ndarray, got list"),
+    ("affine_forward", (z2(2, 3), z2(4, 3), z2(4)), {"out": z2(4, 2)}, ValueError,
+     r"out must have shape \(2, 4\), got \(4, 2\)"),
+    ("affine_forward", (z2(2, 3), z2(4, 3), z2(4)), {"out": z2(2, 4, dtype=f32)}, TypeError,
+     r"out must have dtype float64, got float32"),
+    ("affine_forward", (z2(2, 3), z2(4, 3), z2(4)), {"out": readonly(z2(2, 4))}, ValueError,
+     r"out .*read-only"),
+    ("affine_sigmoid_forward", (z2(2, 3), z2(4, 5), z2(4)), {}, ValueError, r"W \(4, 5\)"),
+    ("sigmoid_forward", (z2(3).astype(np.int32),), {}, TypeError, r"z must be float32"),
+    ("sigmoid_forward", (z2(3),), {"out": z2(4)}, ValueError, r"out must have shape \(3,\)"),
+    ("sigmoid_forward", (np.zeros(3, dtype=">f8"),), {}, TypeError, r"z must be float32"),
+    ("sigmoid_backward", (z2(3), z2(4)), {}, ValueError, r"h \(3,\) and dh \(4,\)"),
+    ("sigmoid_backward", (z2(3), z2(3, dtype=f32)), {}, TypeError, r"h float64, dh float32"),
+    ("outer_grad", (z2(2, 3), z2(4, 5)), {}, ValueError, r"dz \(2, 3\) and x \(4, 5\)"),
+    ("outer_grad", (z2(3), z2(3, 5)), {}, ValueError, r"dz must be 2-D"),
+    ("outer_grad", (z2(2, 3), z2(2, 5)), {"out": z2(5, 3)}, ValueError,
+     r"out must have shape \(3, 5\)"),
+    ("transpose_matvec", (z2(4, 5), z2(2, 3)), {}, ValueError, r"W \(4, 5\) and dz \(2, 3\)"),
+    ("transpose_matvec", (z2(4, 5, dtype=f32), z2(2, 4)), {}, TypeError,
+     r"W float32, dz float64"),
+    ("bias_grad", (z2(3),), {}, ValueError, r"dz must be 2-D"),
+    ("bias_grad", (z2(2, 3),), {"out": z2(2)}, ValueError, r"out must have shape \(3,\)"),
+    ("bias_grad", (z2(2, 3).astype(bool),), {}, TypeError, r"dz must be float32"),
+    ("softmax_cross_entropy_forward", (z2(2, 3), np.array([0, 3])), {}, ValueError,
+     r"labels\[1\] = 3 .*\[0, 3\)"),
+    ("softmax_cross_entropy_forward", (z2(2, 3), np.array([-1, 0])), {}, ValueError,
+     r"labels\[0\] = -1"),
+    ("softmax_cross_entropy_forward", (z2(2, 3), np.array([0.0, 1.0])), {}, TypeError,
+     r"labels must have an integer dtype"),
+    ("softmax_cross_entropy_forward", (z2(2, 3), np.array([0, 1, 2])), {}, ValueError,
+     r"labels \(3,\) must have shape \(2,\)"),
+    ("softmax_cross_entropy_forward", (z2(2, 3), [0, 1]), {}, TypeError,
+     r"labels must be a numpy.ndarray"),
+    ("softmax_cross_entropy_forward", (z2(0, 3), np.array([], dtype=int)), {}, ValueError,
+     r"z \(0, 3\)"),
+    ("softmax_cross_entropy_forward", (z2(3), np.array([0])), {}, ValueError, r"z must be 2-D"),
+    ("softmax_cross_entropy_backward", (z2(2, 3), np.array([0, 1])), {"out": z2(3, 2)},
+     ValueError, r"out must have shape \(2, 3\)"),
+    ("softmax_cross_entropy_backward", (z2(2, 3), np.array([0, 5])), {}, ValueError,
+     r"labels\[1\] = 5"),
+    ("sgd_update", (readonly(z2(3, 4)), z2(3, 4), 0.1), {}, ValueError, r"W \(shape \(3, 4\)\) is read-only"),
+    ("sgd_update", (z2(3, 4), z2(4, 3), 0.1), {}, ValueError, r"dW \(4, 3\) .* W \(3, 4\)"),
+    ("sgd_update", (z2(3, 4), z2(3, 4, dtype=f32), 0.1), {}, TypeError, r"W float64, dW float32"),
+    ("sgd_update", (z2(3, 4), z2(3, 4), 0.1), {"momentum": 0.9}, ValueError,
+     r"momentum=0.9 needs a velocity"),
+    ("sgd_update", (z2(3, 4), z2(3, 4), 0.1), {"momentum": 0.9, "velocity": z2(4, 3)},
+     ValueError, r"velocity \(4, 3\)"),
+    ("sgd_update", (z2(3, 4), z2(3, 4), 0.1), {"momentum": 0.9, "velocity": readonly(z2(3, 4))},
+     ValueError, r"velocity .* is read-only"),
+    ("sgd_update", (z2(3, 4).astype(np.int64), z2(3, 4), 0.1), {}, TypeError,
+     r"W must be float32"),
+    ("adam_update", (readonly(z2(3)), z2(3), z2(3), z2(3), 1e-3, 0.9, 0.999, 1e-8, 1), {},
+     ValueError, r"W \(shape \(3,\)\) is read-only"),
+    ("adam_update", (z2(3), z2(3), readonly(z2(3)), z2(3), 1e-3, 0.9, 0.999, 1e-8, 1), {},
+     ValueError, r"m \(shape \(3,\)\) is read-only"),
+    ("adam_update", (z2(3), z2(3), z2(3), z2(4), 1e-3, 0.9, 0.999, 1e-8, 1), {},
+     ValueError, r"v \(4,\) .* W \(3,\)"),
+    ("adam_update", (z2(3), z2(3), z2(3, dtype=f32), z2(3), 1e-3, 0.9, 0.999, 1e-8, 1), {},
+     TypeError, r"m float32"),
+    ("adam_update", (z2(3), z2(3), z2(3), z2(3), 1e-3, 0.9, 0.999, 1e-8, 0), {},
+     ValueError, r"step must be an integer ≥ 1"),
+    ("adam_update", (z2(3), z2(3), z2(3), z2(3), 1e-3, 1.0, 0.999, 1e-8, 1), {},
+     ValueError, r"beta1 and beta2"),
+]
+
+
+@pytest.mark.parametrize("kernels", BACKENDS)
+@pytest.mark.parametrize(
+    "name,args,kwargs,exception,message",
+    BAD_INPUTS,
+    ids=[f"{case[0]}-{i}" for i, case in enumerate(BAD_INPUTS)],
+)
+def test_bad_input_is_a_clear_error(kernels, name, args, kwargs, exception, message):
+    before = [a.copy() for a in args if isinstance(a, np.ndarray)]
+    with pytest.raises(exception, match=message):
+        getattr(kernels, name)(*args, **kwargs)
+    after = [a for a in args if isinstance(a, np.ndarray)]
+    for a, b in zip(before, after, strict=True):  # nothing was written before the check
+        np.testing.assert_array_equal(a, b)
+
+
+NON_CONTIGUOUS = [
+    ("affine_forward", lambda: (z2(2, 6)[:, ::2], z2(4, 3), z2(4)), "x"),
+    ("affine_forward", lambda: (z2(2, 3), z2(3, 4).T, z2(4)), "W"),
+    ("affine_forward", lambda: (z2(2, 3), z2(4, 3), z2(8)[::2]), "b"),
+    ("sigmoid_forward", lambda: (z2(4, 4)[:, 1:],), "z"),
+    ("sigmoid_backward", lambda: (z2(3, 3), z2(3, 3).T), "dh"),
+    ("outer_grad", lambda: (z2(3, 2).T, z2(2, 5)), "dz"),
+    ("transpose_matvec", lambda: (z2(5, 4).T, z2(2, 4)), "W"),
+    ("bias_grad", lambda: (z2(3, 4).T,), "dz"),
+    ("softmax_cross_entropy_forward", lambda: (z2(3, 2).T, np.array([0, 1])), "z"),
+    ("sgd_update", lambda: (z2(4, 3).T, z2(3, 4), 0.1), "W"),
+    ("adam_update", lambda: (z2(3), z2(6)[::2], z2(3), z2(3), 1e-3, 0.9, 0.999, 1e-8, 1), "dW"),
+]
+
+
+@needs_cython
+@pytest.mark.parametrize("name,make_args,argument", NON_CONTIGUOUS)
+def test_cython_refuses_non_contiguous(name, make_args, argument):
+    with pytest.raises(ValueError, match=rf"\b{argument} must be C-contiguous"):
+        getattr(_cykernels, name)(*make_args())
+
+
+@needs_cython
+def test_cython_refuses_non_contiguous_out():
+    out = z2(4, 4)[:, :2]
+    with pytest.raises(ValueError, match=r"out must be C-contiguous"):
+        _cykernels.sigmoid_forward(z2(4, 2), out=out)
+
+
+@pytest.mark.parametrize("kernels", BACKENDS)
+def test_readonly_inputs_are_fine(kernels):
+    """Only what a kernel writes must be writeable; the tape marks saved inputs read-only."""
+    x, W, b = (readonly(a) for a in layer(3, 4, 5, f64))
+    dW = readonly(z2(5, 4))
+    z = kernels.affine_forward(x, W, b)
+    kernels.sgd_update(z2(5, 4), dW, 0.1)
+    assert z.flags.writeable
