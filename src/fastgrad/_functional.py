@@ -18,13 +18,13 @@ import functools
 import numpy as np
 
 from . import _ops
-from ._tape import Node, Primitive, Tensor, _mode, run_backward
+from ._tape import Node, Primitive, Tensor, _mode, _SetGrad, run_backward
 
 __all__ = [
     "grad", "value_and_grad", "elementwise_grad", "jacobian", "hessian", "make_vjp",
     "make_jvp", "make_hvp", "deriv", "grad_and_aux", "hessian_tensor_product",
     "hessian_vector_product", "tensor_jacobian_product", "vector_jacobian_product",
-    "checkpoint", "make_ggnvp",
+    "checkpoint", "make_ggnvp", "holomorphic_grad",
 ]
 
 
@@ -173,15 +173,8 @@ def _unbox(x):
     return _map(lambda v: v._data if isinstance(v, Tensor) else v, x)
 
 
-class _ops_enable_grad:
-    __slots__ = ("previous",)
-
-    def __enter__(self):
-        self.previous = _mode.enabled
-        _mode.enabled = True
-
-    def __exit__(self, *exc):
-        _mode.enabled = self.previous
+def _ops_enable_grad():
+    return _SetGrad(True)
 
 
 def _ones_like(x):
@@ -190,6 +183,11 @@ def _ones_like(x):
 
 def _check_scalar(ans, name):
     a = value_of(ans)
+    if isinstance(a, (bool, np.bool_)) or np.result_type(a).kind not in "fc":
+        raise TypeError(
+            f"{name} needs a function with a real scalar output, but it returned {a!r} of type "
+            f"{type(a).__name__}: there is no gradient of a non-float value"
+        )
     if np.size(a) != 1 or isinstance(ans, (tuple, list, dict)):
         raise TypeError(
             f"{name} requires a function with a scalar output, but it returned shape {np.shape(a)}; "
@@ -210,16 +208,55 @@ def make_vjp(fun, argnum=0):
     return maker
 
 
-def grad(fun, argnum=0):
-    """The gradient of a scalar function of ``args[argnum]`` (an int or a tuple)."""
+def _named(op, fun, argnum):
+    """Name the function an operator returns as autograd does: ``grad_of_f_wrt_argnum_0``."""
+    fun_name = getattr(fun, "__name__", "[unknown name]")
 
-    @functools.wraps(fun)
+    def decorate(wrapper):
+        try:
+            functools.update_wrapper(wrapper, fun)
+        except AttributeError:
+            pass
+        wrapper.__name__ = f"{op}_of_{fun_name}_wrt_argnum_{argnum}"
+        wrapper.__doc__ = (
+            f"    {op} of function {fun_name} with respect to argument number {argnum}. Takes the\n"
+            f"    same arguments as {fun_name} but returns the {op}.\n"
+        )
+        return wrapper
+
+    return decorate
+
+
+def grad(fun, argnum=0):
+    """
+    Returns a function which computes the gradient of ``fun`` with respect to
+    positional argument number ``argnum`` (an int, or a tuple for several). The
+    returned function takes the same arguments as ``fun`` and returns the gradient,
+    shaped like the argument. ``fun`` must return a real scalar.
+    """
+
+    @_named("grad", fun, argnum)
     def gradfun(*args, **kwargs):
         trace = _Trace(fun, args, kwargs, argnum)
         _check_scalar(trace.ans, "grad")
         return trace.vjp(_ones_like(trace.ans), retain_graph=trace.nested)
 
     return gradfun
+
+
+def holomorphic_grad(fun, argnum=0):
+    """For real inputs, the gradient of the real part (complex numbers are not supported yet)."""
+
+    def real_part(*args, **kwargs):
+        out = fun(*args, **kwargs)
+        if np.iscomplexobj(value_of(out)):
+            raise TypeError("fastgrad does not differentiate complex numbers (yet)")
+        return out
+
+    real_part.__name__ = getattr(fun, "__name__", "fun")
+    g = grad(real_part, argnum)
+    g.__name__ = g.__name__.replace("grad_of", "holomorphic_grad_of", 1)
+    return g
 
 
 def value_and_grad(fun, argnum=0):
@@ -369,8 +406,10 @@ def tensor_jacobian_product(fun, argnum=0):
     """``f(*args, v)`` ↦ vᵀ ∂f/∂x."""
 
     def vector_dot_fun(*args, **kwargs):
+        from .numpy import _vjps  # the face's tensordot (fastgrad.numpy imports this module's layer)
+
         args, vector = args[:-1], args[-1]
-        return _vdot(vector, fun(*args, **kwargs))
+        return _vjps.tensordot(vector, fun(*args, **kwargs), np.ndim(value_of(vector)))
 
     return jacobian(vector_dot_fun, argnum)
 

@@ -25,8 +25,10 @@ def value(x):
 
 
 def shape_of(x):
-    s = getattr(x, "shape", None)
-    return s if s is not None else np.shape(x)
+    try:
+        return x.shape  # arrays, NumPy scalars, tensors, shape stand-ins
+    except AttributeError:
+        return np.shape(x)
 
 
 def primitive(fun, name=None):
@@ -551,9 +553,13 @@ def _inplace(prim, ufunc):
     return method
 
 
+class AssignmentError(RuntimeError, TypeError):
+    """Item assignment into a recorded tensor: a RuntimeError, and a TypeError as autograd raises."""
+
+
 def _setitem(self, index, new):
     if _mode.enabled and (self._node is not None or (isinstance(new, Tensor) and new._node is not None)):
-        raise RuntimeError(
+        raise AssignmentError(
             "item assignment into a tensor that is part of a recorded computation is not "
             "differentiable; build a new tensor instead (fg.where, fg.concatenate), or assign "
             "inside `with fg.no_grad():`"

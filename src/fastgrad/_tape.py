@@ -34,10 +34,22 @@ class _GradMode(threading.local):
 
 
 _mode = _GradMode()
+# How many threads have recording switched off right now. While none has, the hot path
+# skips the thread-local lookup (which costs several times a global read).
+_threads_not_recording = 0
 
 
 def is_grad_enabled() -> bool:
     return _mode.enabled
+
+
+def _set_recording(enabled):
+    global _threads_not_recording
+    previous = _mode.enabled
+    if previous != enabled:
+        _mode.enabled = enabled
+        _threads_not_recording += -1 if enabled else 1
+    return previous
 
 
 class _SetGrad:
@@ -49,12 +61,11 @@ class _SetGrad:
         self.enabled = enabled
 
     def __enter__(self):
-        self.previous = _mode.enabled
-        _mode.enabled = self.enabled
+        self.previous = _set_recording(self.enabled)
         return self
 
     def __exit__(self, *exc):
-        _mode.enabled = self.previous
+        _set_recording(self.previous)
         return False
 
     def __call__(self, fun):
@@ -236,8 +247,13 @@ class Node:
         self.args = self.raw = self.kwargs = self.ans = self.saved = None
 
     def __del__(self):  # a graph dropped without a backward unprotects what it saved
-        if self.args is not None:
-            self.release()
+        args = self.args
+        if args is not None and self.prim.saves_args:
+            for a in args:
+                if isinstance(a, Tensor):
+                    a._saves -= 1
+        if self.saved is not None:
+            self.saved.release()
 
 
 def _leaf_node():
@@ -511,38 +527,43 @@ def _shapes(args):
 
 
 def _apply(prim, args, kwargs):
-    raw = [a._data if isinstance(a, Tensor) else a for a in args]
+    # One pass over the arguments: their data, and which need an error signal.
+    raw = []
+    parents = None
+    vjps = prim.vjps
+    i = 0
+    for a in args:
+        if isinstance(a, Tensor):
+            raw.append(a._data)
+            if a._node is not None and i in vjps:
+                if parents is None:
+                    parents = [(i, a._node)]
+                else:
+                    parents.append((i, a._node))
+        else:
+            raw.append(a)
+        i += 1
     try:
         ans = prim.fun(*raw, **kwargs)
     except (ValueError, TypeError) as exc:
         raise type(exc)(f"{prim.name}: cannot apply to operands of shapes {_shapes(args)}: {exc}") from exc
-    if not _mode.enabled:
+    if parents is None or (_threads_not_recording and not _mode.enabled):
         return Tensor._wrap(ans)
-    vjps = prim.vjps
-    parents = [
-        (i, a._node) for i, a in enumerate(args) if isinstance(a, Tensor) and a._node is not None and i in vjps
-    ]
-    if not parents:
-        return Tensor._wrap(ans)
-    saved = None
     if prim.saves_args:
-        arrays = None
-        for a, r in zip(args, raw):
+        constants = False
+        for a in args:
             if isinstance(a, Tensor):
                 a._saves += 1  # released by the node
-            elif type(r) is np.ndarray:  # a plain array constant: freeze it
-                if arrays is None:
-                    arrays = []
-                arrays.append(r)
-        if arrays:
-            saved = _Saved(arrays)
-    if prim.saves_args:
+            elif type(a) is np.ndarray:
+                constants = True
+        # Plain array constants have no Tensor.data to guard: freeze them outright.
+        saved = _Saved([a for a in args if type(a) is np.ndarray]) if constants else None
         node = Node(prim, parents, args, raw, kwargs, ans if prim.saves_ans else None, saved)
     else:
-        # The rules read only the arguments' shapes (to undo broadcasting).
-        # (``args`` stay for a recorded backward, which recomputes ``ans`` from them.)
-        shapes = [_ShapeOnly(np.shape(r)) if isinstance(r, (np.ndarray, np.generic)) else r for r in raw]
-        node = Node(prim, parents, args, shapes, kwargs, ans if prim.saves_ans else None, saved)
+        # The rules read only the arguments' shapes (to undo broadcasting); ``args`` stay
+        # for a recorded backward, which recomputes ``ans`` from them.
+        shapes = [_ShapeOnly(r.shape) if isinstance(r, (np.ndarray, np.generic)) else r for r in raw]
+        node = Node(prim, parents, args, shapes, kwargs, ans if prim.saves_ans else None, None)
     return Tensor._wrap(ans, node)
 
 
