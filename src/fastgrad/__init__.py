@@ -68,7 +68,8 @@ def from_numpy(array, requires_grad=False) -> Tensor:
     return t
 
 
-from . import nn  # noqa: E402
+from . import nn, viz  # noqa: E402
+from .viz import explain  # noqa: E402
 
 __all__ = [
     "Tensor", "tensor", "from_numpy", "no_grad", "enable_grad", "is_grad_enabled",
@@ -78,5 +79,5 @@ __all__ = [
     "grad", "value_and_grad", "elementwise_grad", "jacobian", "hessian", "make_vjp",
     "make_jvp", "make_hvp", "deriv", "grad_and_aux", "hessian_tensor_product",
     "hessian_vector_product", "tensor_jacobian_product", "vector_jacobian_product",
-    "checkpoint", "make_ggnvp",
+    "checkpoint", "make_ggnvp", "viz", "explain",
 ]

@@ -106,9 +106,11 @@ def cross_entropy(logits, labels):
                 f"cross_entropy: logits {zs} and integer labels {t.shape} do not fit "
                 f"(need labels of shape ({n},))"
             )
-        # −Σ t log y with t one-hot: a product with a constant mask, cheaper than a gather.
-        t = _one_hot(t, k, _array(logits).dtype, "cross_entropy")
-        return -(log_y * t).sum() / n
+        # −(1/N) Σ t log y with t one-hot: one product with a constant mask that carries
+        # the −1/N, then one sum (two recorded ops, no gather and no scalar ops).
+        mask = _one_hot(t, k, _array(logits).dtype, "cross_entropy")
+        mask *= -1.0 / n
+        return (log_y * mask).sum()
     if t.dtype.kind == "b":
         raise TypeError("cross_entropy: labels must be integers or float rows, got bool")
     if t.shape != zs:
