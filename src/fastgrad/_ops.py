@@ -14,7 +14,7 @@ are primitives too so second derivatives stay closed), reductions, shape and ind
 import numpy as np
 
 from . import _backend
-from ._tape import Primitive, Tensor, _mode, inplace_update
+from ._tape import Primitive, Tensor, _apply, _mode, inplace_update
 
 # ----------------------------------------------------------------------- helpers --
 
@@ -522,14 +522,22 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
     return NotImplemented
 
 
+_NO_KWARGS = {}
+
+
 def _binary(prim):
+    # ``self`` is a tensor, so skip the primitive's scan for one: straight to the tape.
     def forward(self, other):
-        return prim(self, other)
+        return _apply(prim, (self, other), _NO_KWARGS)
 
     def reflected(self, other):
-        return prim(other, self)
+        return _apply(prim, (other, self), _NO_KWARGS)
 
     return forward, reflected
+
+
+def _unary(prim):
+    return lambda self: _apply(prim, (self,), _NO_KWARGS)
 
 
 def _inplace(prim, ufunc):
@@ -601,9 +609,9 @@ T.__iadd__ = _inplace(add, np.add)
 T.__isub__ = _inplace(subtract, np.subtract)
 T.__imul__ = _inplace(multiply, np.multiply)
 T.__itruediv__ = _inplace(true_divide, np.true_divide)
-T.__neg__ = lambda self: negative(self)
+T.__neg__ = _unary(negative)
 T.__pos__ = lambda self: self
-T.__abs__ = lambda self: absolute(self)
+T.__abs__ = _unary(absolute)
 T.__getitem__ = _getitem
 T.__setitem__ = _setitem
 T.__lt__ = _compare(np.less)
@@ -620,13 +628,13 @@ T.min = lambda self, axis=None, keepdims=False: amin(self, axis, keepdims)
 T.reshape = _method_reshape
 T.transpose = _method_transpose
 T.T = property(lambda self: transpose(self))
-T.exp = lambda self: exp(self)
-T.log = lambda self: log(self)
-T.sqrt = lambda self: sqrt(self)
-T.tanh = lambda self: tanh(self)
-T.sigmoid = lambda self: sigmoid(self)
-T.relu = lambda self: relu(self)
-T.abs = lambda self: absolute(self)
-T.sin = lambda self: sin(self)
-T.cos = lambda self: cos(self)
+T.exp = _unary(exp)
+T.log = _unary(log)
+T.sqrt = _unary(sqrt)
+T.tanh = _unary(tanh)
+T.sigmoid = _unary(sigmoid)
+T.relu = _unary(relu)
+T.abs = _unary(absolute)
+T.sin = _unary(sin)
+T.cos = _unary(cos)
 del T

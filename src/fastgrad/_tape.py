@@ -307,7 +307,10 @@ class Tensor:
     __array_priority__ = 1000.0  # ndarray ∘ Tensor defers to the Tensor's operators
 
     def __init__(self, data, requires_grad=False, dtype=None):
-        self._data = as_float_array(data, dtype)
+        if type(data) is float and dtype is None:
+            self._data = np.array(data)  # the common scalar case, without the checks
+        else:
+            self._data = as_float_array(data, dtype)
         self._node = _leaf_node() if requires_grad else None
         self._grad = None
         self._saves = 0
@@ -461,7 +464,7 @@ class Tensor:
             )
         data = self._data
         if grad is None:
-            if np.size(data) != 1:
+            if data.size != 1:
                 raise RuntimeError(
                     f"backward() without grad= needs a tensor of one element; this one has "
                     f"shape {np.shape(data)}: pass grad= of that shape (the error signal of the output)"
@@ -560,9 +563,11 @@ def _apply(prim, args, kwargs):
         saved = _Saved([a for a in args if type(a) is np.ndarray]) if constants else None
         node = Node(prim, parents, args, raw, kwargs, ans if prim.saves_ans else None, saved)
     else:
-        # The rules read only the arguments' shapes (to undo broadcasting); ``args`` stay
-        # for a recorded backward, which recomputes ``ans`` from them.
-        shapes = [_ShapeOnly(r.shape) if isinstance(r, (np.ndarray, np.generic)) else r for r in raw]
+        # The rules read only the traced arguments' shapes (to undo broadcasting); other
+        # arguments (an index array, an axis) are parameters of the op, kept as given.
+        # ``args`` stay for a recorded backward, which recomputes ``ans`` from them.
+        shapes = [_ShapeOnly(r.shape) if type(a) is Tensor and isinstance(r, (np.ndarray, np.generic)) else r
+                  for a, r in zip(args, raw)]
         node = Node(prim, parents, args, shapes, kwargs, ans if prim.saves_ans else None, None)
     return Tensor._wrap(ans, node)
 
@@ -614,6 +619,8 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
     visited. With ``create_graph`` the rules run on tensors and are recorded, so the
     result can be differentiated again.
     """
+    if targets is None and not create_graph:
+        return _sweep(roots, seeds, retain_graph)
     needed = _needed_nodes(roots, targets) if targets is not None else None
     grads = {}
     heap = []
@@ -640,11 +647,7 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
             continue
         parents = node.parents
         if parents is None:
-            raise GraphFreedError(
-                f"trying to run backward through '{prim.name}' a second time, but its saved "
-                "buffers were already freed after the first backward; pass retain_graph=True "
-                "to the first backward() to keep them"
-            )
+            _raise_freed(prim)
         if node.saved is not None:
             node.saved.check(node)
         if check_writes and prim.saves_args:
@@ -672,6 +675,55 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
     if results is not None:
         return [results.get(t) for t in targets]
     return None
+
+
+def _sweep(roots, seeds, retain_graph):
+    """``run_backward``'s common case (first order, into leaves' .grad), kept lean."""
+    grads = {}
+    heap = []
+    push, pop = heapq.heappush, heapq.heappop
+    for node, seed in zip(roots, seeds):
+        old = grads.get(node)
+        if old is None:
+            grads[node] = seed
+            push(heap, (-node.seq, node))
+        else:
+            grads[node] = old + seed
+    handed_out = set()
+    check_writes = _marked_writes[0] > 0
+    while heap:
+        node = pop(heap)[1]
+        g = grads.pop(node)
+        prim = node.prim
+        if prim is None:
+            _accumulate_leaf(node, g, handed_out)
+            continue
+        parents = node.parents
+        if parents is None:
+            _raise_freed(prim)
+        if node.saved is not None:
+            node.saved.check(node)
+        if check_writes and prim.saves_args:
+            _check_written(node)
+        args, ans, kwargs, vjps = node.raw, node.ans, node.kwargs, prim.vjps
+        for argnum, parent in parents:
+            pg = vjps[argnum](g, ans, *args, **kwargs)
+            old = grads.get(parent)
+            if old is None:
+                grads[parent] = pg
+                push(heap, (-parent.seq, parent))
+            else:
+                grads[parent] = old + pg  # fan-out: the multivariate chain rule sums
+        if not retain_graph:
+            node.release()
+
+
+def _raise_freed(prim):
+    raise GraphFreedError(
+        f"trying to run backward through '{prim.name}' a second time, but its saved "
+        "buffers were already freed after the first backward; pass retain_graph=True "
+        "to the first backward() to keep them"
+    )
 
 
 _marked_writes = [0]  # in-place writes into saved tensors so far (checks are skipped until one)
