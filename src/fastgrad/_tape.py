@@ -619,8 +619,8 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
     visited. With ``create_graph`` the rules run on tensors and are recorded, so the
     result can be differentiated again.
     """
-    if targets is None and not create_graph:
-        return _sweep(roots, seeds, retain_graph)
+    if not create_graph:
+        return _sweep(roots, seeds, retain_graph, targets)
     needed = _needed_nodes(roots, targets) if targets is not None else None
     grads = {}
     heap = []
@@ -677,8 +677,8 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
     return None
 
 
-def _sweep(roots, seeds, retain_graph):
-    """``run_backward``'s common case (first order, into leaves' .grad), kept lean."""
+def _sweep(roots, seeds, retain_graph, targets=None):
+    """``run_backward``'s first-order case, kept lean: no pruning, rules on arrays."""
     grads = {}
     heap = []
     push, pop = heapq.heappush, heapq.heappop
@@ -691,12 +691,16 @@ def _sweep(roots, seeds, retain_graph):
             grads[node] = old + seed
     handed_out = set()
     check_writes = _marked_writes[0] > 0
+    results = None if targets is None else dict.fromkeys(targets)
     while heap:
         node = pop(heap)[1]
         g = grads.pop(node)
         prim = node.prim
+        if results is not None and node in results:
+            results[node] = g
         if prim is None:
-            _accumulate_leaf(node, g, handed_out)
+            if results is None:
+                _accumulate_leaf(node, g, handed_out)
             continue
         parents = node.parents
         if parents is None:
@@ -716,6 +720,7 @@ def _sweep(roots, seeds, retain_graph):
                 grads[parent] = old + pg  # fan-out: the multivariate chain rule sums
         if not retain_graph:
             node.release()
+    return None if results is None else [results[t] for t in targets]
 
 
 def _raise_freed(prim):
