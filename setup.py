@@ -26,6 +26,9 @@ extensions = [
         ["src/fastgrad/backends/_cykernels.pyx"],
         include_dirs=[np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        # Portable flags only: no -march=native (a wheel must run on other CPUs). The
+        # batch-1 loops get AVX2/AVX-512 through per-function target attributes, chosen
+        # at import by the running CPU (_cykernels.pyx); -ffast-math would drop NaN/inf.
         extra_compile_args=["-O3"] if not DEBUG else ["-O0", "-g"],
     )
 ]

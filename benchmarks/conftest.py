@@ -18,8 +18,8 @@ from fastgrad.bench import impls, runner
 
 # Each timed test spends about this long (seconds): small calls get many iterations.
 ROUND_TARGET = 0.002  # one round (iterations × call)
-TEST_BUDGET = 0.25  # all rounds of one test
-MIN_ROUNDS, MAX_ROUNDS = 5, 100
+TEST_BUDGET = 0.2  # all rounds of one test
+MIN_ROUNDS, MAX_ROUNDS = 5, 50
 
 PEER_MODULES = {"torch": "torch", "autograd": "autograd", "jax": "jax", "jax-jit": "jax"}
 

@@ -124,7 +124,12 @@ def _kernel_cases():
     dz = rng.standard_normal((B, M)).astype(np.float32)
     flops = 2 * B * D * M
     return {
-        "affine_forward": ((x, W, b), (B, M), flops, lambda o: (np.matmul(x, W.T, out=o), o.__iadd__(b))),
+        "affine_forward": (
+            (x, W, b),
+            (B, M),
+            flops,
+            lambda o: (np.matmul(x, W.T, out=o), o.__iadd__(b)),
+        ),
         "outer_grad": ((dz, x), (M, D), flops, lambda o: np.matmul(dz.T, x, out=o)),
         "transpose_matvec": ((W, dz), (B, D), flops, lambda o: np.matmul(dz, W, out=o)),
     }

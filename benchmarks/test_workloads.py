@@ -34,9 +34,7 @@ def test_workload(benchmark, make_impl, bench_run, bench_threads, workload, phas
         impl=name,
         phase=phase,
         dtype=workload.dtype,
-        flops={"forward": flops["forward"], "fwd+bwd": flops["step"], "step": flops["step"]}[
-            phase
-        ],
+        flops={"forward": flops["forward"], "fwd+bwd": flops["step"], "step": flops["step"]}[phase],
         n_ops=workload.n_ops if workload.kind == "scalar" else None,
         grad_error=impl.grad_error,
         compile_s=impl.compile_seconds,

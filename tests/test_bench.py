@@ -34,9 +34,7 @@ def test_standard_workloads_match_spec():
         assert by_name[name].dtype == "float32"
 
 
-@pytest.mark.parametrize(
-    "name, ratio", [("W1-f64", 1.0), ("W2", 1.0), ("W3", 1.57), ("W4", 1.9)]
-)
+@pytest.mark.parametrize("name, ratio", [("W1-f64", 1.0), ("W2", 1.0), ("W3", 1.57), ("W4", 1.9)])
 def test_flop_counts_give_the_lectures_backward_forward_ratio(name, ratio):
     f = workloads.get(name).flops()
     assert f["step"] == f["forward"] + f["backward"]
@@ -57,7 +55,9 @@ def test_data_is_seeded_and_typed(workload):
         return
     assert a.x.dtype == np.dtype(workload.dtype)
     np.testing.assert_array_equal(a.x, b.x)
-    for (W, bias), (fan_in, fan_out) in zip(a.params, zip(workload.sizes, workload.sizes[1:])):
+    for (W, bias), (fan_in, fan_out) in zip(
+        a.params, zip(workload.sizes, workload.sizes[1:], strict=False), strict=False
+    ):
         assert W.shape == (fan_out, fan_in) and bias.shape == (fan_out,)
         assert W.dtype == np.dtype(workload.dtype)
 
@@ -107,7 +107,7 @@ def test_gradients_and_step_equal_numpy_by_hand(name, workload):
         ref.step()
         with impl.context():
             impl.step()
-    for got, want in zip(impl.parameters(), ref.parameters()):
+    for got, want in zip(impl.parameters(), ref.parameters(), strict=False):
         assert impls.relative_error(got, want) <= impls.tolerance(workload)
     start = workload.make_data()
     moved = start.params[0][0] if workload.kind == "mlp" else start.t
@@ -122,7 +122,7 @@ def test_phases_run_and_forward_leaves_parameters_alone(name, workload):
         impl.forward()
         impl.forward_backward()
         impl.forward_backward()  # twice: gradients must not accumulate across calls
-    for got, want in zip(impl.parameters(), before):
+    for got, want in zip(impl.parameters(), before, strict=False):
         np.testing.assert_array_equal(got, want)
     assert impls.check_gradients(impl) <= impls.tolerance(workload)
 

@@ -162,6 +162,12 @@ def test_sigmoid_large_abs_z_is_stable(kernels, dtype):
     assert h[0] == 0.0 and h[-1] == 1.0 and h[4] == 0.5
     assert np.all(np.diff(h) >= 0)
     assert_close(h, special.expit(z.astype(np.float64)), dtype)
+    big = np.tile(z, 200)  # large arrays take the vectorised path: same guarantees
+    with warnings.catch_warnings(), np.errstate(over="raise", divide="raise", invalid="raise"):
+        warnings.simplefilter("error")
+        h_big = kernels.sigmoid_forward(big)
+    assert np.all(np.isfinite(h_big))
+    assert_close(h_big, np.tile(h, 200), dtype)
     x = np.ones((1, 1), dtype)
     W = np.array([[1000.0], [-1000.0]], dtype)
     with warnings.catch_warnings(), np.errstate(over="raise", divide="raise", invalid="raise"):
@@ -600,3 +606,26 @@ def test_readonly_inputs_are_fine(kernels):
     z = kernels.affine_forward(x, W, b)
     kernels.sgd_update(z2(5, 4), dW, 0.1)
     assert z.flags.writeable
+
+
+@needs_cython
+@pytest.mark.parametrize("isa", ["base", "avx2", "avx512"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_instruction_set_variant_agrees(isa, dtype):
+    """The batch-1 loops exist for SSE2, AVX2 and AVX-512; each gives the reference's numbers."""
+    used = _cykernels.ISA
+    try:
+        _cykernels._select_isa(isa)  # falls back to a narrower variant on older CPUs
+        for N, D, M in [(1, 784, 100), (1, 37, 5), (1, 1, 3), (3, 70, 9)]:
+            for name in ["affine_forward", "affine_sigmoid_forward", "outer_grad",
+                         "transpose_matvec"]:
+                assert_close(_call_dense(_cykernels, name, N, D, M, dtype),
+                             _call_dense(reference, name, N, D, M, dtype), dtype)
+    finally:
+        _cykernels._select_isa(used)
+
+
+@needs_cython
+def test_select_isa_refuses_unknown_names():
+    with pytest.raises(ValueError, match="limit must be one of"):
+        _cykernels._select_isa("sse9")

@@ -14,6 +14,7 @@ from . import _backend
 from ._backend import available_backends, get_backend, set_backend, use_backend
 from ._functional import (
     checkpoint,
+    holomorphic_grad,
     deriv,
     elementwise_grad,
     grad,
@@ -49,6 +50,7 @@ from ._ops import (
     where,
 )
 from ._tape import Tensor, enable_grad, is_grad_enabled, no_grad
+from ._anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -68,7 +70,8 @@ def from_numpy(array, requires_grad=False) -> Tensor:
     return t
 
 
-from . import nn, viz  # noqa: E402
+from . import nn, numpy, viz  # noqa: E402,F401  (numpy adds NumPy's array methods to Tensor)
+from .builtins import dict, isinstance, list, tuple  # noqa: E402,A004  (autograd's names, not in __all__)
 from .viz import explain  # noqa: E402
 
 __all__ = [
@@ -79,5 +82,6 @@ __all__ = [
     "grad", "value_and_grad", "elementwise_grad", "jacobian", "hessian", "make_vjp",
     "make_jvp", "make_hvp", "deriv", "grad_and_aux", "hessian_tensor_product",
     "hessian_vector_product", "tensor_jacobian_product", "vector_jacobian_product",
-    "checkpoint", "make_ggnvp", "viz", "explain",
+    "checkpoint", "make_ggnvp", "holomorphic_grad", "viz", "explain",
+    "detect_anomaly", "AnomalyError", "is_anomaly_enabled",
 ]

@@ -91,6 +91,12 @@ class _Start:
             else:
                 return g
         g = np.asarray(g)
+        if g.dtype.kind == "c" and self.dtype.kind != "c":
+            raise TypeError(
+                f"the gradient with respect to a real input of shape {self.shape} came out "
+                "complex: a complex value entered the computation, and fastgrad does not "
+                "differentiate complex numbers"
+            )
         if g.dtype != self.dtype and self.dtype.kind == "f":
             g = g.astype(self.dtype)
         if g.shape != self.shape:
@@ -99,9 +105,15 @@ class _Start:
 
 
 def _select(args, argnum):
-    if isinstance(argnum, (tuple, list)):
-        return tuple(args[i] for i in argnum)
-    return args[argnum]
+    try:
+        if isinstance(argnum, (tuple, list)):
+            return tuple(args[i] for i in argnum)
+        return args[argnum]
+    except (IndexError, TypeError):
+        raise TypeError(
+            f"argnum={argnum!r} does not name a positional argument of this call, which "
+            f"has {len(args)}"
+        ) from None
 
 
 def _replace(args, argnum, new):
@@ -183,7 +195,7 @@ def _ones_like(x):
 
 def _check_scalar(ans, name):
     a = value_of(ans)
-    if isinstance(a, (bool, np.bool_)) or np.result_type(a).kind not in "fc":
+    if a is None or isinstance(a, (bool, np.bool_)) or np.result_type(a).kind not in "fc":
         raise TypeError(
             f"{name} needs a function with a real scalar output, but it returned {a!r} of type "
             f"{type(a).__name__}: there is no gradient of a non-float value"

@@ -75,14 +75,22 @@ def _float_c(a, dtype=None):
     """A C-contiguous float array for a kernel (ints and bools become float64)."""
     a = np.asarray(a, dtype=dtype, order="C")
     if a.dtype.kind != "f":
+        _check_real(a)
         a = a.astype(np.float64)
     return a
+
+
+def _check_real(a):
+    # Casting would drop an imaginary part or coerce objects: refuse instead of a wrong answer.
+    if a.dtype.kind not in "biu":
+        raise TypeError(f"expected real numbers, got dtype {a.dtype} (shape {a.shape})")
 
 
 def _common(*arrays):
     """Arrays cast to one float dtype, C-contiguous: what the kernels require."""
     dtype = np.result_type(*[a.dtype if hasattr(a, "dtype") else np.float64 for a in arrays])
     if dtype.kind != "f":
+        _check_real(np.empty(0, dtype))
         dtype = np.dtype(np.float64)
     return [np.asarray(a, dtype=dtype, order="C") for a in arrays]
 

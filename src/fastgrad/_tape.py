@@ -37,6 +37,12 @@ _mode = _GradMode()
 # How many threads have recording switched off right now. While none has, the hot path
 # skips the thread-local lookup (which costs several times a global read).
 _threads_not_recording = 0
+# fastgrad._anomaly's checker while some thread is inside detect_anomaly(), else None: the
+# hot path pays one global read for it.
+_anomaly = None
+# fastgrad._compile's tracer while fastgrad.compile traces a function, else None: it
+# records each primitive call and backward sweep (one global read on the hot path).
+_tracer = None
 
 
 def is_grad_enabled() -> bool:
@@ -222,7 +228,8 @@ class Node:
     None) stands for a tensor that requires grad and holds its accumulated ``grad``.
     """
 
-    __slots__ = ("prim", "parents", "args", "raw", "kwargs", "ans", "saved", "seq", "grad")
+    # ``site`` (file, line, function) is set only under detect_anomaly(), never read otherwise.
+    __slots__ = ("prim", "parents", "args", "raw", "kwargs", "ans", "saved", "seq", "grad", "site")
 
     def __init__(self, prim, parents, args, raw, kwargs, ans, saved):
         self.prim = prim
@@ -472,7 +479,10 @@ class Tensor:
             # L̄ = 1 (a NumPy scalar for a 0-d result: cheaper than an array)
             seed = data.dtype.type(1) if data.ndim == 0 else np.ones(data.shape, dtype=data.dtype)
         else:
-            seed = np.asarray(grad._data if isinstance(grad, Tensor) else grad, dtype=data.dtype)
+            seed = grad._data if isinstance(grad, Tensor) else grad
+            if np.iscomplexobj(seed):
+                raise TypeError("backward(grad=...) got a complex grad; fastgrad differentiates real values only")
+            seed = np.asarray(seed, dtype=data.dtype)
             if seed.shape != np.shape(data):
                 raise RuntimeError(
                     f"backward(grad=...) got a grad of shape {seed.shape} for a tensor of shape "
@@ -530,6 +540,8 @@ def _shapes(args):
 
 
 def _apply(prim, args, kwargs):
+    if _tracer is not None:
+        return _tracer.apply(prim, args, kwargs)  # runs this function eagerly and records it
     # One pass over the arguments: their data, and which need an error signal.
     raw = []
     parents = None
@@ -549,7 +561,9 @@ def _apply(prim, args, kwargs):
     try:
         ans = prim.fun(*raw, **kwargs)
     except (ValueError, TypeError) as exc:
-        raise type(exc)(f"{prim.name}: cannot apply to operands of shapes {_shapes(args)}: {exc}") from exc
+        raise _with_shapes(prim, args, exc) from exc
+    if _anomaly is not None:
+        _anomaly.forward(prim, args, ans)  # raises on a NaN/inf if this thread checks
     if parents is None or (_threads_not_recording and not _mode.enabled):
         return Tensor._wrap(ans)
     if prim.saves_args:
@@ -569,7 +583,18 @@ def _apply(prim, args, kwargs):
         shapes = [_ShapeOnly(r.shape) if type(a) is Tensor and isinstance(r, (np.ndarray, np.generic)) else r
                   for a, r in zip(args, raw)]
         node = Node(prim, parents, args, shapes, kwargs, ans if prim.saves_ans else None, None)
+    if _anomaly is not None:
+        _anomaly.recorded(node)  # the user's file and line, for the backward's report
     return Tensor._wrap(ans, node)
+
+
+def _with_shapes(prim, args, exc):
+    """``exc`` again, its message naming the primitive and the operands' shapes."""
+    message = f"{prim.name}: cannot apply to operands of shapes {_shapes(args)}: {exc}"
+    try:
+        return type(exc)(message)
+    except Exception:  # a class with another constructor (NumPy's UFuncTypeError)
+        return (ValueError if isinstance(exc, ValueError) else TypeError)(message)
 
 
 class _ShapeOnly:
@@ -619,6 +644,8 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
     visited. With ``create_graph`` the rules run on tensors and are recorded, so the
     result can be differentiated again.
     """
+    if _tracer is not None:
+        return _tracer.backward(roots, seeds, retain_graph, create_graph, targets)
     if not create_graph:
         return _sweep(roots, seeds, retain_graph, targets)
     needed = _needed_nodes(roots, targets) if targets is not None else None
@@ -634,6 +661,7 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
     target_set = set(targets) if targets is not None else ()
     handed_out = set()  # ids of arrays given to a leaf this sweep (never alias two .grads)
     check_writes = _marked_writes[0] > 0
+    anomaly = _anomaly
     pop, push = heapq.heappop, heapq.heappush
     while heap:
         node = pop(heap)[1]
@@ -664,6 +692,8 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
             if needed is not None and parent not in needed:
                 continue
             pg = vjps[argnum](g, ans, *args, **kwargs)
+            if anomaly is not None:
+                anomaly.backward(node, argnum, pg)
             old = grads.get(parent)
             if old is None:
                 grads[parent] = pg
@@ -691,6 +721,7 @@ def _sweep(roots, seeds, retain_graph, targets=None):
             grads[node] = old + seed
     handed_out = set()
     check_writes = _marked_writes[0] > 0
+    anomaly = _anomaly  # detect_anomaly()'s checker, or None
     results = None if targets is None else dict.fromkeys(targets)
     while heap:
         node = pop(heap)[1]
@@ -712,6 +743,8 @@ def _sweep(roots, seeds, retain_graph, targets=None):
         args, ans, kwargs, vjps = node.raw, node.ans, node.kwargs, prim.vjps
         for argnum, parent in parents:
             pg = vjps[argnum](g, ans, *args, **kwargs)
+            if anomaly is not None:
+                anomaly.backward(node, argnum, pg)
             old = grads.get(parent)
             if old is None:
                 grads[parent] = pg
@@ -749,6 +782,11 @@ def _accumulate_leaf(node, g, handed_out):
         g = g._data
     if type(g) is not np.ndarray or id(g) in handed_out:
         g = np.array(g)  # own it: two leaves must never share one .grad array
+    if g.dtype.kind == "c":  # a complex constant met the graph; its rules assume real values
+        raise TypeError(
+            f"the error signal of a real tensor of shape {g.shape} came out complex: a complex "
+            "value entered the computation, and fastgrad does not differentiate complex numbers"
+        )
     handed_out.add(id(g))
     if node.grad is None:
         node.grad = g

@@ -21,9 +21,23 @@ from ._functional import make_vjp  # noqa: F401
 from ._tape import Tensor
 from .numpy._vjps import NumpyPrimitive, UndefinedVjps
 
-__all__ = ["primitive", "defvjp", "defvjp_argnum", "defvjp_argnums", "defjvp", "defjvp_argnum",
-           "notrace_primitive", "vspace", "VSpace", "Box", "getval", "isbox", "primitive_vjps",
-           "primitive_jvps", "make_vjp"]
+__all__ = [
+    "primitive",
+    "defvjp",
+    "defvjp_argnum",
+    "defvjp_argnums",
+    "defjvp",
+    "defjvp_argnum",
+    "notrace_primitive",
+    "vspace",
+    "VSpace",
+    "Box",
+    "getval",
+    "isbox",
+    "primitive_vjps",
+    "primitive_jvps",
+    "make_vjp",
+]
 
 Box = Tensor
 
@@ -253,7 +267,11 @@ class _ContainerVSpace:
         return sum(s.inner_prod(x[k], y[k]) for k, s in self._items())
 
     def __eq__(self, other):
-        return isinstance(other, _ContainerVSpace) and self.kind is other.kind and self.spaces == other.spaces
+        return (
+            isinstance(other, _ContainerVSpace)
+            and self.kind is other.kind
+            and self.spaces == other.spaces
+        )
 
 
 def vspace(value):

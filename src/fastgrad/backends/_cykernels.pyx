@@ -52,6 +52,9 @@ __all__ = [
 cdef Py_ssize_t AFFINE_LOOP_ROWS = 1
 cdef Py_ssize_t OUTER_LOOP_ROWS = 1
 cdef Py_ssize_t TMATVEC_LOOP_ROWS = 1
+# From this many elements on, σ runs as four in-place NumPy ufuncs: NumPy's exp is SIMD,
+# libm's scalar exp is ~10x slower per element; below it the ufuncs' call overhead loses.
+cdef Py_ssize_t SIGMOID_NUMPY_MIN = 512
 # BLAS takes 32-bit int sizes: larger arrays stay on the loops.
 cdef Py_ssize_t INT_MAX_ = 2147483647
 
@@ -541,6 +544,16 @@ cdef inline void* _data(cnp.ndarray a) noexcept:
     return cnp.PyArray_DATA(a)
 
 
+cdef object _sigmoid_numpy(cnp.ndarray z, cnp.ndarray h):
+    """h = 1 / (1 + e^(−z)) in place in h (h may be z): e^(−z) = inf gives exactly 0."""
+    with np.errstate(over="ignore"):
+        np.negative(z, out=h)
+        np.exp(h, out=h)
+        np.add(h, 1, out=h)
+        np.divide(1, h, out=h)
+    return h
+
+
 cdef object _affine_wrapper(object x, object W, object b, object out, bint sigmoid, str fname):
     cdef cnp.ndarray ax = _check("x", x, 2)
     cdef cnp.ndarray aW = _check("W", W, 2)
@@ -558,6 +571,9 @@ cdef object _affine_wrapper(object x, object W, object b, object out, bint sigmo
     if out is not None and (_overlap(z, ax) or _overlap(z, aW) or _overlap(z, ab)):
         z[...] = _affine_wrapper(ax, aW, ab, None, sigmoid, fname)
         return z
+    if sigmoid and N * M >= SIGMOID_NUMPY_MIN:
+        _affine_wrapper(ax, aW, ab, z, False, fname)
+        return _sigmoid_numpy(z, z)
     if _is64(ax):
         with nogil:
             _affine(<double*>cnp.PyArray_DATA(ax), <double*>cnp.PyArray_DATA(aW), <double*>cnp.PyArray_DATA(ab),
@@ -584,6 +600,8 @@ def sigmoid_forward(z, out=None):
     cdef cnp.ndarray az = _check("z", z, -1)
     cdef cnp.ndarray h = _out(out, az, cnp.PyArray_NDIM(az), cnp.PyArray_DIMS(az))
     cdef Py_ssize_t size = cnp.PyArray_SIZE(az)
+    if size >= SIGMOID_NUMPY_MIN:
+        return _sigmoid_numpy(az, h)
     if _is64(az):
         with nogil:
             _sigmoid(<double*>cnp.PyArray_DATA(az), <double*>cnp.PyArray_DATA(h), size)

@@ -140,7 +140,7 @@ class NumpyMLP(Impl):
         loss = self.forward()
         self._backward()
         lr = self.lr
-        for (W, b), (dW, db) in zip(self.params, self.grads):
+        for (W, b), (dW, db) in zip(self.params, self.grads, strict=False):
             dW *= lr
             W -= dW
             db *= lr
@@ -187,7 +187,7 @@ class NumpyPlainMLP(Impl):
 
     def step(self):
         lr = self.workload.lr
-        for (W, b), (dW, db) in zip(self.params, self.forward_backward()):
+        for (W, b), (dW, db) in zip(self.params, self.forward_backward(), strict=False):
             W -= lr * dW
             b -= lr * db
 
@@ -389,7 +389,11 @@ def _fastgrad_impl(kind, backend):
     return type(
         f"{base.__name__}_{backend}",
         (base,),
-        {"name": f"fastgrad-{backend}", "backend": backend, "label": f"fastgrad, {backend} backend"},
+        {
+            "name": f"fastgrad-{backend}",
+            "backend": backend,
+            "label": f"fastgrad, {backend} backend",
+        },
     )
 
 
@@ -564,7 +568,7 @@ class AutogradImpl(Impl):
         _, g = self.vg(self.params, *self.args)
         lr = self.lr
         if self.workload.kind == "mlp":
-            for (W, b), (dW, db) in zip(self.params, g):
+            for (W, b), (dW, db) in zip(self.params, g, strict=False):
                 W -= lr * dW
                 b -= lr * db
         else:
@@ -813,10 +817,12 @@ def check_gradients(impl: Impl, reference: list | None = None) -> float:
     with impl.context():
         got = impl.gradients()
     if len(got) != len(reference):
-        raise GradientMismatch(f"{impl.name} on {w.name}: {len(got)} gradients, want {len(reference)}")
+        raise GradientMismatch(
+            f"{impl.name} on {w.name}: {len(got)} gradients, want {len(reference)}"
+        )
     worst = 0.0
     names = _grad_names(w, len(reference))
-    for name, g, r in zip(names, got, reference):
+    for name, g, r in zip(names, got, reference, strict=False):
         err = relative_error(g, r)
         if not err <= tolerance(w):
             raise GradientMismatch(
@@ -830,4 +836,4 @@ def check_gradients(impl: Impl, reference: list | None = None) -> float:
 def _grad_names(w, n):
     if w.kind != "mlp":
         return ["t"]
-    return [f"{p}{i // 2 + 1}" for i, p in zip(range(n), ["W", "b"] * n)]
+    return [f"{p}{i // 2 + 1}" for i, p in zip(range(n), ["W", "b"] * n, strict=False)]

@@ -32,9 +32,8 @@ DEFAULT_IMPLS = (
     "fastgrad-reference",
     "torch",
     "autograd",
-    "jax",
     "jax-jit",
-)
+)  # "jax" op by op takes about a second per S2 call: ask for it with --impl jax
 
 
 # ---------------------------------------------------------------------------------------
@@ -139,11 +138,16 @@ def summarise(workload, times, baseline=_impls.BASELINE):
         for phase, values in by_phase.items():
             row["median_s"][phase] = statistics.median(values)
             if base is not None:
-                row["ratio"][phase] = _summary([a / b for a, b in zip(values, base[phase])])
+                row["ratio"][phase] = _summary(
+                    [a / b for a, b in zip(values, base[phase], strict=False)]
+                )
         if "forward" in by_phase and "fwd+bwd" in by_phase:
             # The backward's cost in forward passes, per round: (t_fb − t_f) / t_f.
             row["bwd_over_fwd"] = _summary(
-                [(fb - f) / f for f, fb in zip(by_phase["forward"], by_phase["fwd+bwd"])]
+                [
+                    (fb - f) / f
+                    for f, fb in zip(by_phase["forward"], by_phase["fwd+bwd"], strict=False)
+                ]
             )
         if flops["step"] and "step" in by_phase:
             row["step_gflops"] = flops["step"] / row["median_s"]["step"] / 1e9
@@ -297,7 +301,8 @@ def format_table(report) -> str:
         if flops["step"]:
             title += (
                 f" — matmul MFLOP fwd {flops['forward'] / 1e6:.3g}, "
-                f"bwd {flops['backward'] / 1e6:.3g} (bwd/fwd {flops['backward'] / flops['forward']:.2f})"
+                f"bwd {flops['backward'] / 1e6:.3g} "
+                f"(bwd/fwd {flops['backward'] / flops['forward']:.2f})"
             )
         lines.append(f"[{entry['name']}] {title}")
         extra_col = "GFLOP/s" if flops["step"] else "µs/op"
@@ -343,7 +348,9 @@ def build_parser():
         action="append",
         metavar="NAME",
         help="workload(s) to run, repeatable or comma-separated: "
-        + ", ".join(dict.fromkeys([w.family for w in _workloads.STANDARD] + list(_workloads.WORKLOADS)))
+        + ", ".join(
+            dict.fromkeys([w.family for w in _workloads.STANDARD] + list(_workloads.WORKLOADS))
+        )
         + " (default: all)",
     )
     parser.add_argument(
@@ -353,7 +360,7 @@ def build_parser():
         metavar="NAME",
         help="implementation(s), repeatable or comma-separated: "
         + ", ".join(_impls.IMPLS)
-        + f" (default: {', '.join(DEFAULT_IMPLS)}; numpy is always included)",
+        + f" (default: {', '.join(DEFAULT_IMPLS)}; numpy is always included; 'all' for every one)",
     )
     parser.add_argument(
         "--repeat", "-r", type=int, default=5, help="interleaved rounds (default 5)"
@@ -396,10 +403,13 @@ def main(argv=None) -> int:
         print(f"fastgrad bench: {exc}", file=sys.stderr)
         return 2
     impl_names = _split(args.impl) or None
+    if impl_names == ["all"]:
+        impl_names = list(_impls.IMPLS)
     for name in impl_names or []:
         if name not in _impls.IMPLS:
             print(
-                f"fastgrad bench: unknown implementation {name!r}; known: {', '.join(_impls.IMPLS)}",
+                f"fastgrad bench: unknown implementation {name!r}; "
+                f"known: {', '.join(_impls.IMPLS)}",
                 file=sys.stderr,
             )
             return 2

@@ -86,7 +86,7 @@ class Workload:
             return ScalarData(t=0.3, consts=consts)
         dtype = np.dtype(self.dtype)
         params = []
-        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:]):
+        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:], strict=False):
             W = (rng.standard_normal((fan_out, fan_in)) / math.sqrt(fan_in)).astype(dtype)
             b = (0.1 * rng.standard_normal(fan_out)).astype(dtype)
             params.append((W, b))
@@ -98,7 +98,7 @@ class Workload:
 
     @property
     def n_params(self) -> int:
-        return sum(a * b + b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+        return sum(a * b + b for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=False))
 
     @property
     def n_ops(self) -> int:
@@ -112,7 +112,7 @@ class Workload:
         every layer plus the input gradient of every layer but the first."""
         if self.kind != "mlp":
             return {"forward": 0, "backward": 0, "step": 0}
-        layers = [a * b for a, b in zip(self.sizes[:-1], self.sizes[1:])]
+        layers = [a * b for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=False)]
         forward = 2 * self.batch * sum(layers)
         backward = 2 * self.batch * (sum(layers) + sum(layers[1:]))
         return {"forward": forward, "backward": backward, "step": forward + backward}
@@ -196,6 +196,4 @@ def width_sweep(widths=(64, 128, 256, 512, 1024), depth=2, batch=64, dtype="floa
     Input and output widths equal the hidden one so every matmul is w × w and the
     FLOPs are exactly quadratic in w.
     """
-    return [
-        mlp(f"width{w}", (w,) * (depth + 2), batch, dtype, family="width") for w in widths
-    ]
+    return [mlp(f"width{w}", (w,) * (depth + 2), batch, dtype, family="width") for w in widths]

@@ -20,20 +20,31 @@ def _shape_args(args):
 
 def _values(method):
     def m(self, *args, **kwargs):
-        return getattr(self._data if isinstance(self._data, onp.ndarray) else onp.asarray(self._data), method)(
-            *args, **kwargs)
+        return getattr(
+            self._data if isinstance(self._data, onp.ndarray) else onp.asarray(self._data), method
+        )(*args, **kwargs)
 
     return m
 
 
 T = Tensor
-T.sum = lambda self, axis=None, dtype=None, out=None, keepdims=False: v.sum(self, axis, keepdims=keepdims)
-T.mean = lambda self, axis=None, dtype=None, out=None, keepdims=False: v.mean(self, axis, keepdims=keepdims)
+T.sum = lambda self, axis=None, dtype=None, out=None, keepdims=False: v.sum(
+    self, axis, keepdims=keepdims
+)
+T.mean = lambda self, axis=None, dtype=None, out=None, keepdims=False: v.mean(
+    self, axis, keepdims=keepdims
+)
 T.max = lambda self, axis=None, out=None, keepdims=False, **k: v.max(self, axis, keepdims=keepdims)
 T.min = lambda self, axis=None, out=None, keepdims=False, **k: v.min(self, axis, keepdims=keepdims)
-T.prod = lambda self, axis=None, dtype=None, out=None, keepdims=False, **k: v.prod(self, axis, keepdims=keepdims)
-T.var = lambda self, axis=None, dtype=None, out=None, ddof=0, keepdims=False: v.var(self, axis, ddof=ddof, keepdims=keepdims)
-T.std = lambda self, axis=None, dtype=None, out=None, ddof=0, keepdims=False: v.std(self, axis, ddof=ddof, keepdims=keepdims)
+T.prod = lambda self, axis=None, dtype=None, out=None, keepdims=False, **k: v.prod(
+    self, axis, keepdims=keepdims
+)
+T.var = lambda self, axis=None, dtype=None, out=None, ddof=0, keepdims=False: v.var(
+    self, axis, ddof=ddof, keepdims=keepdims
+)
+T.std = lambda self, axis=None, dtype=None, out=None, ddof=0, keepdims=False: v.std(
+    self, axis, ddof=ddof, keepdims=keepdims
+)
 T.cumsum = lambda self, axis=None, dtype=None, out=None: v.cumsum(self, axis)
 T.dot = lambda self, b: v.dot(self, b)
 T.ravel = lambda self, order="C": _ops.reshape(self, (-1,))
@@ -45,14 +56,28 @@ T.conj = T.conjugate = lambda self: v.conjugate(self)
 T.real = property(lambda self: v.real(self))
 T.imag = property(lambda self: v.imag(self))
 T.diagonal = lambda self, offset=0, axis1=0, axis2=1: v.diagonal(self, offset, axis1, axis2)
-T.trace = lambda self, offset=0, axis1=0, axis2=1, dtype=None, out=None: v.trace(self, offset, axis1, axis2)
+T.trace = lambda self, offset=0, axis1=0, axis2=1, dtype=None, out=None: v.trace(
+    self, offset, axis1, axis2
+)
 T.repeat = lambda self, repeats, axis=None: v.repeat(self, repeats, axis)
 T.swapaxes = lambda self, axis1, axis2: _ops.swapaxes(self, axis1, axis2)
 T.copy = lambda self: v._copy(self)
 T.take = lambda self, indices, axis=None: (
-    _ops.getitem(_ops.reshape(self, (-1,)), onp.asarray(indices)) if axis is None
-    else _ops.getitem(self, (slice(None),) * (axis % self.ndim) + (onp.asarray(indices),)))
-for _name in ("any", "all", "argmax", "argmin", "argsort", "nonzero", "round", "tolist", "argpartition"):
+    _ops.getitem(_ops.reshape(self, (-1,)), onp.asarray(indices))
+    if axis is None
+    else _ops.getitem(self, (slice(None),) * (axis % self.ndim) + (onp.asarray(indices),))
+)
+for _name in (
+    "any",
+    "all",
+    "argmax",
+    "argmin",
+    "argsort",
+    "nonzero",
+    "round",
+    "tolist",
+    "argpartition",
+):
     setattr(T, _name, _values(_name))
 T.__mod__ = lambda self, other: v.mod(self, other)
 T.__rmod__ = lambda self, other: v.mod(other, self)

@@ -21,10 +21,28 @@ import numpy as onp
 
 from .. import _ops
 from .._ops import (
-    _EveryArgument, _repeat_to_match, absolute, add, amax, amin, broadcast_to, cos, defvjp,
-    exp, expand_dims, getitem, log, matmul, maximum, minimum, multiply, negative, power,
-    reshape, shape_of, sin, sqrt, subtract, swapaxes, tanh, transpose, true_divide,
-    unbroadcast, untake, value,
+    _EveryArgument,
+    _repeat_to_match,
+    amax,
+    amin,
+    broadcast_to,
+    cos,
+    defvjp,
+    exp,
+    expand_dims,
+    getitem,
+    matmul,
+    maximum,
+    minimum,
+    multiply,
+    reshape,
+    shape_of,
+    sqrt,
+    swapaxes,
+    transpose,
+    unbroadcast,
+    untake,
+    value,
 )
 from .._tape import Primitive, Tensor
 
@@ -156,19 +174,37 @@ fmax = primitive(onp.fmax)
 fmin = primitive(onp.fmin)
 
 # θ = atan2(y, x):  ȳ = θ̄ x / (x² + y²),  x̄ = −θ̄ y / (x² + y²)
-defvjp(arctan2, lambda g, ans, y, x: unbroadcast(g * x / (x * x + y * y), y),
-       lambda g, ans, y, x: unbroadcast(-g * y / (x * x + y * y), x))
+defvjp(
+    arctan2,
+    lambda g, ans, y, x: unbroadcast(g * x / (x * x + y * y), y),
+    lambda g, ans, y, x: unbroadcast(-g * y / (x * x + y * y), x),
+)
 # h = √(x² + y²):  x̄ = h̄ x / h
-defvjp(hypot, lambda g, ans, x, y: unbroadcast(g * x / ans, x),
-       lambda g, ans, x, y: unbroadcast(g * y / ans, y), saves_ans=True)
+defvjp(
+    hypot,
+    lambda g, ans, x, y: unbroadcast(g * x / ans, x),
+    lambda g, ans, x, y: unbroadcast(g * y / ans, y),
+    saves_ans=True,
+)
 # z = log(eˣ + eʸ):  x̄ = z̄ eˣ⁻ᶻ
-defvjp(logaddexp, lambda g, ans, x, y: unbroadcast(g * exp(x - ans), x),
-       lambda g, ans, x, y: unbroadcast(g * exp(y - ans), y), saves_ans=True)
-defvjp(logaddexp2, lambda g, ans, x, y: unbroadcast(g * exp2(x - ans), x),
-       lambda g, ans, x, y: unbroadcast(g * exp2(y - ans), y), saves_ans=True)
+defvjp(
+    logaddexp,
+    lambda g, ans, x, y: unbroadcast(g * exp(x - ans), x),
+    lambda g, ans, x, y: unbroadcast(g * exp(y - ans), y),
+    saves_ans=True,
+)
+defvjp(
+    logaddexp2,
+    lambda g, ans, x, y: unbroadcast(g * exp2(x - ans), x),
+    lambda g, ans, x, y: unbroadcast(g * exp2(y - ans), y),
+    saves_ans=True,
+)
 # z = x mod y = x − y ⌊x/y⌋:  x̄ = z̄,  ȳ = −z̄ ⌊x/y⌋
-defvjp(mod, lambda g, ans, x, y: unbroadcast(g, x),
-       lambda g, ans, x, y: unbroadcast(-g * onp.floor(value(x) / value(y)), y))
+defvjp(
+    mod,
+    lambda g, ans, x, y: unbroadcast(g, x),
+    lambda g, ans, x, y: unbroadcast(-g * onp.floor(value(x) / value(y)), y),
+)
 fmax.vjps = maximum.vjps
 fmax.saves_ans = True
 fmin.vjps = minimum.vjps
@@ -219,8 +255,11 @@ def _prod(x, axis=None, keepdims=False):
 
 _prod_p = primitive(_prod, "prod")
 # p = Π x:  x̄ = p̄ p / x  (inputs without zeros, as autograd)
-defvjp(_prod_p, lambda g, ans, x, axis=None, keepdims=False:
-       _repeat_to_match(g * ans, x, axis, keepdims) / x, saves_ans=True)
+defvjp(
+    _prod_p,
+    lambda g, ans, x, axis=None, keepdims=False: _repeat_to_match(g * ans, x, axis, keepdims) / x,
+    saves_ans=True,
+)
 
 
 def prod(a, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
@@ -325,12 +364,28 @@ def clip(a, a_min=None, a_max=None, out=None, **kwargs):
     return onp.clip(a, a_min, a_max, out=out, **kwargs)
 
 
-def where(condition, x=None, y=None):
-    if x is None and y is None:
+def _numpy_like(x):
+    if isinstance(x, (Tensor, onp.ndarray, onp.generic)):
+        return True
+    return isinstance(x, (list, tuple)) and builtins.any(_numpy_like(v) for v in x)
+
+
+def where(condition, *args, **kwargs):
+    """np.where; like autograd's, on Python scalars and lists only it returns Python values."""
+    if not args and not kwargs:
         return onp.where(value(condition))
+    if len(args) + len(kwargs) != 2:
+        raise ValueError("either both or neither of x and y should be given")
+    x = args[0] if args else kwargs["x"]
+    y = args[1] if len(args) > 1 else kwargs["y"]
     if traced(x, y):
         return _ops.where(condition, x, y)
-    return onp.where(value(condition), x, y)
+    res = onp.where(value(condition), x, y)
+    if not (_numpy_like(condition) or _numpy_like(x) or _numpy_like(y)) and isinstance(
+        res, onp.ndarray
+    ):
+        return res.tolist()
+    return res
 
 
 def select(condlist, choicelist, default=0):
@@ -376,7 +431,9 @@ def transpose_fn(a, axes=None):
 
 def _permutation(ndim, source, destination):
     source = [s % ndim for s in (source if isinstance(source, (list, tuple)) else [source])]
-    destination = [d % ndim for d in (destination if isinstance(destination, (list, tuple)) else [destination])]
+    destination = [
+        d % ndim for d in (destination if isinstance(destination, (list, tuple)) else [destination])
+    ]
     order = [i for i in range(ndim) if i not in source]
     for d, s in sorted(zip(destination, source)):
         order.insert(d, s)
@@ -435,7 +492,11 @@ def atleast_3d(*arys):
 
 
 def broadcast_to_fn(array, shape, subok=False):
-    return broadcast_to(array, shape) if isinstance(array, Tensor) else onp.broadcast_to(array, shape, subok)
+    return (
+        broadcast_to(array, shape)
+        if isinstance(array, Tensor)
+        else onp.broadcast_to(array, shape, subok)
+    )
 
 
 def _rot90(m, k=1, axes=(0, 1)):
@@ -455,7 +516,9 @@ def _roll(a, shift, axis=None):
 
 
 _roll_p = primitive(_roll, "roll")
-defvjp(_roll_p, lambda g, ans, a, shift, axis=None: _roll_p(g, _negate(shift), axis), saves_args=False)
+defvjp(
+    _roll_p, lambda g, ans, a, shift, axis=None: _roll_p(g, _negate(shift), axis), saves_args=False
+)
 
 
 def _negate(shift):
@@ -492,7 +555,7 @@ def _repeat_vjp(g, ans, a, repeats, axis=None):
         n = int(onp.prod(shape))
         return reshape(_ops.sum(reshape(g, (n, repeats)), 1), shape)
     axis %= len(shape)
-    grouped = reshape(g, shape[:axis] + (shape[axis], repeats) + shape[axis + 1:])
+    grouped = reshape(g, shape[:axis] + (shape[axis], repeats) + shape[axis + 1 :])
     return _ops.sum(grouped, axis + 1)
 
 
@@ -503,7 +566,9 @@ defvjp(_repeat_p, _repeat_vjp, saves_args=False)
 def repeat(a, repeats, axis=None):
     if isinstance(a, Tensor):
         if not isinstance(repeats, (int, onp.integer)):
-            raise NotImplementedError("fastgrad differentiates repeat with an integer number of repeats")
+            raise NotImplementedError(
+                "fastgrad differentiates repeat with an integer number of repeats"
+            )
         return _repeat_p(a, int(repeats), axis)
     return onp.repeat(a, repeats, axis)
 
@@ -531,7 +596,9 @@ def tile(A, reps):
 
 def _pad_vjp(g, ans, array, pad_width, mode="constant", **kwargs):
     if mode != "constant":
-        raise NotImplementedError(f"fastgrad differentiates pad only in mode 'constant', not {mode!r}")
+        raise NotImplementedError(
+            f"fastgrad differentiates pad only in mode 'constant', not {mode!r}"
+        )
     shape = shape_of(array)
     widths = onp.broadcast_to(onp.asarray(pad_width, dtype=int), (len(shape), 2))
     return getitem(g, tuple(slice(int(b), int(b) + n) for (b, _), n in zip(widths, shape)))
@@ -542,20 +609,32 @@ defvjp(_pad_p, _pad_vjp, saves_args=False)
 
 
 def pad(array, pad_width, mode="constant", **kwargs):
-    return _pad_p(array, pad_width, mode, **kwargs) if isinstance(array, Tensor) else onp.pad(array, pad_width, mode, **kwargs)
+    return (
+        _pad_p(array, pad_width, mode, **kwargs)
+        if isinstance(array, Tensor)
+        else onp.pad(array, pad_width, mode, **kwargs)
+    )
 
 
 def diff(a, n=1, axis=-1, prepend=onp._NoValue, append=onp._NoValue):
-    if not isinstance(a, Tensor) and not isinstance(prepend, Tensor) and not isinstance(append, Tensor):
+    if (
+        not isinstance(a, Tensor)
+        and not isinstance(prepend, Tensor)
+        and not isinstance(append, Tensor)
+    ):
         return onp.diff(a, n, axis, prepend, append)
     nd = ndim_of(a)
     axis %= nd
     pieces = []
     if prepend is not onp._NoValue:
-        pieces.append(broadcast_to(prepend, _with(shape_of(a), axis, 1)) if ndim_of(prepend) == 0 else prepend)
+        pieces.append(
+            broadcast_to(prepend, _with(shape_of(a), axis, 1)) if ndim_of(prepend) == 0 else prepend
+        )
     pieces.append(a)
     if append is not onp._NoValue:
-        pieces.append(broadcast_to(append, _with(shape_of(a), axis, 1)) if ndim_of(append) == 0 else append)
+        pieces.append(
+            broadcast_to(append, _with(shape_of(a), axis, 1)) if ndim_of(append) == 0 else append
+        )
     if len(pieces) > 1:
         a = concatenate(pieces, axis)
     head = [slice(None)] * nd
@@ -606,8 +685,11 @@ def take_along_axis(arr, indices, axis=-1):
 
 def _split_slices(ary, indices_or_sections, axis, name):
     n = shape_of(ary)[axis]
-    pieces = getattr(onp, name)(onp.arange(n), indices_or_sections) if name == "array_split" else \
-        onp.split(onp.arange(n), indices_or_sections)
+    pieces = (
+        getattr(onp, name)(onp.arange(n), indices_or_sections)
+        if name == "array_split"
+        else onp.split(onp.arange(n), indices_or_sections)
+    )
     nd = ndim_of(ary)
     axis %= nd
     out = []
@@ -669,7 +751,9 @@ defvjp(_copy, lambda g, ans, x: g, saves_args=False)
 
 
 def array(object, dtype=None, *args, **kwargs):  # noqa: A002
-    if isinstance(object, Tensor) or (isinstance(object, (list, tuple)) and contains_tensor(object)):
+    if isinstance(object, Tensor) or (
+        isinstance(object, (list, tuple)) and contains_tensor(object)
+    ):
         out = _array_from(object)
         if dtype is not None and onp.dtype(dtype) != dtype_of(out):
             out = astype(out, dtype)
@@ -986,8 +1070,11 @@ def _cross_last(a, b):
 
 cross_p = primitive(_cross_last, "cross")
 # c = a × b:  ā = b × c̄,  b̄ = c̄ × a
-defvjp(cross_p, lambda g, ans, a, b: unbroadcast(cross_p(b, g), a),
-       lambda g, ans, a, b: unbroadcast(cross_p(g, a), b))
+defvjp(
+    cross_p,
+    lambda g, ans, a, b: unbroadcast(cross_p(b, g), a),
+    lambda g, ans, a, b: unbroadcast(cross_p(g, a), b),
+)
 
 
 def cross(a, b, axisa=-1, axisb=-1, axisc=-1, axis=None):
@@ -1008,13 +1095,15 @@ def _einsum_rule(argnum):
         # ȳ contracted with every other operand, out to this operand's indices; indices
         # summed in this operand alone are contracted against a tensor of ones.
         k = argnum - 1
-        in_subs, out_subs, _ = _parse_einsum_input((subscripts,) + tuple(_shape_proxy(o) for o in operands))
+        in_subs, out_subs, _ = _parse_einsum_input(
+            (subscripts,) + tuple(_shape_proxy(o) for o in operands)
+        )
         subs = in_subs.split(",")
         wrt = subs[k]
         if len(set(wrt)) != len(wrt):
             raise NotImplementedError(f"einsum derivative for repeated indices {wrt!r}")
-        others = subs[:k] + subs[k + 1:]
-        inputs, ops = [out_subs] + others, [g] + list(operands[:k] + operands[k + 1:])
+        others = subs[:k] + subs[k + 1 :]
+        inputs, ops = [out_subs] + others, [g] + list(operands[:k] + operands[k + 1 :])
         named = set(out_subs + "".join(others))
         shape = shape_of(operands[k])
         naked = [(i, c) for i, c in enumerate(wrt) if c not in named]
@@ -1032,6 +1121,7 @@ einsum_p.vjps = _EveryArgument(_einsum_rule)
 
 def _sublists_to_subscripts(args):
     """einsum(op0, sublist0, op1, sublist1, ..., [out]) → ('ij,jk->ik', ops)."""
+
     def letters(sub):
         return "".join("..." if s is Ellipsis else string.ascii_letters[s] for s in sub)
 
@@ -1056,15 +1146,71 @@ def einsum(*operands, **kwargs):
 # -------------------------------------------------------------- not differentiable --
 
 NOGRAD = [
-    "floor", "ceil", "round", "rint", "around", "fix", "trunc", "all", "any", "argmax",
-    "argmin", "argpartition", "argsort", "argwhere", "nonzero", "flatnonzero",
-    "count_nonzero", "searchsorted", "sign", "ndim", "shape", "size", "floor_divide",
-    "logical_and", "logical_or", "logical_not", "logical_xor", "isfinite", "isinf", "isnan",
-    "isneginf", "isposinf", "allclose", "isclose", "array_equal", "array_equiv", "greater",
-    "greater_equal", "less", "less_equal", "equal", "not_equal", "iscomplexobj", "iscomplex",
-    "isrealobj", "isreal", "isscalar", "zeros_like", "ones_like", "empty_like", "full_like",
-    "result_type", "shares_memory", "may_share_memory", "copysign", "signbit", "heaviside",
-    "bincount", "digitize", "histogram", "unique", "in1d", "isin", "array_repr", "array_str",
+    "floor",
+    "ceil",
+    "round",
+    "rint",
+    "around",
+    "fix",
+    "trunc",
+    "all",
+    "any",
+    "argmax",
+    "argmin",
+    "argpartition",
+    "argsort",
+    "argwhere",
+    "nonzero",
+    "flatnonzero",
+    "count_nonzero",
+    "searchsorted",
+    "sign",
+    "ndim",
+    "shape",
+    "size",
+    "floor_divide",
+    "logical_and",
+    "logical_or",
+    "logical_not",
+    "logical_xor",
+    "isfinite",
+    "isinf",
+    "isnan",
+    "isneginf",
+    "isposinf",
+    "allclose",
+    "isclose",
+    "array_equal",
+    "array_equiv",
+    "greater",
+    "greater_equal",
+    "less",
+    "less_equal",
+    "equal",
+    "not_equal",
+    "iscomplexobj",
+    "iscomplex",
+    "isrealobj",
+    "isreal",
+    "isscalar",
+    "zeros_like",
+    "ones_like",
+    "empty_like",
+    "full_like",
+    "result_type",
+    "shares_memory",
+    "may_share_memory",
+    "copysign",
+    "signbit",
+    "heaviside",
+    "bincount",
+    "digitize",
+    "histogram",
+    "unique",
+    "in1d",
+    "isin",
+    "array_repr",
+    "array_str",
     "array2string",
 ]
 
@@ -1091,13 +1237,33 @@ def nograd(fun):
 
 # ufunc prims that np.sin(tensor) (a plain NumPy call) should dispatch to
 UFUNCS = {
-    onp.tan: tan, onp.arcsin: arcsin, onp.arccos: arccos, onp.arctan: arctan, onp.sinh: sinh,
-    onp.cosh: cosh, onp.arcsinh: arcsinh, onp.arccosh: arccosh, onp.arctanh: arctanh,
-    onp.log2: log2, onp.log10: log10, onp.log1p: log1p, onp.expm1: expm1, onp.exp2: exp2,
-    onp.square: square, onp.reciprocal: reciprocal, onp.rad2deg: rad2deg,
-    onp.deg2rad: deg2rad, onp.fabs: fabs, onp.conjugate: conjugate, onp.arctan2: arctan2,
-    onp.hypot: hypot, onp.logaddexp: logaddexp, onp.logaddexp2: logaddexp2,
-    onp.remainder: mod, onp.fmax: fmax, onp.fmin: fmin,
+    onp.tan: tan,
+    onp.arcsin: arcsin,
+    onp.arccos: arccos,
+    onp.arctan: arctan,
+    onp.sinh: sinh,
+    onp.cosh: cosh,
+    onp.arcsinh: arcsinh,
+    onp.arccosh: arccosh,
+    onp.arctanh: arctanh,
+    onp.log2: log2,
+    onp.log10: log10,
+    onp.log1p: log1p,
+    onp.expm1: expm1,
+    onp.exp2: exp2,
+    onp.square: square,
+    onp.reciprocal: reciprocal,
+    onp.rad2deg: rad2deg,
+    onp.deg2rad: deg2rad,
+    onp.fabs: fabs,
+    onp.conjugate: conjugate,
+    onp.arctan2: arctan2,
+    onp.hypot: hypot,
+    onp.logaddexp: logaddexp,
+    onp.logaddexp2: logaddexp2,
+    onp.remainder: mod,
+    onp.fmax: fmax,
+    onp.fmin: fmin,
 }
 
 

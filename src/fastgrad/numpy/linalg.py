@@ -14,7 +14,7 @@ from .. import _ops
 from .._ops import defvjp, matmul, multiply, reshape, shape_of, sqrt, swapaxes, unbroadcast, value
 from .._tape import Tensor
 from . import _vjps
-from ._vjps import primitive, traced
+from ._vjps import primitive
 
 
 def T(x):
@@ -48,8 +48,11 @@ def _pinv_vjp(g, ans, a, rcond=None, **kwargs):
     pt, gt = T(p), T(g)
     left = onp.eye(shape_of(a)[-2]) - matmul(a, p)
     right = onp.eye(shape_of(a)[-1]) - matmul(p, a)
-    return (-matmul(pt, matmul(g, pt)) + matmul(left, matmul(gt, matmul(p, pt)))
-            + matmul(pt, matmul(p, matmul(gt, right))))
+    return (
+        -matmul(pt, matmul(g, pt))
+        + matmul(left, matmul(gt, matmul(p, pt)))
+        + matmul(pt, matmul(p, matmul(gt, right)))
+    )
 
 
 def _pinv(a, rcond=None, **kwargs):
@@ -229,7 +232,7 @@ def _vector_norm(x, ord, axis, keepdims):
         return onp.sum(value(x) != 0, axis=axis, keepdims=keepdims).astype(float)
     if ord == 1:
         return s(a, axis, keepdims)
-    return s(a ** ord, axis, keepdims) ** (1.0 / ord)
+    return s(a**ord, axis, keepdims) ** (1.0 / ord)
 
 
 def _matrix_norm(x, ord, axis, keepdims):
@@ -253,4 +256,8 @@ def _matrix_norm(x, ord, axis, keepdims):
         raise ValueError(f"invalid norm order {ord!r} for matrices")
     pick = _ops.amax if ord in (1, onp.inf) else _ops.amin
     r = pick(sums, other, True)
-    return r if keepdims else reshape(r, tuple(n for i, n in enumerate(shape_of(r)) if i not in (row, col)))
+    return (
+        r
+        if keepdims
+        else reshape(r, tuple(n for i, n in enumerate(shape_of(r)) if i not in (row, col)))
+    )

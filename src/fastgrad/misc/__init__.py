@@ -1,0 +1,4 @@
+"""autograd's ``misc``: ``flatten`` nested containers, ``const_graph``, optimizers."""
+
+from .flatten import flatten  # noqa: F401
+from .tracers import const_graph  # noqa: F401
