@@ -500,6 +500,35 @@ defvjp(log_softmax, lambda g, ans, z, axis=-1: g - exp(ans) * sum(g, axis=axis, 
        saves_args=False, saves_ans=True)
 
 
+def _softmax_cross_entropy(z, labels):
+    z = _float_c(z)
+    loss, _ = _backend.kernels().softmax_cross_entropy_forward(z, labels)
+    return z.dtype.type(loss)
+
+
+def _softmax_cross_entropy_grad(z, labels):
+    k = _backend.kernels()
+    z = _float_c(z)
+    _, probs = k.softmax_cross_entropy_forward(z, labels)
+    return k.softmax_cross_entropy_backward(probs, labels, out=probs)
+
+
+# The fused kernel pair: one pass for the loss, one for the gradient (the backward
+# recomputes the softmax rather than saving an (N, K) array beside a scalar output).
+softmax_cross_entropy = primitive(_softmax_cross_entropy, "softmax_cross_entropy")
+softmax_cross_entropy_grad = primitive(_softmax_cross_entropy_grad, "softmax_cross_entropy_grad")
+# ℒ = −(1/N) Σₙ log softmax(zₙ)_{tₙ}:  z̄ = ℒ̄ (softmax(z) − onehot(t)) / N
+defvjp(softmax_cross_entropy, lambda g, ans, z, labels: g * softmax_cross_entropy_grad(z, labels))
+# (y − t)/N has the softmax's Jacobian over N:  z̄ = y ∘ (Ḡ − Σ Ḡ ∘ y) / N
+defvjp(softmax_cross_entropy_grad,
+       lambda G, ans, z, labels: _softmax_vjp_rows(G, z) / shape_of(z)[0])
+
+
+def _softmax_vjp_rows(G, z):
+    y = softmax(z, axis=-1)
+    return y * (G - sum(G * y, axis=-1, keepdims=True))
+
+
 def identity(x):
     return x
 

@@ -99,18 +99,16 @@ def cross_entropy(logits, labels):
     if len(zs) != 2:
         raise ValueError(f"cross_entropy: logits must be (N, K) (or (K,)), got shape {zs}")
     n, k = zs
-    log_y = F.log_softmax(logits, axis=-1)
     if _is_integer(labels):
         if t.shape != (n,):
             raise ValueError(
                 f"cross_entropy: logits {zs} and integer labels {t.shape} do not fit "
                 f"(need labels of shape ({n},))"
             )
-        # −(1/N) Σ t log y with t one-hot: one product with a constant mask that carries
-        # the −1/N, then one sum (two recorded ops, no gather and no scalar ops).
-        mask = _one_hot(t, k, _array(logits).dtype, "cross_entropy")
-        mask *= -1.0 / n
-        return (log_y * mask).sum()
+        if n == 0:
+            raise ValueError(f"cross_entropy: logits {zs} is an empty batch")
+        # One recorded op on the fused softmax–cross-entropy kernels.
+        return softmax_cross_entropy(logits, t)
     if t.dtype.kind == "b":
         raise TypeError("cross_entropy: labels must be integers or float rows, got bool")
     if t.shape != zs:
@@ -118,7 +116,7 @@ def cross_entropy(logits, labels):
             f"cross_entropy: logits {zs} and labels {t.shape} do not fit (integer labels "
             f"need shape ({n},), one-hot or probability rows shape {zs})"
         )
-    return -(log_y * labels).sum() / n
+    return -(F.log_softmax(logits, axis=-1) * labels).sum() / n
 
 
 def _log_floor(dtype) -> float:
@@ -173,3 +171,4 @@ def l2_penalty(w):
 import fastgrad as fg  # noqa: E402
 
 from . import functional as F  # noqa: E402
+from .._ops import softmax_cross_entropy  # noqa: E402
