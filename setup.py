@@ -32,5 +32,15 @@ extensions = [
         extra_compile_args=["-O3"] if not DEBUG else ["-O0", "-g"],
     )
 ]
+# fastgrad.compile's executor: same directives and flags as the kernels.
+extensions.append(
+    Extension(
+        "fastgrad._replay",
+        ["src/fastgrad/_replay.pyx"],
+        include_dirs=extensions[0].include_dirs,
+        define_macros=extensions[0].define_macros,
+        extra_compile_args=extensions[0].extra_compile_args,
+    )
+)
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives))

@@ -6,6 +6,8 @@
   (1.0 for W1/W2, 1.57 for W3, 1.9 for W4: MEASURING.md).
 - "the cost is linear in the number of layers": a depth sweep at width 256.
 - "quadratic in the number of units per layer": a width sweep with square layers.
+  Each sweep's points are timed in interleaved rounds within one test per
+  implementation (``points`` in extra_info), so load drifts do not bend the curve.
 - GFLOP/s against the machine's matmul ceiling (NumPy's sgemm), and the compiled kernels
   at W3's shapes beside the same matmul.
 
@@ -47,37 +49,35 @@ def test_backward_over_forward(benchmark, make_impl, bench_run, bench_threads, w
     )
 
 
-def _sweep(benchmark, make_impl, bench_run, threads, workload, name, suite, x):
-    impl = make_impl(name, workload)
-    benchmark.group = f"{suite} sweep: step ({workload.describe().split(':')[0]} family)"
+def _sweep(benchmark, make_impl, bench_run, threads, name, suite, points):
+    """Time the step at every sweep point in interleaved rounds (one test per impl)."""
+    chosen = {x: make_impl(name, w) for x, w in points}
+    times = runner.measure(chosen, rounds=9, min_time=0.02, phases=("step",))
+    medians = {x: sorted(t["step"])[len(t["step"]) // 2] for x, t in times.items()}
+    x_mid, w_mid = points[len(points) // 2]
+    benchmark.group = f"{suite} sweep (step at {suite} {x_mid} timed; sweep in extra_info)"
     bench_run(
         benchmark,
-        impl,
-        impl.step,
+        chosen[x_mid],
+        chosen[x_mid].step,
         suite=suite,
-        workload=workload.name,
         impl=name,
         phase="step",
-        x=x,
-        sizes=list(workload.sizes),
-        batch=workload.batch,
-        flops=workload.flops()["step"],
+        points={str(x): {"step_s": medians[x], "flops": w.flops()["step"]} for x, w in points},
         threads=threads,
     )
 
 
 @pytest.mark.parametrize("name", SWEEP_IMPLS)
-@pytest.mark.parametrize("workload", workloads.depth_sweep(), ids=lambda w: w.name)
-def test_depth_sweep(benchmark, make_impl, bench_run, bench_threads, workload, name):
-    depth = len(workload.sizes) - 2
-    _sweep(benchmark, make_impl, bench_run, bench_threads, workload, name, "depth", depth)
+def test_depth_sweep(benchmark, make_impl, bench_run, bench_threads, name):
+    points = [(len(w.sizes) - 2, w) for w in workloads.depth_sweep()]
+    _sweep(benchmark, make_impl, bench_run, bench_threads, name, "depth", points)
 
 
 @pytest.mark.parametrize("name", SWEEP_IMPLS)
-@pytest.mark.parametrize("workload", workloads.width_sweep(), ids=lambda w: w.name)
-def test_width_sweep(benchmark, make_impl, bench_run, bench_threads, workload, name):
-    width = workload.sizes[1]
-    _sweep(benchmark, make_impl, bench_run, bench_threads, workload, name, "width", width)
+def test_width_sweep(benchmark, make_impl, bench_run, bench_threads, name):
+    points = [(w.sizes[1], w) for w in workloads.width_sweep()]
+    _sweep(benchmark, make_impl, bench_run, bench_threads, name, "width", points)
 
 
 # -- the matmul ceiling, and the kernels at W3's shapes -----------------------------------

@@ -161,13 +161,15 @@ def _linfit(xs, ys):
 
 
 def sweep_data(benches, suite):
+    """{impl: {x: median step seconds}}, {x: FLOPs} from the interleaved sweep tests."""
     data = defaultdict(dict)
     flops = {}
     for b in benches:
         e = b["extra_info"]
-        if e["suite"] == suite:
-            data[e["impl"]][e["x"]] = b["stats"]["median"]
-            flops[e["x"]] = e["flops"]
+        if e["suite"] == suite and "points" in e:
+            for x, point in e["points"].items():
+                data[e["impl"]][int(x)] = point["step_s"]
+                flops[int(x)] = point["flops"]
     return data, flops
 
 
@@ -379,16 +381,18 @@ def main(argv=None):
     for path in args.runner:
         text, rs = runner_section(path)
         runs += rs
-        parts.append(f"## Interleaved ratios (`fastgrad bench`, {path})\n\n{text}")
+        label = path.rsplit("/", 1)[-1]
+        parts.append(f"## Interleaved ratios (`fastgrad bench`, {label})\n\n{text}")
     for i, path in enumerate(args.json):
         data, benches, threads = load_pytest(path)
         benches_by_label[f"threads {threads}"] = benches
         if i == 0:
             parts.insert(0, "## Machine\n\n" + machine_section(data))
-        parts.append(
-            f"## Standard workloads (pytest-benchmark, threads: {threads})\n\n"
-            + workloads_section(benches, threads)
-        )
+        section = workloads_section(benches, threads)
+        if section:
+            parts.append(
+                f"## Standard workloads (pytest-benchmark, threads: {threads})\n\n{section}"
+            )
         for title, section in (
             (
                 "Backward / forward time (interleaved, median and range over 7 rounds)",
@@ -404,8 +408,12 @@ def main(argv=None):
             if section:
                 parts.append(f"### {title} — threads: {threads}\n\n{section}")
     if args.plots:
+        import os
+
+        base = os.path.dirname(os.path.abspath(args.out)) if args.out else os.getcwd()
         for path in plots(benches_by_label, runs, args.plots):
-            parts.append(f"![{path}]({path})")
+            rel = os.path.relpath(os.path.abspath(path), base)
+            parts.append(f"![{os.path.basename(path)}]({rel})")
     text = "\n\n".join(parts) + "\n"
     if args.out:
         with open(args.out, "w") as f:

@@ -226,3 +226,13 @@ def test_learning_rate_default_follows_the_optimizer():
         args = parser.parse_args(["train", "--optimizer", optimizer, "--epochs", "1", "--quiet"])
         cli.train(args, out=open("/dev/null", "w"))
         assert args.lr == lr
+
+
+@pytest.mark.parametrize("loss", ["cross-entropy", "squared"])
+def test_compiled_training_matches_eager(capsys, loss):
+    argv = ["train", "--epochs", "2", "--quiet", "--loss", loss, "--dtype", "float64"]
+    (code_e, eager, _), (code_c, compiled, _) = run(capsys, *argv), run(capsys, *argv, "--compile")
+    assert code_e == code_c == 0
+    final = lambda out: float(re.search(r"final loss: ([\d.]+)", out).group(1))
+    assert final(compiled) == pytest.approx(final(eager), rel=1e-3)
+    assert accuracy(compiled) == pytest.approx(accuracy(eager), abs=0.005)

@@ -53,7 +53,11 @@ def run_once(dtype, rng):
     loss_r, p_r = R.softmax_cross_entropy_forward(z, labels)
     close(loss_c, loss_r, dtype)
     close(p_c, p_r, dtype)
-    close(C.softmax_cross_entropy_backward(p_c, labels), R.softmax_cross_entropy_backward(p_r, labels), dtype)
+    close(
+        C.softmax_cross_entropy_backward(p_c, labels),
+        R.softmax_cross_entropy_backward(p_r, labels),
+        dtype,
+    )
     Wc, Wr = z.copy(), z.copy()
     vc, vr = np.zeros_like(z), np.zeros_like(z)
     C.sgd_update(Wc, dh, 0.1, momentum=0.9, velocity=vc, weight_decay=0.01)

@@ -50,6 +50,7 @@ from ._ops import (
     where,
 )
 from ._tape import Tensor, enable_grad, is_grad_enabled, no_grad
+from ._compile import TracingError, compile  # noqa: A004  (fastgrad.compile, as jax.jit)
 from ._anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled  # noqa: E402
 
 __version__ = "0.1.0"
@@ -70,7 +71,7 @@ def from_numpy(array, requires_grad=False) -> Tensor:
     return t
 
 
-from . import nn, numpy, viz  # noqa: E402,F401  (numpy adds NumPy's array methods to Tensor)
+from . import nn, numpy, optim, viz  # noqa: E402,F401  (numpy adds NumPy's array methods to Tensor)
 from .builtins import dict, isinstance, list, tuple  # noqa: E402,A004  (autograd's names, not in __all__)
 from .viz import explain  # noqa: E402
 
@@ -82,6 +83,6 @@ __all__ = [
     "grad", "value_and_grad", "elementwise_grad", "jacobian", "hessian", "make_vjp",
     "make_jvp", "make_hvp", "deriv", "grad_and_aux", "hessian_tensor_product",
     "hessian_vector_product", "tensor_jacobian_product", "vector_jacobian_product",
-    "checkpoint", "make_ggnvp", "holomorphic_grad", "viz", "explain",
+    "checkpoint", "make_ggnvp", "holomorphic_grad", "viz", "explain", "compile", "TracingError",
     "detect_anomaly", "AnomalyError", "is_anomaly_enabled",
 ]

@@ -99,10 +99,16 @@ class _Checker:
         bad = _bad_values(ans)
         if bad is None:
             return
-        inputs = [i for i, a in enumerate(args) if isinstance(a, (Tensor, np.ndarray, float))
-                  and _bad_values(a) is not None]
-        origin = (f"from non-finite input(s) at argument position(s) {inputs}" if inputs
-                  else "from finite inputs")
+        inputs = [
+            i
+            for i, a in enumerate(args)
+            if isinstance(a, (Tensor, np.ndarray, float)) and _bad_values(a) is not None
+        ]
+        origin = (
+            f"from non-finite input(s) at argument position(s) {inputs}"
+            if inputs
+            else "from finite inputs"
+        )
         raise AnomalyError(
             f"detect_anomaly: the forward of '{prim.name}' produced {bad} {origin}; "
             f"{_describe_site(_user_site())}"

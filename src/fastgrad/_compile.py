@@ -227,7 +227,7 @@ class _Tracer:
 
     def const(self, value, dtype):
         """A constant (a Python number or an array not passed in): baked into the plan."""
-        arr = np.array(value, dtype=dtype)
+        arr = np.array(value, dtype=dtype, order="C")
         key = (arr.dtype, arr.shape, arr.tobytes()) if arr.size <= 16 else None
         if key is not None and key in self.consts:
             return self.consts[key]
@@ -256,6 +256,11 @@ class _Tracer:
             else:  # a tensor from outside (a parameter): its data are read at every call
                 if not isinstance(data, np.ndarray) or data.dtype not in _FLOATS:
                     data = a._data = np.asarray(data, dtype=np.float64)
+                if not data.flags.c_contiguous:
+                    raise TracingError(
+                        f"fastgrad.compile: a tensor of shape {data.shape} read by the function "
+                        "holds a non-contiguous array; give it contiguous data (np.ascontiguousarray)"
+                    )
                 s = self.new(data.shape, data.dtype, "state", a)
                 self._register(data, s)
             if node is not None:
@@ -330,8 +335,8 @@ class _Tracer:
                 f"{getattr(ans, 'dtype', '')}; only float32/float64 arrays are replayed"
             )
         vjps = prim.vjps
-        requires = [i for i, a in enumerate(args)
-                    if isinstance(a, Tensor) and a._node is not None and i in vjps]
+        requires = [] if out._node is None else [
+            i for i, a in enumerate(args) if isinstance(a, Tensor) and a._node is not None and i in vjps]
         info = rule(self, args, kwargs, ans)
         if isinstance(info, Slot):  # an alias or lazy transpose: no instruction
             slot, info = info, None
@@ -355,13 +360,6 @@ class _Tracer:
                 f"fastgrad.compile: '{self.fn_name}' differentiates a derivative (grad of grad, "
                 "create_graph); higher-order derivatives are not compiled yet"
             )
-        node_slot = {}
-        for slot in self.slots:
-            t = slot.leaf
-            if t is not None:
-                node_slot[id(t._node)] = slot
-        for key, slot in self.by_tensor.items():
-            pass
         by_node = {id(t._node): self.by_tensor[id(t)] for t in self.keep
                    if isinstance(t, Tensor) and t._node is not None and id(t) in self.by_tensor}
         root_slots = []
@@ -407,19 +405,14 @@ class _Tracer:
                 if needed is not None and src not in needed:
                     continue
                 _BACKWARD[rec.name](self, rec, g, i, grads)
-        # Aliases (reshape views, detach, grad's start node) pass their signal to the base.
-        for slot in reversed(self.slots):
-            if slot.kind == "alias" and slot in grads and slot not in self.producer:
-                base = slot.base
-                if base.leaf is not None or base in self.producer:
-                    pass
         if targets is not None:
-            out = []
-            for s, r in zip(target_slots, result):
+            result = list(result)
+            for k, (s, r) in enumerate(zip(target_slots, result)):
                 g = grads.get(s)
+                if isinstance(r, np.generic):  # a 0-d result as an array, so it has an identity
+                    r = result[k] = np.asarray(r)
                 if g is not None and isinstance(r, np.ndarray):
                     self._register(r, g)
-                out.append(r)
             return result
         # Leaves accumulate their error signal into .grad, as _accumulate_leaf does.
         for s, g in list(grads.items()):
@@ -581,7 +574,7 @@ def _transpose_fwd(tr, args, kwargs, ans):
         raise TracingError(f"fastgrad.compile: transpose of shape {src.shape} with axes {axes}; "
                            "only 2-D transposes are compiled")
     if src.kind == "lazyT":
-        return src.base
+        return tr.new(ans.shape, ans.dtype, "alias", base=src.base)
     return tr.new(ans.shape, ans.dtype, "lazyT", base=src)
 
 
@@ -772,7 +765,8 @@ class _Interceptor:
         def traced(t):
             if threading.get_ident() != tr.thread:
                 return False
-            return id(t) in tr.by_tensor or (t._node is not None and t._node.prim is None)
+            return (id(t) in tr.by_tensor or id(t._data) in tr.by_array
+                    or (t._node is not None and t._node.prim is None))
 
         def refuse(what):
             def check(orig):
@@ -803,10 +797,10 @@ class _Interceptor:
 
         def get_data(self):
             d = data_prop.fget(self)
-            if threading.get_ident() == tr.thread and id(self) in tr.by_tensor and self._node is None \
-                    or (threading.get_ident() == tr.thread and self._node is not None
-                        and self._node.prim is not None and id(self) in tr.by_tensor):
-                return d.view(_TracedArray)  # shape and dtype readable; NumPy maths refused
+            if threading.get_ident() == tr.thread:
+                s = tr.by_tensor.get(id(self)) or tr.by_array.get(id(self._data))
+                if s is not None and s.kind not in ("state", "array") and isinstance(d, np.ndarray):
+                    return d.view(_TracedArray)  # shape and dtype readable; NumPy maths refused
             return d
 
         self._patch(T, "data", property(get_data, data_prop.fset))
@@ -1041,15 +1035,14 @@ class Plan:
                     continue
                 W, dW = ins.out.storage(), ins.args[0]
                 gs = dW.storage()
-                if gs.kind != "temp" or gs in self.observable or readers.get(gs) != [k] \
-                        or W.dtype != gs.dtype:
+                if gs.kind != "temp" or gs in self.observable or W.dtype != gs.dtype \
+                        or dW is not gs or ins.out is not W:
                     continue
                 contribs = writers[gs]
                 if not contribs or any(instrs[c].op not in (GEMM,) + tuple(range(EW_END))
-                                       for c in contribs):
+                                       or instrs[c].out is not dW for c in contribs):
                     continue
-                if any(instrs[c].out is not dW and instrs[c].out.storage() is gs and
-                       instrs[c].out.shape != dW.shape for c in contribs):
+                if [r for r in readers.get(gs, []) if r not in contribs] != [k]:
                     continue
                 first = contribs[0]
                 # W must not be read between the first contribution and the update.
@@ -1057,14 +1050,10 @@ class Plan:
                        if j not in contribs) or any(
                         W in [a.storage() for a in instrs[c].args if a is not None] for c in contribs):
                     continue
-                if any(instrs[c].acc is False and instrs[c].omode != FULL and instrs[c].op != GEMM
-                       and False for c in contribs):
-                    continue
                 opt_lr = ins.dyn.get(1)
                 for c in contribs:
                     ci = instrs[c]
-                    ci.out = W if ci.out is dW or ci.out.shape == W.shape else \
-                        Slot(-1, ci.out.shape, W.dtype, "alias", base=W)
+                    ci.out = W
                     ci.acc = True
                     scale = ci.f[0]
                     ci.f[0] = -ins.f[1] * scale
@@ -1230,9 +1219,8 @@ class PyExecutor:
                 self.arrays[i] = plan.initial_array(s)
         self.refresh()
         num = plan.number
-        self.code = [(ins, num[id(ins.out)] if ins.out.index >= 0 else ins.out,
-                      [num[id(a)] if a is not None else None for a in ins.args])
-                     for ins in plan.instrs]
+        self.code = [(ins, num[id(ins.out)], [num[id(a)] if a is not None else None for a in ins.args],
+                      list(ins.f)) for ins in plan.instrs]
 
     def refresh(self):
         arrays = self.arrays
@@ -1243,19 +1231,21 @@ class PyExecutor:
     def bind(self, i, array):
         self.arrays[i] = array
 
+    def bind_scalar(self, i, value):
+        s = self.plan.used[i]
+        self.arrays[i] = np.array(value, dtype=s.dtype).reshape(s.shape)
+
     def set_param(self, k, j, value):
-        self.plan.instrs[k].f[j] = value
+        self.code[k][3][j] = value
 
     def array(self, i):
         return self.arrays[i]
 
     def run(self):
+        self.refresh()
         A = self.arrays
-        for ins, o, args in self.code:
-            if isinstance(o, Slot):  # a fused view of a parameter
-                out = A[self.plan.number[id(o.base)]].reshape(o.shape)
-            else:
-                out = A[o]
+        for ins, o, args, f in self.code:
+            out = A[o]
             op = ins.op
             R, C = ins.R, ins.C
             if op < EW_END:
@@ -1263,9 +1253,9 @@ class PyExecutor:
                 for j, a in enumerate(args[:3]):
                     if a is not None:
                         vals[j] = A[a].reshape(_mode_shape(ins.modes[j], R, C))
-                v = _EW[op](vals[0], vals[1], vals[2], ins.f[1])
-                if ins.f[0] != 1.0:
-                    v = v * ins.f[0]
+                v = _EW[op](vals[0], vals[1], vals[2], f[1])
+                if f[0] != 1.0:
+                    v = v * f[0]
                 o2 = out.reshape(_mode_shape(ins.omode, R, C))
                 if ins.omode != FULL:
                     v = np.broadcast_to(v, (R, C))
@@ -1290,8 +1280,8 @@ class PyExecutor:
                 a = a.T if ins.flags & 1 else a
                 b = b.T if ins.flags & 2 else b
                 v = a @ b
-                if ins.f[0] != 1.0:
-                    v = v * ins.f[0]
+                if f[0] != 1.0:
+                    v = v * f[0]
                 o2 = out.reshape(R, C)
                 if ins.acc:
                     o2 += v
@@ -1305,7 +1295,7 @@ class PyExecutor:
                 else:
                     o2[...] = v
             elif op == SGD:
-                lr, mu, wd = ins.f[1], ins.f[2], ins.f[3]
+                lr, mu, wd = f[1], f[2], f[3]
                 W, dW = out, A[args[0]]
                 g = dW + wd * W if wd else dW
                 if args[1] is not None:
@@ -1315,7 +1305,7 @@ class PyExecutor:
                     g = v
                 W -= lr * g
             elif op == ADAM:
-                lr, b1, b2, eps, c1, c2, wd = ins.f[1:8]
+                lr, b1, b2, eps, c1, c2, wd = f[1:8]
                 W, dW, m, v = out, A[args[0]], A[args[1]], A[args[2]]
                 g = dW + wd * W if wd else dW
                 m *= b1
@@ -1383,15 +1373,26 @@ class _Entry:
         self.effects = [(t, num[id(s)] if s is not None else None) for t, s in plan.effects]
         self.assume_none = plan.assume_none
         self.executors = {}
+        self.simple = (not self.state_bind and not self.gradin_bind and not self.dyn
+                       and not self.preludes and not self.effects and len(self.out_numbers) == 1
+                       and not isinstance(plan.template, (tuple, list, dict)))
+        self.guarded = bool(self.assume_none or self.gradin_bind or self.state_bind)
 
     def executor(self, compiled_ok):
         name = "cython" if compiled_ok else "reference"
         ex = self.executors.get(name)
+        if ex is None and compiled_ok:
+            try:
+                import fastgrad._replay  # noqa: F401
+            except ImportError:  # the executor was not built: the reference loop runs the plan
+                return self.executor(False)
         if ex is None:
             ex = self.executors[name] = _cy_executor(self.plan) if compiled_ok else PyExecutor(self.plan)
         return ex
 
     def guard(self):
+        if not self.guarded:
+            return True
         for t in self.assume_none:
             if t._node is None or t._node.grad is not None:
                 return False
@@ -1409,9 +1410,21 @@ class _Entry:
         return True
 
     def run(self, args, compiled_ok):
-        ex = self.executor(compiled_ok)
+        ex = self.executors.get("cython" if compiled_ok else "reference") or self.executor(compiled_ok)
         for pos, i, s in self.input_bind:
-            ex.bind(i, args[pos])
+            a = args[pos]
+            if type(a) is not np.ndarray:
+                ex.bind_scalar(i, a)  # a number: written into the plan's own buffer
+                continue
+            if a.dtype != s.dtype:
+                a = a.astype(s.dtype)
+            elif not a.flags.c_contiguous or not a.flags.aligned:
+                a = np.ascontiguousarray(a)
+            ex.bind(i, a)
+        if self.simple:  # no parameters, optimizer or .grad bookkeeping: the S1/S2 path
+            ex.run()
+            kind, i, v = self.out_numbers[0]
+            return ex.array(i).copy() if kind == "array" else self._outputs(ex)
         for entry in self.state_bind:
             d = entry[1]._data
             if d is not entry[2]:
@@ -1433,6 +1446,9 @@ class _Entry:
         ex.run()
         for t, i in self.effects:
             t._node.grad = None if i is None else ex.array(i)
+        return self._outputs(ex)
+
+    def _outputs(self, ex):
         outs = []
         for kind, i, v in self.out_numbers:
             if kind == "const":
@@ -1449,7 +1465,9 @@ class _Entry:
 def _signature(args):
     sig = []
     for a in args:
-        if isinstance(a, np.ndarray):
+        if type(a) is float:
+            sig.append(float)
+        elif isinstance(a, np.ndarray):
             sig.append((a.shape, a.dtype.str))
         elif isinstance(a, Tensor):
             raise TypeError("fastgrad.compile: pass arrays, not tensors, as arguments")
@@ -1478,15 +1496,7 @@ class Compiled:
         sig = _signature(args)
         entry = self.cache.get(sig)
         if entry is not None and entry.guard():
-            arrays = []
-            for a in args:
-                if type(a) is not np.ndarray:
-                    a = np.array(a, dtype=np.float64)
-                elif not a.flags.c_contiguous or not a.flags.aligned:
-                    a = np.ascontiguousarray(a)
-                arrays.append(a)
-            compiled_ok = _backend.kernels().NAME == "cython"
-            return entry.run(arrays, compiled_ok)
+            return entry.run(args, _backend.kernels().NAME == "cython")
         return self._trace(sig, args)
 
     def _trace(self, sig, args):

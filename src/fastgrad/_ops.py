@@ -110,7 +110,15 @@ minimum = primitive(np.minimum, "minimum")
 def _balanced_eq(x, z, y):
     # Where x ties with y both get half the signal: the documented choice for max/min ties.
     x, z, y = value(x), value(z), value(y)
-    return (x == z) / (1.0 + (x == y))
+    mask = (x == z) / (1.0 + (x == y))
+    return mask.astype(np.result_type(z), copy=False)  # a float32 signal stays float32
+
+
+def _exponent_less_one(y):
+    """y − 1, with 1 where y = 0 (so 0 · x⁻¹ never makes 0 · ∞ at x = 0)."""
+    if isinstance(y, (int, float)):  # a Python number stays weak: float32 stays float32
+        return y - 1 if y != 0 else 1.0
+    return where(value(y) != 0, y - 1, 1.0)
 
 
 def _replace_zero(x, val):
@@ -130,7 +138,7 @@ defvjp(true_divide, lambda g, ans, x, y: unbroadcast(g / y, x),
        lambda g, ans, x, y: unbroadcast(-g * x / (y * y), y))
 # z = xʸ:  x̄ = z̄ y xʸ⁻¹,  ȳ = z̄ log(x) z  (log taken as 0 where x = 0)
 defvjp(power,
-       lambda g, ans, x, y: unbroadcast(g * y * x ** where(value(y) != 0, y - 1, 1.0), x),
+       lambda g, ans, x, y: unbroadcast(g * y * x ** _exponent_less_one(y), x),
        lambda g, ans, x, y: unbroadcast(g * log(_replace_zero(x, 1.0)) * ans, y),
        saves_ans=True)
 # z = max(x, y): the signal goes to the larger; ties split it evenly
@@ -326,7 +334,7 @@ def _extreme_vjp(g, ans, x, axis=None, keepdims=False):
     # The signal goes to the extreme elements; ties share it equally.
     xv = value(x)
     mask = xv == np.reshape(value(ans), _keepdims_shape(xv.shape, axis))
-    share = mask / np.sum(mask, axis=axis, keepdims=True)
+    share = (mask / np.sum(mask, axis=axis, keepdims=True)).astype(xv.dtype, copy=False)
     return _repeat_to_match(g, x, axis, keepdims) * share
 
 

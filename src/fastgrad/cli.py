@@ -155,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--save", metavar="PATH", default=None, help="save the trained parameters to an .npz file"
     )
     train.add_argument(
+        "--compile",
+        action="store_true",
+        help="trace the training step once with fastgrad.compile and replay it compiled",
+    )
+    train.add_argument(
         "--no-progress", action="store_true", help="no progress bar: one line per epoch"
     )
     train.add_argument(
@@ -247,12 +252,26 @@ def train(args, out=None) -> dict:
         )
     else:
         opt = optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    one_hot = np.eye(n_classes, dtype=dtype)
     if args.loss == "squared":
         # The lecture's ℒ = ½‖y − t‖² against one-hot targets t.
-        targets = np.eye(n_classes, dtype=dtype)
-        loss_fn = lambda y, labels: nn.squared_error(y, targets[labels])
+        loss_fn = lambda y, labels: nn.squared_error(y, one_hot[labels])
     else:
         loss_fn = nn.cross_entropy
+    step = None
+    if getattr(args, "compile", False):
+        # The compiled plan takes arrays: one-hot target rows, made outside the step.
+        rows_loss = nn.squared_error if args.loss == "squared" else nn.cross_entropy
+
+        def step_fn(x, t):
+            opt.zero_grad()
+            loss = rows_loss(model(x), t)
+            loss.backward()
+            opt.step()
+            return loss
+
+        compiled = fg.compile(step_fn, keep_grads=False)
+        step = lambda xb, yb: float(np.asarray(compiled(xb, one_hot[yb])))
     loader = DataLoader(
         X_train,
         y_train,
@@ -270,6 +289,7 @@ def train(args, out=None) -> dict:
     say(
         f"fastgrad train: MLP {'-'.join(map(str, sizes))} ({args.activation} hidden, linear "
         f"output), {args.loss} loss, {args.optimizer} lr={args.lr:g}"
+        + (" compiled" if getattr(args, "compile", False) else "")
         + (f" momentum={args.momentum:g}" if args.optimizer == "sgd" else "")
         + f", {args.dtype}, backend {backend}, seed {args.seed}",
         f"data: {len(X_train)} train / {len(X_test)} test images; {DIGITS_ATTRIBUTION}",
@@ -285,11 +305,14 @@ def train(args, out=None) -> dict:
             bar = _progress(loader, len(loader), desc, not (args.no_progress or args.quiet))
             total, count = 0.0, 0
             for xb, yb in bar if bar is not None else loader:
-                opt.zero_grad()
-                loss = loss_fn(model(xb), yb)
-                loss.backward()
-                opt.step()
-                value = loss.item()
+                if step is not None:
+                    value = step(xb, yb)
+                else:
+                    opt.zero_grad()
+                    loss = loss_fn(model(xb), yb)
+                    loss.backward()
+                    opt.step()
+                    value = loss.item()
                 if not np.isfinite(value):
                     if bar is not None:
                         bar.close()

@@ -153,6 +153,22 @@ cdef inline bint _overlap(cnp.ndarray a, cnp.ndarray b) noexcept:
     return na > 0 and nb > 0 and pa < pb + nb and pb < pa + na
 
 
+cdef inline cnp.ndarray _unshared(cnp.ndarray a, cnp.ndarray out):
+    """``a``, or a copy of it if it shares bytes with ``out`` (elementwise loops read each
+    input element before writing the same index, so only distinct overlapping buffers
+    need the copy; we copy on any overlap but the exact alias)."""
+    if _overlap(a, out) and cnp.PyArray_DATA(a) != cnp.PyArray_DATA(out):
+        return a.copy()
+    return a
+
+
+cdef inline int _disjoint(str name_a, cnp.ndarray a, str name_b, cnp.ndarray b) except -1:
+    if _overlap(a, b):
+        raise ValueError(f"{name_a} {_shp(a)} and {name_b} {_shp(b)} must not share memory "
+                         "(both are updated in place)")
+    return 0
+
+
 cdef inline int _writeable(str name, cnp.ndarray a) except -1:
     if not cnp.PyArray_ISWRITEABLE(a):
         raise ValueError(
@@ -599,6 +615,7 @@ def sigmoid_forward(z, out=None):
     """h = σ(z) = 1 / (1 + e^(−z)), computed without overflow for large |z|. Any shape."""
     cdef cnp.ndarray az = _check("z", z, -1)
     cdef cnp.ndarray h = _out(out, az, cnp.PyArray_NDIM(az), cnp.PyArray_DIMS(az))
+    az = _unshared(az, h)
     cdef Py_ssize_t size = cnp.PyArray_SIZE(az)
     if size >= SIGMOID_NUMPY_MIN:
         return _sigmoid_numpy(az, h)
@@ -619,6 +636,8 @@ def sigmoid_backward(h, dh, out=None):
     if not _same_shape(ah, adh):
         raise ValueError(f"sigmoid_backward: h {_shp(ah)} and dh {_shp(adh)} must have one shape")
     cdef cnp.ndarray dz = _out(out, ah, cnp.PyArray_NDIM(ah), cnp.PyArray_DIMS(ah))
+    ah = _unshared(ah, dz)
+    adh = _unshared(adh, dz)
     cdef Py_ssize_t size = cnp.PyArray_SIZE(ah)
     if _is64(ah):
         with nogil:
@@ -771,8 +790,12 @@ def sgd_update(W, dW, lr, momentum=0.0, velocity=None, weight_decay=0.0):
         _same_dtype("W", aW, "velocity", av)
         _fits("velocity", av, "W", aW)
         _writeable("velocity", av)
+        _disjoint("velocity", av, "W", aW)
+        if _overlap(adW, av):
+            adW = adW.copy()
     elif mu != 0:
         raise ValueError(f"sgd_update: momentum={momentum!r} needs a velocity array of W's shape {_shp(aW)}")
+    adW = _unshared(adW, aW)
     cdef Py_ssize_t size = cnp.PyArray_SIZE(aW)
     cdef void* pv = NULL if av is None else _data(av)
     if _is64(aW):
@@ -799,6 +822,12 @@ def adam_update(W, dW, m, v, lr, beta1, beta2, eps, step):
     _writeable("W", aW)
     _writeable("m", am)
     _writeable("v", av)
+    _disjoint("m", am, "W", aW)
+    _disjoint("v", av, "W", aW)
+    _disjoint("m", am, "v", av)
+    if _overlap(adW, am) or _overlap(adW, av):
+        adW = adW.copy()
+    adW = _unshared(adW, aW)
     cdef double lr_ = lr, b1 = beta1, b2 = beta2, eps_ = eps
     if isinstance(step, bool) or int(step) != step or step < 1:
         raise ValueError(f"adam_update: step must be an integer ≥ 1, got {step!r}")

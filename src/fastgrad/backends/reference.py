@@ -165,6 +165,11 @@ def sgd_update(W, dW, lr, momentum=0.0, velocity=None, weight_decay=0.0):
     check_same_dtype(W=W, velocity=velocity)
     check_fits("velocity", velocity, "W", W)
     check_writeable("velocity", velocity)
+    if np.may_share_memory(velocity, W):
+        raise ValueError(f"velocity {velocity.shape} and W {W.shape} must not share memory "
+                         "(both are updated in place)")
+    if np.may_share_memory(dW, velocity) or np.may_share_memory(dW, W):
+        dW = dW.copy()  # read it whole before velocity and W are written
     velocity *= momentum
     velocity += dW
     velocity += weight_decay * W
@@ -186,6 +191,12 @@ def adam_update(W, dW, m, v, lr, beta1, beta2, eps, step):
         raise ValueError(f"adam_update: step must be an integer ≥ 1, got {step!r}")
     if not (0 <= beta1 < 1) or not (0 <= beta2 < 1):
         raise ValueError(f"adam_update: beta1 and beta2 must be in [0, 1), got {beta1!r}, {beta2!r}")
+    for (na, a), (nb, b) in (((("m", m), ("W", W))), (("v", v), ("W", W)), (("m", m), ("v", v))):
+        if np.may_share_memory(a, b):
+            raise ValueError(f"{na} {a.shape} and {nb} {b.shape} must not share memory "
+                             "(both are updated in place)")
+    if any(np.may_share_memory(dW, a) for a in (W, m, v)):
+        dW = dW.copy()  # read it whole before m, v and W are written
     m *= beta1
     m += (1 - beta1) * dW
     v *= beta2

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -163,7 +164,7 @@ def run(workloads=None, impls=None, rounds=5, min_time=0.01, threads=None, seed=
         names.insert(0, _impls.BASELINE)
     log = log or (lambda msg: None)
     report = {
-        "machine": machine_info(),
+        "machine": {},
         "settings": {
             "rounds": rounds,
             "min_time_s": min_time,
@@ -208,6 +209,7 @@ def run(workloads=None, impls=None, rounds=5, min_time=0.01, threads=None, seed=
             times = measure(ready, rounds=rounds, min_time=min_time, seed=seed)
             entry["results"] = summarise(w, times)
             report["workloads"].append(entry)
+        report["machine"] = machine_info()  # inside: thread pools and peers as timed
     return report
 
 
@@ -226,7 +228,10 @@ def machine_info():
     for module in ("numpy", "fastgrad", "torch", "jax", "autograd"):
         mod = sys.modules.get(module)
         if mod is not None:
-            versions[module] = getattr(mod, "__version__", "?")
+            try:
+                versions[module] = importlib.metadata.version(module)
+            except importlib.metadata.PackageNotFoundError:
+                versions[module] = getattr(mod, "__version__", "?")
     info["versions"] = versions
     try:
         import fastgrad

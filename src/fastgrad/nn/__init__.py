@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .._tape import Tensor, frozen_by_graph, inplace_update
+from .._tape import Tensor, as_float_array, frozen_by_graph, inplace_update
 from . import functional as F
 from .losses import binary_cross_entropy, cross_entropy, hinge, l2_penalty, squared_error
 
@@ -277,7 +277,8 @@ class Linear(Module):
                 f"not fit weight {self.weight.shape} (need x (N, {self.in_features}))"
             )
         if not isinstance(x, Tensor):
-            x = np.asarray(x, dtype=self.dtype)
+            # Refuses complex and object data with a TypeError (never drops an imaginary part).
+            x = as_float_array(x, copy=False, name="x").astype(self.dtype, copy=False)
         if len(shape) == 2:
             return F.linear(x, self.weight, self.bias)
         # One example (D,) or extra leading axes (..., D): through (N, D) and back.

@@ -1,0 +1,284 @@
+"""fastgrad.compile: replayed results equal eager ones; what cannot be replayed is refused."""
+
+import numpy as np
+import pytest
+
+import fastgrad as fg
+from fastgrad import nn, optim
+from fastgrad._compile import SGD, TracingError, compile
+
+BACKENDS = [b for b in ("cython", "reference") if b in fg.available_backends()]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    with fg.use_backend(request.param):
+        yield request.param
+
+
+def tol(dtype):
+    return dict(rtol=1e-10, atol=1e-12) if np.dtype(dtype) == np.float64 else dict(rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------- the functional face --
+
+
+def s1(t):
+    x = fg.cos(t)
+    y = t * t
+    return y + fg.exp(x * y)
+
+
+def test_grad_of_scalar_function(backend):
+    g = compile(fg.grad(s1))
+    for t in (0.7, -0.3, 1.9, 0.7):
+        np.testing.assert_allclose(g(t), fg.grad(s1)(np.float64(t)), rtol=1e-12)
+    assert g.traces == 1
+
+
+def test_chain_and_value_and_grad(backend):
+    consts = np.random.default_rng(0).uniform(-0.5, 0.5, 40)
+
+    def chain(t):
+        v = t
+        for a in consts:
+            v = v + fg.exp(fg.sin(v * a))
+        return v
+
+    vg = compile(fg.value_and_grad(chain))
+    for t in (0.3, 0.1, -0.2):
+        v, g = vg(t)
+        ev, eg = fg.value_and_grad(chain)(np.float64(t))
+        np.testing.assert_allclose(v, ev, rtol=1e-12)
+        np.testing.assert_allclose(g, eg, rtol=1e-12)
+
+
+def test_grad_of_array_function_with_broadcasting(backend):
+    rng = np.random.default_rng(1)
+    b = rng.standard_normal(4)
+
+    def f(x):
+        y = fg.tanh(x * 2.0 - b) / (1.0 + x**2) + fg.sigmoid(x) * fg.relu(x - 0.1)
+        z = fg.sqrt(fg.exp(y) + 1.0) - fg.log(1.5 + fg.sin(x) * fg.cos(x))
+        return z.mean() + (z.sum(axis=0) ** 3).sum() + (z.sum(axis=-1) * 0.5).sum()
+
+    g = compile(fg.grad(f))
+    for _ in range(3):
+        x = rng.standard_normal((3, 4))
+        np.testing.assert_allclose(g(x), fg.grad(f)(x), rtol=1e-10, atol=1e-12)
+
+
+def test_matmul_and_transpose(backend):
+    rng = np.random.default_rng(2)
+    W = rng.standard_normal((5, 3))
+
+    def f(x):
+        h = fg.sigmoid(x @ W.T + 0.5)
+        return (h @ h.T).sum() + (x.T @ x).sum()
+
+    g = compile(fg.grad(f))
+    for _ in range(2):
+        x = rng.standard_normal((4, 3))
+        np.testing.assert_allclose(g(x), fg.grad(f)(x), rtol=1e-10)
+
+
+def test_new_shapes_retrace(backend):
+    g = compile(fg.grad(lambda x: (x * x).sum()))
+    np.testing.assert_allclose(g(np.ones(3)), 2 * np.ones(3))
+    np.testing.assert_allclose(g(np.ones((2, 2))), 2 * np.ones((2, 2)))
+    np.testing.assert_allclose(g(np.full(3, 2.0)), 4 * np.ones(3))
+    assert g.traces == 2
+    np.testing.assert_allclose(g(np.ones(3, np.float32)), 2 * np.ones(3))
+    assert g.traces == 3
+
+
+# ------------------------------------------------------------ nn/optim training --
+
+
+def make_model(dtype, opt_kind, seed=0, **kw):
+    model = nn.MLP([6, 5, 4, 3], dtype=dtype, rng=seed)
+    if opt_kind == "sgd":
+        opt = optim.SGD(model.parameters(), lr=0.1, **kw)
+    else:
+        opt = optim.Adam(model.parameters(), lr=0.01, **kw)
+    return model, opt
+
+
+def step_fn(model, opt, loss="squared", clear=False):
+    def step(x, t):
+        opt.zero_grad()
+        y = model(x)
+        if loss == "squared":
+            L = nn.squared_error(y, t)
+        else:
+            L = nn.cross_entropy(y, t)
+        L.backward()
+        opt.step()
+        if clear:
+            opt.zero_grad()
+        return L
+
+    return step
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("opt_kind,kw", [("sgd", {}), ("sgd", {"momentum": 0.9, "weight_decay": 0.01}),
+                                         ("adam", {}), ("adam", {"weight_decay": 0.1})])
+def test_training_equals_eager(backend, dtype, opt_kind, kw):
+    rng = np.random.default_rng(3)
+    m1, o1 = make_model(dtype, opt_kind, **kw)
+    m2, o2 = make_model(dtype, opt_kind, **kw)
+    compiled, eager = compile(step_fn(m1, o1)), step_fn(m2, o2)
+    for _ in range(5):
+        x = rng.standard_normal((4, 6)).astype(dtype)
+        t = rng.standard_normal((4, 3)).astype(dtype)
+        a, b = compiled(x, t), eager(x, t)
+        np.testing.assert_allclose(a.data, b.data, **tol(dtype))
+    assert compiled.traces == 1
+    for p, q in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_allclose(p.data, q.data, **tol(dtype))
+        np.testing.assert_allclose(p.grad, q.grad, **tol(dtype))
+        assert p.data.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sgd_fused_into_weight_gradient(backend, dtype):
+    rng = np.random.default_rng(4)
+    m1, o1 = make_model(dtype, "sgd")
+    m2, o2 = make_model(dtype, "sgd")
+    compiled = compile(step_fn(m1, o1, clear=True))
+    eager = step_fn(m2, o2, clear=True)
+    for i in range(4):
+        x = rng.standard_normal((1 + i % 2, 6)).astype(dtype)
+        t = rng.standard_normal((1 + i % 2, 3)).astype(dtype)
+        np.testing.assert_allclose(compiled(x, t).data, eager(x, t).data, **tol(dtype))
+    for p, q in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_allclose(p.data, q.data, **tol(dtype))
+        assert p.grad is None
+    plan = compiled.plan_for(x, t)
+    assert not [ins for ins in plan.instrs if ins.op == SGD]  # every update was fused
+
+
+def test_keep_grads_false_and_lr_change(backend):
+    rng = np.random.default_rng(5)
+    m1, o1 = make_model(np.float64, "sgd")
+    m2, o2 = make_model(np.float64, "sgd")
+    compiled = compile(step_fn(m1, o1), keep_grads=False)
+    eager = step_fn(m2, o2)
+    for i in range(4):
+        if i == 2:
+            o1.lr = o2.lr = 0.05  # read at every call, not frozen
+        x, t = rng.standard_normal((3, 6)), rng.standard_normal((3, 3))
+        compiled(x, t)
+        eager(x, t)
+    for p, q in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-10)
+        assert p.grad is None
+
+
+def test_cross_entropy_one_hot(backend):
+    rng = np.random.default_rng(6)
+    m1, o1 = make_model(np.float32, "sgd")
+    m2, o2 = make_model(np.float32, "sgd")
+    compiled, eager = compile(step_fn(m1, o1, "ce")), step_fn(m2, o2, "ce")
+    for _ in range(3):
+        x = rng.standard_normal((5, 6)).astype(np.float32)
+        t = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 5)]
+        np.testing.assert_allclose(compiled(x, t).data, eager(x, t).data, rtol=1e-4)
+    for p, q in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-4, atol=1e-6)
+
+
+def test_grads_accumulate_without_zero_grad(backend):
+    rng = np.random.default_rng(7)
+    W1 = fg.tensor(rng.standard_normal((3, 2)), requires_grad=True)
+    W2 = fg.tensor(W1.data, requires_grad=True)
+
+    def loss_of(W):
+        def f(x):
+            loss = (fg.tanh(x @ W) ** 2).sum()
+            loss.backward()
+            return loss
+
+        return f
+
+    compiled, eager = compile(loss_of(W1)), loss_of(W2)
+    x = rng.standard_normal((4, 3))
+    for _ in range(3):
+        compiled(x)
+        eager(x)
+        np.testing.assert_allclose(W1.grad, W2.grad, rtol=1e-10)
+    W1.grad = None
+    W2.grad = None
+    compiled(x)
+    eager(x)
+    np.testing.assert_allclose(W1.grad, W2.grad, rtol=1e-10)
+
+
+def test_backends_run_one_plan_equally():
+    if len(BACKENDS) < 2:
+        pytest.skip("needs the compiled backend")
+    rng = np.random.default_rng(8)
+    m, o = make_model(np.float64, "sgd")
+    x, t = rng.standard_normal((2, 6)), rng.standard_normal((2, 3))
+
+    def f(x, t):
+        L = nn.squared_error(m(x), t)
+        L.backward()
+        return L
+
+    step = compile(f)
+    step(x, t)
+    entry = next(iter(step.cache.values()))
+    results = []
+    for name in ("cython", "reference"):
+        for p in m.parameters():
+            p.grad = None
+        ex = entry.executor(name == "cython")
+        results.append([entry.run([x, t], name == "cython").data] + [p.grad.copy() for p in m.parameters()])
+        assert ex is entry.executors[name]
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_trace_returns_fresh_arrays():
+    g = compile(fg.grad(lambda x: (x * 3.0).sum()))
+    a = g(np.ones(2))
+    b = g(np.ones(2))
+    a[...] = 0
+    np.testing.assert_allclose(b, [3.0, 3.0])
+
+
+# -------------------------------------------------------------------- refusals --
+
+
+@pytest.mark.parametrize("body,match", [
+    (lambda x: x * 2 if (x.sum() > 0) else x, "comparison"),
+    (lambda x: x * float(x.sum()), r"float\(\)"),
+    (lambda x: x * x.sum().item(), r"\.item\(\)"),
+    (lambda x: x * 2 if x.sum() else x, r"bool\(\)"),
+    (lambda x: fg.Tensor(np.asarray(x)) * 2, "NumPy function"),
+    (lambda x: fg.exp(x.data * 2), "escapes the tape"),
+    (lambda x: fg.maximum(x, 0.5), "primitive 'maximum', which the compiled executor cannot replay"),
+])
+def test_refused_with_clear_error(body, match):
+    f = compile(fg.grad(lambda x: body(x).sum()))
+    with pytest.raises(TracingError, match=match):
+        f(np.ones(3))
+
+
+def test_higher_order_refused():
+    with pytest.raises(TracingError, match="higher-order"):
+        compile(fg.grad(fg.grad(lambda x: (x * x * x).sum())))(2.0)
+
+
+def test_tensor_arguments_refused():
+    with pytest.raises(TypeError, match="arrays"):
+        compile(lambda x: x)(fg.tensor([1.0]))
+
+
+def test_eager_behaviour_restored_after_trace():
+    compile(fg.grad(lambda x: (x * x).sum()))(np.ones(2))
+    t = fg.tensor([1.0, 2.0])
+    assert float(t.sum()) == 3.0 and bool((t > 0).all())
+    assert fg._tape._tracer is None
