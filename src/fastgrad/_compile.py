@@ -616,6 +616,31 @@ _FORWARD["sum"], _BACKWARD["sum"] = _reduction(False)
 _FORWARD["mean"], _BACKWARD["mean"] = _reduction(True)
 
 
+def _squared_error_fwd(tr, args, kwargs, ans):  # ℒ = (1/N) Σ ½ (y − t)²
+    sy, st = tr.slot_of(args[0], ans.dtype), tr.slot_of(args[1], ans.dtype)
+    if sy.shape != st.shape:
+        raise TracingError(f"fastgrad.compile: squared_error of y {sy.shape} and t {st.shape}; "
+                           "compiled, both must have one shape")
+    n = sy.shape[0] if sy.shape else 1
+    d = tr.new(sy.shape, ans.dtype)
+    tr.ew(SUB, d, [(sy, FULL), (st, FULL)])
+    dd = tr.new(sy.shape, ans.dtype)
+    tr.ew(MUL, dd, [(d, FULL), (d, FULL)])
+    mode, R, C = _reduce_mode(dd.shape, None)
+    out = tr.new(ans.shape, ans.dtype)
+    tr.ew(COPY, out, [(dd, FULL)], omode=mode, R=R, C=C, alpha=0.5 / n)
+    return out, (d, mode, R, C, n)
+
+
+def _squared_error_bwd(tr, rec, g, i, grads):  # ȳ = ℒ̄ (y − t) / N,  t̄ = −ȳ
+    d, mode, R, C, n = rec.info
+    _contrib(tr, grads, rec.ins[i], MUL, [(g, mode), (d, FULL)], R, C, FULL,
+             alpha=(1.0 if i == 0 else -1.0) / n)
+
+
+_FORWARD["squared_error"], _BACKWARD["squared_error"] = _squared_error_fwd, _squared_error_bwd
+
+
 def _broadcast_to_fwd(tr, args, kwargs, ans):
     sx = tr.slot_of(args[0], ans.dtype)
     R, C, modes = _bcast(ans.shape, [sx.shape], "broadcast_to")

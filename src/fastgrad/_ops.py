@@ -66,6 +66,8 @@ def _keepdims_shape(shape, axis):
 def _repeat_to_match(g, x, axis, keepdims):
     """Broadcast a reduction's error signal back over the reduced axes of ``x``."""
     shape = shape_of(x)
+    if axis is None and not isinstance(g, Tensor):  # a full reduction: g is one number
+        return np.full(shape, g, dtype=np.result_type(g))
     if not keepdims:
         g = reshape(g, _keepdims_shape(shape, axis))
     return broadcast_to(g, shape)
@@ -84,6 +86,17 @@ def _check_real(a):
     # Casting would drop an imaginary part or coerce objects: refuse instead of a wrong answer.
     if a.dtype.kind not in "biu":
         raise TypeError(f"expected real numbers, got dtype {a.dtype} (shape {a.shape})")
+
+
+def _kernel(name, *arrays):
+    """Call the backend's kernel ``name``. Only if it refuses the arrays (mixed or integer
+    dtypes, a layout it cannot loop over) are they made one C-contiguous float dtype and
+    passed again: the common case pays no Python-side checks (the kernel checks anyway)."""
+    kernel = getattr(_backend.kernels(), name)
+    try:
+        return kernel(*arrays)
+    except (TypeError, ValueError):
+        return kernel(*_common(*arrays))
 
 
 def _common(*arrays):
@@ -114,6 +127,12 @@ def _balanced_eq(x, z, y):
     return mask.astype(np.result_type(z), copy=False)  # a float32 signal stays float32
 
 
+def _power_x(g, ans, x, y):  # x̄ = z̄ y xʸ⁻¹
+    if isinstance(y, (int, float)) and y == 2:
+        return unbroadcast(g * (2 * x), x)  # the squares of losses: no power call
+    return unbroadcast(g * y * x ** _exponent_less_one(y), x)
+
+
 def _exponent_less_one(y):
     """y − 1, with 1 where y = 0 (so 0 · x⁻¹ never makes 0 · ∞ at x = 0)."""
     if isinstance(y, (int, float)):  # a Python number stays weak: float32 stays float32
@@ -138,7 +157,7 @@ defvjp(true_divide, lambda g, ans, x, y: unbroadcast(g / y, x),
        lambda g, ans, x, y: unbroadcast(-g * x / (y * y), y))
 # z = xʸ:  x̄ = z̄ y xʸ⁻¹,  ȳ = z̄ log(x) z  (log taken as 0 where x = 0)
 defvjp(power,
-       lambda g, ans, x, y: unbroadcast(g * y * x ** _exponent_less_one(y), x),
+       _power_x,
        lambda g, ans, x, y: unbroadcast(g * log(_replace_zero(x, 1.0)) * ans, y),
        saves_ans=True)
 # z = max(x, y): the signal goes to the larger; ties split it evenly
@@ -181,18 +200,24 @@ defvjp(relu, lambda g, ans, x: g * (value(ans) > 0), saves_args=False, saves_ans
 
 
 def _sigmoid(z):
-    return _backend.kernels().sigmoid_forward(_float_c(z))
+    kernels = _backend.kernels()
+    try:
+        return kernels.sigmoid_forward(z)
+    except (TypeError, ValueError):
+        return kernels.sigmoid_forward(_float_c(z))
 
 
 def _sigmoid_backward(h, dh):
-    h, dh = _common(h, np.broadcast_to(dh, np.shape(h)))
-    return _backend.kernels().sigmoid_backward(h, dh)
+    try:
+        return _backend.kernels().sigmoid_backward(h, dh)
+    except (TypeError, ValueError):
+        return _kernel("sigmoid_backward", h, np.broadcast_to(dh, np.shape(h)))
 
 
 sigmoid = primitive(_sigmoid, "sigmoid")
 sigmoid_backward = primitive(_sigmoid_backward, "sigmoid_backward")
 # h = σ(z):  z̄ = h̄ ∘ h ∘ (1 − h)
-defvjp(sigmoid, lambda g, ans, z: sigmoid_backward(ans, g), saves_args=False, saves_ans=True)
+defvjp(sigmoid, lambda g, ans, z: _sigmoid_vjp(g, ans, z), saves_args=False, saves_ans=True)
 # z̄ = h̄ ∘ h(1 − h) is bilinear-ish in (h, h̄):  ∂/∂h = h̄ ∘ (1 − 2h),  ∂/∂h̄ = h(1 − h)
 defvjp(sigmoid_backward, lambda G, ans, h, dh: G * dh * (1.0 - 2.0 * h),
        lambda G, ans, h, dh: G * h * (1.0 - h))
@@ -203,6 +228,11 @@ def _as_rows(a, width):
 
 
 def _linear(x, W, b=None):
+    if b is not None and type(x) is np.ndarray and x.ndim == 2:
+        try:  # the hot path: rows of examples, the kernel checks the rest
+            return _backend.kernels().affine_forward(x, W, b)
+        except (TypeError, ValueError):
+            pass  # below: the checks that name the shapes, then casts
     W = np.asarray(W)
     if W.ndim != 2:
         raise ValueError(f"W must be 2-D (out_features, in_features), got shape {W.shape}")
@@ -214,23 +244,20 @@ def _linear(x, W, b=None):
         b = np.zeros(M, dtype=W.dtype)
     elif np.shape(b) != (M,):
         raise ValueError(f"b of shape {np.shape(b)} does not fit W of shape {W.shape} (need ({M},))")
-    x2, W, b = _common(_as_rows(x, D), W, b)
-    z = _backend.kernels().affine_forward(x2, W, b)
+    z = _kernel("affine_forward", _as_rows(x, D), W, b)
     return z.reshape(xs[:-1] + (M,))
 
 
 def _transpose_matvec(W, dz):
-    W, dz = _common(W, dz)
-    return _backend.kernels().transpose_matvec(W, dz)
+    return _kernel("transpose_matvec", W, dz)
 
 
 def _outer_grad(dz, x):
-    dz, x = _common(dz, x)
-    return _backend.kernels().outer_grad(dz, x)
+    return _kernel("outer_grad", dz, x)
 
 
 def _bias_grad(dz):
-    return _backend.kernels().bias_grad(_float_c(dz))
+    return _kernel("bias_grad", dz)
 
 
 linear = primitive(_linear, "linear")
@@ -239,18 +266,36 @@ outer_grad = primitive(_outer_grad, "outer_grad")
 bias_grad = primitive(_bias_grad, "bias_grad")
 
 
+def _rows(a, width):
+    return a if len(shape_of(a)) == 2 else reshape(a, (-1, width))
+
+
+# On arrays (a first-order backward) the rules call the kernels straight away; on
+# tensors (a recorded backward) they go through the primitives.
 def _linear_x(g, ans, x, W, b=None):  # x̄ = z̄ W   (each row: Wᵀ z̄)
-    M, D = shape_of(W)
-    return reshape(transpose_matvec(W, reshape(g, (-1, M))), shape_of(x))
+    if type(g) is np.ndarray and type(W) is np.ndarray and g.ndim == 2 == np.ndim(x):
+        return _transpose_matvec(W, g)
+    x_bar = transpose_matvec(W, _rows(g, shape_of(W)[0]))
+    return x_bar if shape_of(x_bar) == shape_of(x) else reshape(x_bar, shape_of(x))
 
 
 def _linear_W(g, ans, x, W, b=None):  # W̄ = z̄ᵀ x  (the outer products z̄ xᵀ, summed)
+    if type(g) is np.ndarray and type(x) is np.ndarray and g.ndim == 2 == x.ndim:
+        return _outer_grad(g, x)
     M, D = shape_of(W)
-    return outer_grad(reshape(g, (-1, M)), reshape(x, (-1, D)))
+    return outer_grad(_rows(g, M), _rows(x, D))
 
 
 def _linear_b(g, ans, x, W, b=None):  # b̄ = Σₙ z̄ₙ
-    return bias_grad(reshape(g, (-1, shape_of(W)[0])))
+    if type(g) is np.ndarray and g.ndim == 2:
+        return _bias_grad(g)
+    return bias_grad(_rows(g, shape_of(W)[0]))
+
+
+def _sigmoid_vjp(g, ans, z):  # z̄ = h̄ ∘ h ∘ (1 − h)
+    if type(g) is np.ndarray and type(ans) is np.ndarray:
+        return _sigmoid_backward(ans, g)
+    return sigmoid_backward(ans, g)
 
 
 # z = x Wᵀ + b
@@ -301,7 +346,10 @@ dot_2d = matmul
 
 
 def _sum(x, axis=None, keepdims=False):
-    return np.sum(x, axis=axis, keepdims=keepdims)
+    try:
+        return x.sum(axis=axis, keepdims=keepdims)  # the method skips np.sum's dispatch
+    except AttributeError:
+        return np.sum(x, axis=axis, keepdims=keepdims)
 
 
 def _mean(x, axis=None, keepdims=False):
@@ -350,7 +398,10 @@ defvjp(amin, _extreme_vjp, saves_ans=True)
 
 
 def _reshape(x, shape):
-    return np.reshape(x, shape)
+    try:
+        return x.reshape(shape)  # the method skips np.reshape's dispatch
+    except AttributeError:
+        return np.reshape(x, shape)
 
 
 def _transpose(x, axes=None):
@@ -506,6 +557,23 @@ defvjp(softmax, lambda g, ans, z, axis=-1: ans * (g - sum(g * ans, axis=axis, ke
 # ℓ = log softmax(z):  z̄ = ℓ̄ − softmax(z) Σ ℓ̄
 defvjp(log_softmax, lambda g, ans, z, axis=-1: g - exp(ans) * sum(g, axis=axis, keepdims=True),
        saves_args=False, saves_ans=True)
+
+
+def _batch(y):
+    shape = shape_of(y)
+    return shape[0] if shape else 1
+
+
+def _squared_error(y, t):
+    d = np.subtract(y, t)
+    return np.vdot(d, d) * (0.5 / _batch(y))
+
+
+# ℒ = (1/N) Σₙ ½‖yₙ − tₙ‖², one primitive (not four):  ȳ = ℒ̄ (y − t) / N,  t̄ = −ȳ
+squared_error = primitive(_squared_error, "squared_error")
+defvjp(squared_error,
+       lambda g, ans, y, t: unbroadcast(g * (1.0 / _batch(y)) * (y - t), y),
+       lambda g, ans, y, t: unbroadcast(g * (-1.0 / _batch(y)) * (y - t), t))
 
 
 def _softmax_cross_entropy(z, labels):

@@ -78,8 +78,7 @@ def squared_error(y, t):
     _same_shape("squared_error", "y", y, "t", t)
     if not isinstance(t, fg.Tensor):  # plain targets take the outputs' dtype (float32 stays)
         t = np.asarray(t, dtype=_array(y).dtype)
-    d = y - t
-    return _total_over_batch(0.5 * (d * d), y)
+    return _squared_error(y, t)
 
 
 def cross_entropy(logits, labels):
@@ -174,3 +173,4 @@ import fastgrad as fg  # noqa: E402
 
 from . import functional as F  # noqa: E402
 from .._ops import softmax_cross_entropy  # noqa: E402
+from .._ops import squared_error as _squared_error  # noqa: E402
