@@ -62,7 +62,7 @@ def test_same_numbers():
         onp.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
     (lf, pf), (la, pa) = train_net(*LIBS["fastgrad"]), train_net(*LIBS["autograd"])
     onp.testing.assert_allclose(lf, la, rtol=1e-9)
-    for (Wf, bf), (Wa, ba) in zip(pf, pa):
+    for (Wf, _bf), (Wa, _ba) in zip(pf, pa):
         onp.testing.assert_allclose(Wf, Wa, rtol=1e-9, atol=1e-12)
 
 

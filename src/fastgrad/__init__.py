@@ -10,11 +10,12 @@ The compiled kernels run by default; ``fg.set_backend("reference")`` swaps in th
 pure-Python reference of the same kernels.
 """
 
-from . import _backend
+from . import _backend  # noqa: F401  (fastgrad._backend.kernels(), for the kernels' callers)
+from ._anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled  # noqa: E402
 from ._backend import available_backends, get_backend, set_backend, use_backend
+from ._compile import TracingError, compile  # noqa: A004  (fastgrad.compile, as jax.jit)
 from ._functional import (
     checkpoint,
-    holomorphic_grad,
     deriv,
     elementwise_grad,
     grad,
@@ -22,6 +23,7 @@ from ._functional import (
     hessian,
     hessian_tensor_product,
     hessian_vector_product,
+    holomorphic_grad,
     jacobian,
     make_ggnvp,
     make_hvp,
@@ -50,8 +52,6 @@ from ._ops import (
     where,
 )
 from ._tape import Tensor, enable_grad, is_grad_enabled, no_grad
-from ._compile import TracingError, compile  # noqa: A004  (fastgrad.compile, as jax.jit)
-from ._anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -72,7 +72,7 @@ def from_numpy(array, requires_grad=False) -> Tensor:
 
 
 from . import nn, numpy, optim, viz  # noqa: E402,F401  (numpy adds NumPy's array methods to Tensor)
-from .builtins import dict, isinstance, list, tuple  # noqa: E402,A004  (autograd's names, not in __all__)
+from .builtins import dict, isinstance, list, tuple  # noqa: E402,F401,A004  (autograd's names, not in __all__)
 from .viz import explain  # noqa: E402
 
 __all__ = [

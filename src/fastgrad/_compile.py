@@ -1029,7 +1029,7 @@ class Plan:
         readers = self._readers()
         instrs = self.instrs
         drop = set()
-        for k, ins in enumerate(instrs):
+        for _k, ins in enumerate(instrs):
             if ins.op != AFFINE or ins.flags & 2:
                 continue
             z = ins.out
@@ -1421,7 +1421,7 @@ class _Entry:
         for t in self.assume_none:
             if t._node is None or t._node.grad is not None:
                 return False
-        for i, t, s in self.gradin_bind:
+        for _i, t, s in self.gradin_bind:
             g = t._node.grad if t._node is not None else None
             if g is None or np.shape(g) != s.shape:
                 return False

@@ -150,8 +150,7 @@ def _explain_node(node, shape, labels):
             bwd.append((f"{p(2)}̄ = Σₙ {out}̄ₙ", N * M))
     elif name == "matmul":
         a, b = p(0), p(1)
-        sa, sb = arg_shapes[0], arg_shapes[1]
-        k = sa[-1]
+        k = arg_shapes[0][-1]
         fwd_macs = n_out * k
         fwd = f"{out} = {a} {b}"
         if 0 in parents:
@@ -233,7 +232,7 @@ def explain(tensor, names=None) -> str:
     out = [f"backward pass of {root} ({_fmt_shape(_shape(tensor))}), children before parents:",
            f"  {root}̄ = 1"]
     width = max(len(r[0]) for r in rows)
-    for fwd, shape, bwd, f_macs, b_macs in rows:
+    for fwd, shape, bwd, f_macs, _ in rows:
         out.append(f"  {fwd:<{width}}  [{shape}]  forward {f_macs:,} MAC")
         for rule, macs in bwd:
             out.append(f"      {rule}   ({macs:,} MAC)")

@@ -171,6 +171,6 @@ def l2_penalty(w):
 # At the bottom: nn.functional re-exports this module, and it is complete by now.
 import fastgrad as fg  # noqa: E402
 
-from . import functional as F  # noqa: E402
 from .._ops import softmax_cross_entropy  # noqa: E402
 from .._ops import squared_error as _squared_error  # noqa: E402
+from . import functional as F  # noqa: E402
