@@ -27,6 +27,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from ._backend import kernels
+from . import _tape
 from ._tape import Tensor, frozen_by_graph, inplace_update
 
 __all__ = ["Optimizer", "SGD", "Adam"]
@@ -122,6 +123,10 @@ class Optimizer:
         # Check every parameter first, so a bad one does not leave a half-taken step.
         backend = kernels()
         for i, p, dW in todo:
+            if type(p) is Tensor and not p._saves and not _tape._frozen:
+                # No live graph saved p (the usual case right after backward): write directly.
+                self._update(backend, self.state[i], p._data, dW)
+                continue
             # A graph recorded before this step may hold p; inplace_update lets the step
             # write and marks that graph stale, so its backward() refuses to run.
             with inplace_update(_owner(p)):
