@@ -640,34 +640,33 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
     v̄ᵢ = Σⱼ v̄ⱼ ∂vⱼ/∂vᵢ: each node's rules send its error signal to its parents, where
     the contributions of a fan-out add up. Without ``targets``, leaves accumulate their
     error signal into ``.grad``. With ``targets`` (nodes), nothing is accumulated: their
-    error signals are returned, and only nodes between the roots and the targets are
-    visited. With ``create_graph`` the rules run on tensors and are recorded, so the
-    result can be differentiated again.
+    error signals are returned. With ``create_graph`` the rules run on tensors and are
+    recorded, so the result can be differentiated again; then only nodes between the
+    roots and the targets are visited (a first-order sweep skips that pruning: it costs
+    a pass over the graph and saves only rules on arrays, which record nothing).
     """
     if _tracer is not None:
         return _tracer.backward(roots, seeds, retain_graph, create_graph, targets)
-    if not create_graph:
-        return _sweep(roots, seeds, retain_graph, targets)
-    needed = _needed_nodes(roots, targets) if targets is not None else None
+    needed = _needed_nodes(roots, targets) if create_graph and targets is not None else None
     grads = {}
     heap = []
+    push, pop = heapq.heappush, heapq.heappop
     for node, seed in zip(roots, seeds):
-        if node in grads:
-            grads[node] = grads[node] + seed
-        else:
+        old = grads.get(node)
+        if old is None:
             grads[node] = seed
-            heapq.heappush(heap, (-node.seq, node))
-    results = {} if targets is not None else None
-    target_set = set(targets) if targets is not None else ()
+            push(heap, (-node.seq, node))
+        else:
+            grads[node] = old + seed
     handed_out = set()  # ids of arrays given to a leaf this sweep (never alias two .grads)
     check_writes = _marked_writes[0] > 0
-    anomaly = _anomaly
-    pop, push = heapq.heappop, heapq.heappush
+    anomaly = _anomaly  # detect_anomaly()'s checker, or None
+    results = None if targets is None else dict.fromkeys(targets)
     while heap:
         node = pop(heap)[1]
         g = grads.pop(node)
         prim = node.prim
-        if node in target_set:
+        if results is not None and node in results:
             results[node] = g
         if prim is None:  # a leaf: v̄ is complete
             if results is None:
@@ -680,68 +679,15 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
             node.saved.check(node)
         if check_writes and prim.saves_args:
             _check_written(node)
-        if create_graph:
+        if create_graph:  # the rules on the saved tensors, recorded
             args = node.args
             ans = prim(*args, **node.kwargs) if prim.saves_ans else None
-        else:
-            args = node.raw
-            ans = node.ans
-        kwargs = node.kwargs
-        vjps = prim.vjps
+        else:  # the rules on arrays: plain NumPy
+            args, ans = node.raw, node.ans
+        kwargs, vjps = node.kwargs, prim.vjps
         for argnum, parent in parents:
             if needed is not None and parent not in needed:
                 continue
-            pg = vjps[argnum](g, ans, *args, **kwargs)
-            if anomaly is not None:
-                anomaly.backward(node, argnum, pg)
-            old = grads.get(parent)
-            if old is None:
-                grads[parent] = pg
-                push(heap, (-parent.seq, parent))
-            else:
-                grads[parent] = old + pg  # fan-out: the multivariate chain rule sums
-        if not retain_graph:
-            node.release()
-    if results is not None:
-        return [results.get(t) for t in targets]
-    return None
-
-
-def _sweep(roots, seeds, retain_graph, targets=None):
-    """``run_backward``'s first-order case, kept lean: no pruning, rules on arrays."""
-    grads = {}
-    heap = []
-    push, pop = heapq.heappush, heapq.heappop
-    for node, seed in zip(roots, seeds):
-        old = grads.get(node)
-        if old is None:
-            grads[node] = seed
-            push(heap, (-node.seq, node))
-        else:
-            grads[node] = old + seed
-    handed_out = set()
-    check_writes = _marked_writes[0] > 0
-    anomaly = _anomaly  # detect_anomaly()'s checker, or None
-    results = None if targets is None else dict.fromkeys(targets)
-    while heap:
-        node = pop(heap)[1]
-        g = grads.pop(node)
-        prim = node.prim
-        if results is not None and node in results:
-            results[node] = g
-        if prim is None:
-            if results is None:
-                _accumulate_leaf(node, g, handed_out)
-            continue
-        parents = node.parents
-        if parents is None:
-            _raise_freed(prim)
-        if node.saved is not None:
-            node.saved.check(node)
-        if check_writes and prim.saves_args:
-            _check_written(node)
-        args, ans, kwargs, vjps = node.raw, node.ans, node.kwargs, prim.vjps
-        for argnum, parent in parents:
             pg = vjps[argnum](g, ans, *args, **kwargs)
             if anomaly is not None:
                 anomaly.backward(node, argnum, pg)
