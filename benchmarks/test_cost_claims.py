@@ -20,8 +20,15 @@ import pytest
 
 from fastgrad.bench import impls, runner, workloads
 
-COST_IMPLS = ["numpy", "fastgrad-cython", "fastgrad-reference", "torch", "jax-jit"]
-SWEEP_IMPLS = ["numpy", "fastgrad-cython", "fastgrad-reference", "torch"]
+COST_IMPLS = [
+    "numpy",
+    "fastgrad-cython",
+    "fastgrad-reference",
+    "fastgrad-compiled",
+    "torch",
+    "jax-jit",
+]
+SWEEP_IMPLS = ["numpy", "fastgrad-cython", "fastgrad-reference", "fastgrad-compiled", "torch"]
 MLP = [w for w in workloads.STANDARD if w.kind == "mlp"]
 
 

@@ -27,6 +27,7 @@ IMPL_ORDER = [
     "numpy-plain",
     "fastgrad-cython",
     "fastgrad-reference",
+    "fastgrad-compiled",
     "torch",
     "autograd",
     "jax",

@@ -127,6 +127,21 @@ def test_phases_run_and_forward_leaves_parameters_alone(name, workload):
     assert impls.check_gradients(impl) <= impls.tolerance(workload)
 
 
+@pytest.mark.parametrize(
+    "workload", [workloads.get("W4").tiny(), workloads.get("S2").tiny()], ids=["W4-tiny", "S2-tiny"]
+)
+def test_compiled_impl_replays_one_trace_per_phase(workload):
+    impl = _impl_or_skip("fastgrad-compiled", workload)
+    with impl.context():
+        for _ in range(3):
+            impl.forward()
+            impl.forward_backward()
+            impl.step()
+    middle = impl._fwd_bwd if workload.kind == "mlp" else impl._grad
+    assert [f.traces for f in (impl._forward, middle, impl._step)] == [1, 1, 1]
+    assert impl.compile_seconds > 0
+
+
 def test_numpy_by_hand_matches_finite_differences():
     """The baseline itself is checked against central differences in float64."""
     w = workloads.mlp("fd", (6, 5, 4, 3), 3, "float64")

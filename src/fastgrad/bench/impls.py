@@ -398,6 +398,149 @@ def _fastgrad_impl(kind, backend):
 
 
 # ---------------------------------------------------------------------------------------
+# fastgrad.compile: the same Tensor-face code, traced once and replayed compiled
+
+
+class FastgradCompiledBase(FastgradBase):
+    """``fastgrad.compile`` on the cython backend (as ``fastgrad train --compile``).
+
+    Each phase is its own compiled function, traced on the first call (that call runs
+    eagerly; its time is ``compile_seconds``, reported apart from the timings). The
+    parameters are put back after tracing, so gradients are checked at the workload's
+    data like every other implementation's.
+    """
+
+    backend = "cython"
+
+    def _trace(self, fns, args, state):
+        saved = [np.array(p.data, copy=True) for p in state]
+        start = time.perf_counter()
+        with self.context():
+            for fn in fns:
+                fn(*args)
+                fn(*args)  # the first call traces; the second replays the plan once
+        self.compile_seconds = time.perf_counter() - start
+        for p, v in zip(state, saved, strict=True):
+            # p.data is a read-only view while the trace's eager graph is alive.
+            np.copyto(p._data, v)
+        for p in state:
+            p.grad = None
+
+
+class FastgradCompiledMLP(FastgradCompiledBase):
+    def __init__(self, workload, data: MLPData):
+        super().__init__(workload, data)
+        fg = self.fg
+        F = fg.nn.functional
+        params = [
+            (fg.tensor(W, requires_grad=True), fg.tensor(b, requires_grad=True))
+            for W, b in data.params
+        ]
+        self.flat = flat = [p for pair in params for p in pair]
+        opt = fg.optim.SGD(flat, lr=workload.lr)
+        self.x, self.t = data.x, data.t
+
+        def loss(x, t):
+            h = x
+            for W, b in params[:-1]:
+                h = F.sigmoid(F.linear(h, W, b))
+            W, b = params[-1]
+            return F.squared_error(F.linear(h, W, b), t)
+
+        def fwd_bwd(x, t):
+            opt.zero_grad()
+            L = loss(x, t)
+            L.backward()
+            return L
+
+        def step(x, t):
+            opt.zero_grad()
+            L = loss(x, t)
+            L.backward()
+            opt.step()
+            return L
+
+        self._forward = fg.compile(loss)
+        self._fwd_bwd = fg.compile(fwd_bwd)  # keeps .grad: the gradients are the output
+        self._step = fg.compile(step, keep_grads=False)  # SGD fused into W̄
+        self._trace([self._forward, self._fwd_bwd, self._step], (self.x, self.t), flat)
+
+    def forward(self):
+        return self._forward(self.x, self.t)
+
+    def forward_backward(self):
+        return self._fwd_bwd(self.x, self.t)
+
+    def step(self):
+        return self._step(self.x, self.t)
+
+    def gradients(self):
+        with self.context():
+            self._fwd_bwd(self.x, self.t)  # the replayed plan, not the trace
+            return [np.array(p.grad, copy=True) for p in self.flat]
+
+    def parameters(self):
+        return [np.array(p.data, copy=True) for p in self.flat]
+
+
+class FastgradCompiledScalar(FastgradCompiledBase):
+    """S1/S2: ``compile(grad(f))`` for the gradient, a compiled backward + SGD for the step."""
+
+    def __init__(self, workload, data: ScalarData):
+        super().__init__(workload, data)
+        fg = self.fg
+        consts = data.consts
+        if workload.family == "S1":
+
+            def f(t):
+                x = fg.cos(t)
+                y = t * t
+                return y + fg.exp(x * y)
+
+        else:
+
+            def f(t):
+                exp, sin = fg.exp, fg.sin
+                v = t
+                for a in consts:
+                    v = v + exp(sin(v * a))
+                return v
+
+        self.tt = tt = fg.tensor(np.float64(data.t), requires_grad=True)
+        opt = fg.optim.SGD([tt], lr=workload.lr)
+
+        def step():
+            opt.zero_grad()
+            f(tt).backward()
+            opt.step()
+
+        self.t = np.float64(data.t)
+        self._forward = fg.compile(f)
+        self._grad = fg.compile(fg.grad(f))
+        self._step = fg.compile(step, keep_grads=False)
+        self._trace([self._forward, self._grad], (self.t,), [tt])
+        compile_seconds = self.compile_seconds
+        self._trace([self._step], (), [tt])
+        self.compile_seconds += compile_seconds
+
+    def forward(self):
+        return self._forward(self.t)
+
+    def forward_backward(self):
+        return self._grad(self.t)
+
+    def step(self):
+        return self._step()
+
+    def gradients(self):
+        with self.context():
+            return [np.array(self._grad(self.t), dtype=np.float64, copy=True).reshape(())]
+
+    def parameters(self):
+        return [np.array(self.tt.data, dtype=np.float64).reshape(())]
+
+
+# ---------------------------------------------------------------------------------------
 # PyTorch (eager)
 
 
@@ -701,6 +844,17 @@ def _fastgrad_reason(backend):
     return reason
 
 
+def _compiled_reason():
+    reason = _fastgrad_reason("cython")()
+    if reason:
+        return reason
+    import fastgrad as fg
+
+    if not hasattr(fg, "compile"):
+        return "this fastgrad has no fastgrad.compile"
+    return None
+
+
 class _Entry:
     def __init__(self, name, mlp, scalar, reason, label):
         self.name, self.mlp, self.scalar, self.reason, self.label = (
@@ -730,6 +884,13 @@ IMPLS = {
             _fastgrad_impl("scalar", "reference"),
             _fastgrad_reason("reference"),
             "fastgrad, reference backend",
+        ),
+        _Entry(
+            "fastgrad-compiled",
+            FastgradCompiledMLP,
+            FastgradCompiledScalar,
+            _compiled_reason,
+            "fastgrad.compile, cython backend",
         ),
         _Entry("torch", TorchMLP, TorchScalar, _torch_reason, TorchBase.label),
         _Entry(

@@ -31,6 +31,7 @@ DEFAULT_IMPLS = (
     "numpy",
     "fastgrad-cython",
     "fastgrad-reference",
+    "fastgrad-compiled",
     "torch",
     "autograd",
     "jax-jit",
