@@ -290,7 +290,7 @@ def main(argv=None):
             print()
             for shape, kernel, args, matmul, flops in gflops_cases():
                 r = interleaved({"numpy": matmul, "cython": getattr(cython, kernel)}, args,
-                                rounds=max(5, opts.rounds // 3))
+                                rounds=opts.rounds)
                 print(f"{shape:<24} {kernel:<31} numpy matmul {flops / r['numpy'][0] / 1e9:6.1f} "
                       f"GFLOP/s, cython {flops / r['cython'][0] / 1e9:6.1f} GFLOP/s, "
                       f"GFLOP/s ratio {1 / r['cython'][1]:.2f} "

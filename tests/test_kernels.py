@@ -616,13 +616,68 @@ def test_every_instruction_set_variant_agrees(isa, dtype):
     used = _cykernels.ISA
     try:
         _cykernels._select_isa(isa)  # falls back to a narrower variant on older CPUs
-        for N, D, M in [(1, 784, 100), (1, 37, 5), (1, 1, 3), (3, 70, 9)]:
+        for N, D, M in [(1, 784, 100), (1, 37, 5), (1, 1, 3), (3, 70, 9), (64, 100, 33)]:
             for name in ["affine_forward", "affine_sigmoid_forward", "outer_grad",
-                         "transpose_matvec"]:
+                         "transpose_matvec", "bias_grad", "sigmoid_backward"]:
                 assert_close(_call_dense(_cykernels, name, N, D, M, dtype),
                              _call_dense(reference, name, N, D, M, dtype), dtype)
+        # The update loops, every branch (with and without velocity, weight decay).
+        for shape in [(1,), (37,), (100, 33)]:
+            for momentum, weight_decay, with_velocity in [(0.0, 0.0, False), (0.0, 0.1, False),
+                                                          (0.9, 0.01, True)]:
+                got = [data(shape, dtype, 1), data(shape, dtype, 2), data(shape, dtype, 3)]
+                want = [a.copy() for a in got]
+                for kernels, (W, dW, v) in ((_cykernels, got), (reference, want)):
+                    kernels.sgd_update(W, dW, 0.1, momentum=momentum,
+                                       velocity=v if with_velocity else None,
+                                       weight_decay=weight_decay)
+                assert_close(got[0], want[0], dtype)
+                assert_close(got[2], want[2], dtype)
     finally:
         _cykernels._select_isa(used)
+
+
+@needs_cython
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_numpy_and_scipy_blas_paths_agree(dtype):
+    """Products from ``numpy_matmul`` multiply-adds on go to NumPy's matmul (one BLAS thread
+    pool for the process), smaller ones to scipy's BLAS; affine_forward on NumPy's path
+    computes zᵀ and transposes it when N < M. Force every path and compare with NumPy."""
+    saved = _cykernels._tuning()
+    names = ["affine_forward", "affine_sigmoid_forward", "outer_grad", "transpose_matvec"]
+    try:
+        # N < M and N > M, σ by the C loop (N·M < 512) and by NumPy's ufuncs, odd sizes
+        # for the transposing pass's 32 x 32 tiles, and the workloads' shapes.
+        for N, D, M in [(2, 1, 1), (3, 5, 7), (7, 5, 3), (33, 17, 65), (65, 9, 31),
+                        (64, 100, 33), (64, 784, 256), (256, 64, 10)]:
+            expected = [_call_dense(reference, n, N, D, M, dtype) for n in names]
+            for tuning in [dict(numpy_matmul=1 << 62), dict(numpy_matmul=0, affine_transposed=0),
+                           dict(numpy_matmul=0, affine_transposed=1)]:
+                _cykernels._tuning(**tuning)
+                for name, want in zip(names, expected, strict=True):
+                    got = _call_dense(_cykernels, name, N, D, M, dtype)
+                    assert got.shape == want.shape and got.dtype == want.dtype
+                    assert_close(got, want, dtype)
+                    out = np.full(want.shape, np.nan, dtype)
+                    assert _call_dense_out(name, N, D, M, dtype, out) is out
+                    assert_close(out, want, dtype)
+    finally:
+        _cykernels._tuning(**saved)
+    assert _cykernels._tuning() == saved
+
+
+def _call_dense_out(name, N, D, M, dtype, out):
+    x, W, b = layer(N, D, M, dtype)
+    dz = data((N, M), dtype, 7)
+    args = {"affine_forward": (x, W, b), "affine_sigmoid_forward": (x, W, b),
+            "outer_grad": (dz, x), "transpose_matvec": (W, dz)}[name]
+    return getattr(_cykernels, name)(*args, out=out)
+
+
+@needs_cython
+def test_tuning_refuses_unknown_names():
+    with pytest.raises(ValueError, match="unknown"):
+        _cykernels._tuning(bogus=1)
 
 
 @needs_cython

@@ -10,10 +10,11 @@ Two layers, as in scikit-learn's ``_cython_blas``/``_loss``:
 
 The wrappers read arrays through the NumPy C API (``PyArray_DATA``), not typed
 memoryviews: acquiring a memoryview costs ~0.16 µs per argument, a third of a
-batch-1 kernel. Matrix products go to BLAS (``scipy.linalg.cython_blas``) when the
-product is large enough to pay for it, and to typed loops below that (batch 1: an outer
-product by a loop is ~10x faster than NumPy's matmul); the crossover sizes are measured
-(docs/kernels.md) and live in ``_tuning``. No OpenMP: its threads fight OpenBLAS's own on
+batch-1 kernel. Matrix products go to BLAS when the product is large enough to pay for
+it (``scipy.linalg.cython_blas`` for products BLAS runs on one thread, NumPy's own
+``matmul`` for the threaded ones, so the process has one OpenBLAS thread pool), and to
+typed loops below that (batch 1: an outer product by a loop is ~10x faster than NumPy's
+matmul); the crossover sizes are measured (docs/kernels.md) and live in ``_tuning``. No OpenMP: its threads fight OpenBLAS's own on
 a 2-core machine.
 
 Rows are examples: the lecture's z = W x + b for one column x is z = x Wᵀ + b here.
@@ -57,20 +58,48 @@ cdef Py_ssize_t TMATVEC_LOOP_ROWS = 1
 cdef Py_ssize_t SIGMOID_NUMPY_MIN = 512
 # BLAS takes 32-bit int sizes: larger arrays stay on the loops.
 cdef Py_ssize_t INT_MAX_ = 2147483647
+# From this many multiply-adds (rows · inner · outer) on, a product goes to NumPy's matmul
+# instead of scipy's BLAS. NumPy and SciPy ship different OpenBLAS builds, each with its
+# own thread pool: products this large are the ones OpenBLAS runs on several threads
+# (its own cut-off is m·n·k > 65536·4), and two pools spinning on two cores slow each
+# other down, so every threaded product goes to NumPy's pool, the one the rest of the
+# process uses. Below it both builds run one thread and scipy's is called without
+# Python overhead (~1 µs a call). NumPy's build is also faster at several of the
+# workloads' shapes (docs/kernels.md).
+cdef double NUMPY_MATMUL_MIN = 262144
+# affine_forward on NumPy's BLAS computes zᵀ = W xᵀ and transposes it (adding b on the way)
+# when the batch has fewer rows than W: OpenBLAS's sgemm runs the x·Wᵀ product 15–25 %
+# faster that way round at the workloads' shapes (docs/kernels.md), more than the
+# transposing pass costs. AFFINE_TRANSPOSED = 0 turns it off.
+cdef bint AFFINE_TRANSPOSED = 1
+cdef object _np_matmul = np.matmul
 
 
 def _tuning(**rows):
-    """Read (and, for benchmarks and tests, set) the largest batch each kernel loops over
-    before it calls BLAS: ``_tuning(affine=1, outer=1, transpose_matvec=1)``."""
-    global AFFINE_LOOP_ROWS, OUTER_LOOP_ROWS, TMATVEC_LOOP_ROWS
-    unknown = set(rows) - {"affine", "outer", "transpose_matvec"}
+    """Read (and, for benchmarks and tests, set) the crossovers: the largest batch each
+    kernel loops over before it calls BLAS, and the product size (multiply-adds) from
+    which BLAS means NumPy's matmul rather than scipy's:
+    ``_tuning(affine=1, outer=1, transpose_matvec=1, numpy_matmul=262144)``."""
+    global AFFINE_LOOP_ROWS, OUTER_LOOP_ROWS, TMATVEC_LOOP_ROWS, NUMPY_MATMUL_MIN
+    global AFFINE_TRANSPOSED
+    unknown = set(rows) - {"affine", "outer", "transpose_matvec", "numpy_matmul",
+                           "affine_transposed"}
     if unknown:
         raise ValueError(f"unknown kernels {sorted(unknown)}")
     AFFINE_LOOP_ROWS = rows.get("affine", AFFINE_LOOP_ROWS)
     OUTER_LOOP_ROWS = rows.get("outer", OUTER_LOOP_ROWS)
     TMATVEC_LOOP_ROWS = rows.get("transpose_matvec", TMATVEC_LOOP_ROWS)
+    NUMPY_MATMUL_MIN = rows.get("numpy_matmul", NUMPY_MATMUL_MIN)
+    AFFINE_TRANSPOSED = rows.get("affine_transposed", AFFINE_TRANSPOSED)
     return {"affine": AFFINE_LOOP_ROWS, "outer": OUTER_LOOP_ROWS,
-            "transpose_matvec": TMATVEC_LOOP_ROWS}
+            "transpose_matvec": TMATVEC_LOOP_ROWS, "numpy_matmul": int(NUMPY_MATMUL_MIN),
+            "affine_transposed": bool(AFFINE_TRANSPOSED)}
+
+
+cdef inline bint _numpy_product(Py_ssize_t rows, Py_ssize_t loop_rows, Py_ssize_t a,
+                                Py_ssize_t b) noexcept:
+    """Does a product of ``rows`` batch rows by a (a, b) matrix go to NumPy's matmul?"""
+    return rows > loop_rows and <double>rows * <double>a * <double>b >= NUMPY_MATMUL_MIN
 
 
 # ---------------------------------------------------------------------------------------
@@ -273,11 +302,76 @@ cdef extern from *:
         }                                                                                    \\
     }
 
+    /* Elementwise and reduction loops: plain C the compiler vectorises by itself; compiled
+       per ISA they gain the wider vectors (SSE2 alone handles 4 floats per instruction). */
+    #define FG_ELEMENTWISE(T, ISA, TARGET)                                                  \\
+    /* v = mu v + dW + wd W;  W -= lr v   (v NULL: W -= lr (dW + wd W)); dW may be W. */   \\
+    TARGET static void fg_sgd_##T##_##ISA(T *W, const T *dW, T *v, Py_ssize_t n, T lr,      \\
+                                          T mu, T wd) {                                     \\
+        Py_ssize_t i;                                                                        \\
+        if (v == NULL) {                                                                     \\
+            for (i = 0; i < n; i++) W[i] -= lr * (dW[i] + wd * W[i]);                        \\
+        } else {                                                                             \\
+            for (i = 0; i < n; i++) {                                                        \\
+                T g = mu * v[i] + dW[i] + wd * W[i];                                         \\
+                v[i] = g;                                                                    \\
+                W[i] -= lr * g;                                                              \\
+            }                                                                                \\
+        }                                                                                    \\
+    }                                                                                        \\
+    /* out[i] = sum_n dz[n, i] over the N rows of dz (N, M); out does not overlap dz. */    \\
+    TARGET static void fg_colsum_##T##_##ISA(const T *restrict dz, T *restrict out,        \\
+                                             Py_ssize_t N, Py_ssize_t M) {                  \\
+        Py_ssize_t n, i;                                                                     \\
+        if (N == 0) { for (i = 0; i < M; i++) out[i] = 0; return; }                          \\
+        for (i = 0; i < M; i++) out[i] = dz[i];                                              \\
+        for (n = 1; n < N; n++) {                                                            \\
+            const T *r = dz + n * M;                                                         \\
+            for (i = 0; i < M; i++) out[i] += r[i];                                          \\
+        }                                                                                    \\
+    }                                                                                        \\
+    /* dz = dh (h (1 - h)); dz may be h or dh. */                                           \\
+    TARGET static void fg_sigback_##T##_##ISA(const T *h, const T *dh, T *dz,              \\
+                                              Py_ssize_t n) {                               \\
+        for (Py_ssize_t i = 0; i < n; i++) dz[i] = dh[i] * (h[i] * (1 - h[i]));              \\
+    }                                                                                        \\
+    /* z[n, i] += b[i] (neg: z[n, i] = -(z[n, i] + b[i])), z (N, M) not overlapping b. */  \\
+    TARGET static void fg_addrows_##T##_##ISA(T *restrict z, const T *restrict b,          \\
+                                              Py_ssize_t N, Py_ssize_t M, int neg) {        \\
+        Py_ssize_t n, i;                                                                     \\
+        for (n = 0; n < N; n++) {                                                            \\
+            T *r = z + n * M;                                                                \\
+            if (neg) { for (i = 0; i < M; i++) r[i] = -(r[i] + b[i]); }                      \\
+            else { for (i = 0; i < M; i++) r[i] += b[i]; }                                   \\
+        }                                                                                    \\
+    }                                                                                        \\
+    /* z[n, i] = zt[i, n] + b[i] (neg: its negative): zt (M, N) transposed into z (N, M)    \\
+       in 32 x 32 tiles that stay in L1; z does not overlap zt or b. */                     \\
+    TARGET static void fg_transadd_##T##_##ISA(T *restrict z, const T *restrict zt,        \\
+                                               const T *restrict b, Py_ssize_t N,           \\
+                                               Py_ssize_t M, int neg) {                     \\
+        const Py_ssize_t S = 32;                                                             \\
+        for (Py_ssize_t n0 = 0; n0 < N; n0 += S) {                                           \\
+            const Py_ssize_t n1 = n0 + S < N ? n0 + S : N;                                   \\
+            for (Py_ssize_t i0 = 0; i0 < M; i0 += S) {                                       \\
+                const Py_ssize_t i1 = i0 + S < M ? i0 + S : M;                               \\
+                for (Py_ssize_t n = n0; n < n1; n++) {                                       \\
+                    T *r = z + n * M;                                                        \\
+                    const T *c = zt + n;                                                     \\
+                    if (neg) { for (Py_ssize_t i = i0; i < i1; i++) r[i] = -(c[i * N] + b[i]); } \\
+                    else { for (Py_ssize_t i = i0; i < i1; i++) r[i] = c[i * N] + b[i]; }    \\
+                }                                                                            \\
+            }                                                                                \\
+        }                                                                                    \\
+    }
+
     #define FG_KERNELS(ISA, TARGET, BYTES)                                                  \\
     FG_ROWDOTS(double, BYTES, ISA, TARGET)                                                   \\
     FG_ROWDOTS(float, BYTES, ISA, TARGET)                                                    \\
     FG_LINCOMB(double, ISA, TARGET)                                                          \\
-    FG_LINCOMB(float, ISA, TARGET)
+    FG_LINCOMB(float, ISA, TARGET)                                                           \\
+    FG_ELEMENTWISE(double, ISA, TARGET)                                                      \\
+    FG_ELEMENTWISE(float, ISA, TARGET)
 
     FG_KERNELS(base, , 16)
     #if FG_VECTORS
@@ -285,32 +379,42 @@ cdef extern from *:
     FG_KERNELS(avx512, FG_TARGET("avx512f,avx2,fma"), 64)
     #endif
 
-    static void (*fg_rowdots_d)(const double*, const double*, const double*, double*,
-                                Py_ssize_t, Py_ssize_t) = fg_rowdots_double_base;
-    static void (*fg_rowdots_f)(const float*, const float*, const float*, float*,
-                                Py_ssize_t, Py_ssize_t) = fg_rowdots_float_base;
-    static void (*fg_lincomb_d)(double*, const double*, Py_ssize_t, const double*, Py_ssize_t,
-                                Py_ssize_t) = fg_lincomb_double_base;
-    static void (*fg_lincomb_f)(float*, const float*, Py_ssize_t, const float*, Py_ssize_t,
-                                Py_ssize_t) = fg_lincomb_float_base;
+    /* The variant in use of each loop, per dtype (d: double, f: float). */
+    #define FG_POINTERS(T, S)                                                               \\
+    static void (*fg_rowdots_##S)(const T*, const T*, const T*, T*, Py_ssize_t,             \\
+                                  Py_ssize_t) = fg_rowdots_##T##_base;                      \\
+    static void (*fg_lincomb_##S)(T*, const T*, Py_ssize_t, const T*, Py_ssize_t,           \\
+                                  Py_ssize_t) = fg_lincomb_##T##_base;                      \\
+    static void (*fg_sgd_##S)(T*, const T*, T*, Py_ssize_t, T, T, T) = fg_sgd_##T##_base;   \\
+    static void (*fg_colsum_##S)(const T*, T*, Py_ssize_t, Py_ssize_t) = fg_colsum_##T##_base; \\
+    static void (*fg_sigback_##S)(const T*, const T*, T*, Py_ssize_t) = fg_sigback_##T##_base; \\
+    static void (*fg_addrows_##S)(T*, const T*, Py_ssize_t, Py_ssize_t, int) =              \\
+        fg_addrows_##T##_base;                                                              \\
+    static void (*fg_transadd_##S)(T*, const T*, const T*, Py_ssize_t, Py_ssize_t, int) =   \\
+        fg_transadd_##T##_base;
+    FG_POINTERS(double, d)
+    FG_POINTERS(float, f)
+
+    #define FG_USE(T, S, ISA)                                                               \\
+        fg_rowdots_##S = fg_rowdots_##T##_##ISA; fg_lincomb_##S = fg_lincomb_##T##_##ISA;   \\
+        fg_sgd_##S = fg_sgd_##T##_##ISA; fg_colsum_##S = fg_colsum_##T##_##ISA;             \\
+        fg_sigback_##S = fg_sigback_##T##_##ISA; fg_addrows_##S = fg_addrows_##T##_##ISA;  \\
+        fg_transadd_##S = fg_transadd_##T##_##ISA;
 
     /* Pick the widest ISA this CPU runs; returns its name. */
     static const char *fg_select_isa(int limit) {
     #if FG_VECTORS
         __builtin_cpu_init();
         if (limit >= 2 && __builtin_cpu_supports("avx512f")) {
-            fg_rowdots_d = fg_rowdots_double_avx512; fg_rowdots_f = fg_rowdots_float_avx512;
-            fg_lincomb_d = fg_lincomb_double_avx512; fg_lincomb_f = fg_lincomb_float_avx512;
+            FG_USE(double, d, avx512) FG_USE(float, f, avx512)
             return "avx512";
         }
         if (limit >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-            fg_rowdots_d = fg_rowdots_double_avx2; fg_rowdots_f = fg_rowdots_float_avx2;
-            fg_lincomb_d = fg_lincomb_double_avx2; fg_lincomb_f = fg_lincomb_float_avx2;
+            FG_USE(double, d, avx2) FG_USE(float, f, avx2)
             return "avx2";
         }
     #endif
-        fg_rowdots_d = fg_rowdots_double_base; fg_rowdots_f = fg_rowdots_float_base;
-        fg_lincomb_d = fg_lincomb_double_base; fg_lincomb_f = fg_lincomb_float_base;
+        FG_USE(double, d, base) FG_USE(float, f, base)
         return "base";
     }
     """
@@ -322,6 +426,20 @@ cdef extern from *:
                       Py_ssize_t n) noexcept nogil
     void fg_lincomb_f(float* y, const float* c, Py_ssize_t cs, const float* X, Py_ssize_t K,
                       Py_ssize_t n) noexcept nogil
+    void fg_sgd_d(double* W, const double* dW, double* v, Py_ssize_t n, double lr, double mu,
+                  double wd) noexcept nogil
+    void fg_sgd_f(float* W, const float* dW, float* v, Py_ssize_t n, float lr, float mu,
+                  float wd) noexcept nogil
+    void fg_colsum_d(const double* dz, double* out, Py_ssize_t N, Py_ssize_t M) noexcept nogil
+    void fg_colsum_f(const float* dz, float* out, Py_ssize_t N, Py_ssize_t M) noexcept nogil
+    void fg_sigback_d(const double* h, const double* dh, double* dz, Py_ssize_t n) noexcept nogil
+    void fg_sigback_f(const float* h, const float* dh, float* dz, Py_ssize_t n) noexcept nogil
+    void fg_addrows_d(double* z, const double* b, Py_ssize_t N, Py_ssize_t M, int neg) noexcept nogil
+    void fg_addrows_f(float* z, const float* b, Py_ssize_t N, Py_ssize_t M, int neg) noexcept nogil
+    void fg_transadd_d(double* z, const double* zt, const double* b, Py_ssize_t N, Py_ssize_t M,
+                       int neg) noexcept nogil
+    void fg_transadd_f(float* z, const float* zt, const float* b, Py_ssize_t N, Py_ssize_t M,
+                       int neg) noexcept nogil
     const char* fg_select_isa(int limit) noexcept nogil
 
 
@@ -439,16 +557,31 @@ cdef void _tmatvec(const floating* W, const floating* dz, floating* out,
         _lincomb(out + n * D, dz + n * M, 1, W, M, D)
 
 
-cdef void _bias_grad(const floating* dz, floating* out, Py_ssize_t N, Py_ssize_t M) noexcept nogil:
-    """b̄ = Σₙ z̄ₙ."""
-    cdef Py_ssize_t n, i
-    if N == 0:
-        memset(out, 0, M * sizeof(floating))
-        return
-    memcpy(out, dz, M * sizeof(floating))
-    for n in range(1, N):
-        for i in range(M):
-            out[i] += dz[n * M + i]
+cdef inline void _bias_grad(const floating* dz, floating* out, Py_ssize_t N,
+                            Py_ssize_t M) noexcept nogil:
+    """b̄ = Σₙ z̄ₙ (out does not overlap dz)."""
+    if floating is float:
+        fg_colsum_f(dz, out, N, M)
+    else:
+        fg_colsum_d(dz, out, N, M)
+
+
+cdef inline void _add_rows(floating* z, const floating* b, Py_ssize_t N, Py_ssize_t M,
+                           bint negate) noexcept nogil:
+    """zₙ += b for every row (negate: zₙ = −(zₙ + b)); z does not overlap b."""
+    if floating is float:
+        fg_addrows_f(z, b, N, M, negate)
+    else:
+        fg_addrows_d(z, b, N, M, negate)
+
+
+cdef inline void _transpose_add(floating* z, const floating* zt, const floating* b,
+                                Py_ssize_t N, Py_ssize_t M, bint negate) noexcept nogil:
+    """z = ztᵀ + b (negate: −(ztᵀ + b)), zt (M, N) → z (N, M); no overlaps."""
+    if floating is float:
+        fg_transadd_f(z, zt, b, N, M, negate)
+    else:
+        fg_transadd_d(z, zt, b, N, M, negate)
 
 
 cdef void _sigmoid(const floating* z, floating* h, Py_ssize_t size) noexcept nogil:
@@ -457,12 +590,13 @@ cdef void _sigmoid(const floating* z, floating* h, Py_ssize_t size) noexcept nog
         h[i] = _sigmoid1(z[i])
 
 
-cdef void _sigmoid_back(const floating* h, const floating* dh, floating* dz,
-                        Py_ssize_t size) noexcept nogil:
+cdef inline void _sigmoid_back(const floating* h, const floating* dh, floating* dz,
+                               Py_ssize_t size) noexcept nogil:
     """z̄ = h̄ ∘ h ∘ (1 − h)."""
-    cdef Py_ssize_t i
-    for i in range(size):
-        dz[i] = dh[i] * (h[i] * (1 - h[i]))
+    if floating is float:
+        fg_sigback_f(h, dh, dz, size)
+    else:
+        fg_sigback_d(h, dh, dz, size)
 
 
 cdef Py_ssize_t _bad_label(const cnp.npy_int64* t, Py_ssize_t N, Py_ssize_t K) noexcept nogil:
@@ -518,17 +652,13 @@ cdef void _softmax_ce_back(const floating* p, const cnp.npy_int64* t, floating* 
         out[n * K + t[n]] = picked / scale
 
 
-cdef void _sgd(floating* W, const floating* dW, floating* v, Py_ssize_t size,
-               floating lr, floating momentum, floating weight_decay) noexcept nogil:
+cdef inline void _sgd(floating* W, const floating* dW, floating* v, Py_ssize_t size,
+                      floating lr, floating momentum, floating weight_decay) noexcept nogil:
     """v = μ v + W̄ + λ W;  W −= η v   (without v: W −= η (W̄ + λ W))."""
-    cdef Py_ssize_t i
-    if v == NULL:
-        for i in range(size):
-            W[i] -= lr * (dW[i] + weight_decay * W[i])
+    if floating is float:
+        fg_sgd_f(W, dW, v, size, lr, momentum, weight_decay)
     else:
-        for i in range(size):
-            v[i] = momentum * v[i] + dW[i] + weight_decay * W[i]
-            W[i] -= lr * v[i]
+        fg_sgd_d(W, dW, v, size, lr, momentum, weight_decay)
 
 
 cdef void _adam(floating* W, const floating* dW, floating* m, floating* v, Py_ssize_t size,
@@ -560,10 +690,12 @@ cdef inline void* _data(cnp.ndarray a) noexcept:
     return cnp.PyArray_DATA(a)
 
 
-cdef object _sigmoid_numpy(cnp.ndarray z, cnp.ndarray h):
-    """h = 1 / (1 + e^(−z)) in place in h (h may be z): e^(−z) = inf gives exactly 0."""
+cdef object _sigmoid_numpy(cnp.ndarray z, cnp.ndarray h, bint negated=False):
+    """h = 1 / (1 + e^(−z)) in place in h (h may be z): e^(−z) = inf gives exactly 0.
+    ``negated``: z already holds −z (and is h)."""
     with np.errstate(over="ignore"):
-        np.negative(z, out=h)
+        if not negated:
+            np.negative(z, out=h)
         np.exp(h, out=h)
         np.add(h, 1, out=h)
         np.divide(1, h, out=h)
@@ -584,10 +716,45 @@ cdef object _affine_wrapper(object x, object W, object b, object out, bint sigmo
     dims[0] = N
     dims[1] = M
     cdef cnp.ndarray z = _out(out, ax, 2, dims)
+    cdef cnp.ndarray zt = None
+    cdef bint transposed = False
     if out is not None and (_overlap(z, ax) or _overlap(z, aW) or _overlap(z, ab)):
         z[...] = _affine_wrapper(ax, aW, ab, None, sigmoid, fname)
         return z
-    if sigmoid and N * M >= SIGMOID_NUMPY_MIN:
+    cdef bint numpy_sigmoid = sigmoid and N * M >= SIGMOID_NUMPY_MIN
+    if _numpy_product(N, AFFINE_LOOP_ROWS, D, M):
+        # NumPy's BLAS (one thread pool for the process), then b added in one pass, or
+        # for σ: −(z + b) in that pass, then NumPy's SIMD exp and two more in place.
+        transposed = AFFINE_TRANSPOSED and N < M
+        if transposed:
+            dims[0] = M
+            dims[1] = N
+            zt = <cnp.ndarray>cnp.PyArray_EMPTY(2, dims, cnp.PyArray_TYPE(ax), 0)
+            _np_matmul(aW, cnp.PyArray_Transpose(ax, NULL), zt)
+        else:
+            _np_matmul(ax, cnp.PyArray_Transpose(aW, NULL), z)
+        if _is64(ax):
+            with nogil:
+                if not transposed:
+                    _add_rows(<double*>cnp.PyArray_DATA(z), <double*>cnp.PyArray_DATA(ab), N, M, numpy_sigmoid)
+                else:
+                    _transpose_add(<double*>cnp.PyArray_DATA(z), <double*>cnp.PyArray_DATA(zt),
+                                   <double*>cnp.PyArray_DATA(ab), N, M, numpy_sigmoid)
+                if sigmoid and not numpy_sigmoid:
+                    _sigmoid(<double*>cnp.PyArray_DATA(z), <double*>cnp.PyArray_DATA(z), N * M)
+        else:
+            with nogil:
+                if not transposed:
+                    _add_rows(<float*>cnp.PyArray_DATA(z), <float*>cnp.PyArray_DATA(ab), N, M, numpy_sigmoid)
+                else:
+                    _transpose_add(<float*>cnp.PyArray_DATA(z), <float*>cnp.PyArray_DATA(zt),
+                                   <float*>cnp.PyArray_DATA(ab), N, M, numpy_sigmoid)
+                if sigmoid and not numpy_sigmoid:
+                    _sigmoid(<float*>cnp.PyArray_DATA(z), <float*>cnp.PyArray_DATA(z), N * M)
+        if numpy_sigmoid:
+            _sigmoid_numpy(z, z, True)
+        return z
+    if numpy_sigmoid:
         _affine_wrapper(ax, aW, ab, z, False, fname)
         return _sigmoid_numpy(z, z)
     if _is64(ax):
@@ -663,6 +830,9 @@ def outer_grad(dz, x, out=None):
     if out is not None and (_overlap(dW, adz) or _overlap(dW, ax)):
         dW[...] = outer_grad(adz, ax)
         return dW
+    if _numpy_product(N, OUTER_LOOP_ROWS, M, D):
+        _np_matmul(cnp.PyArray_Transpose(adz, NULL), ax, dW)  # NumPy's BLAS, see above
+        return dW
     if _is64(adz):
         with nogil:
             _outer(<double*>cnp.PyArray_DATA(adz), <double*>cnp.PyArray_DATA(ax), <double*>cnp.PyArray_DATA(dW), N, M, D)
@@ -687,6 +857,9 @@ def transpose_matvec(W, dz, out=None):
     cdef cnp.ndarray dx = _out(out, aW, 2, dims)
     if out is not None and (_overlap(dx, aW) or _overlap(dx, adz)):
         dx[...] = transpose_matvec(aW, adz)
+        return dx
+    if _numpy_product(N, TMATVEC_LOOP_ROWS, M, D):
+        _np_matmul(adz, aW, dx)  # NumPy's BLAS, see above
         return dx
     if _is64(aW):
         with nogil:
