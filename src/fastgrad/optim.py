@@ -104,28 +104,36 @@ class Optimizer:
         """Update every parameter that has a gradient, in place."""
         todo = []
         for i, p in enumerate(self.params):
-            if p.grad is None:
+            if type(p) is Tensor:  # the tensor's own fields: no property calls on the hot path
+                node = p._node
+                dW = node.grad if node is not None and node.prim is None else p._grad
+                W = p._data
+            else:
+                dW = p.grad
+                W = p.data
+            if dW is None:
                 continue
-            W, dW = p.data, np.asarray(p.grad)
+            dW = np.asarray(dW)
             if dW.shape != W.shape:
                 raise ValueError(
                     f"{type(self).__name__}: parameter {i} has shape {W.shape} but its "
                     f"gradient has shape {dW.shape}"
                 )
-            if not W.flags.writeable and not frozen_by_graph(_owner(p)):
+            guarded = type(p) is not Tensor or p._saves or _tape._frozen
+            if guarded and not W.flags.writeable and not frozen_by_graph(_owner(p)):
                 raise RuntimeError(
                     f"{type(self).__name__}.step(): parameter {i} (shape {W.shape}) is a "
                     "read-only array and cannot be updated in place"
                 )
             if dW.dtype != W.dtype:
                 dW = dW.astype(W.dtype)
-            todo.append((i, p, dW))
+            todo.append((i, p, W, dW, guarded))
         # Check every parameter first, so a bad one does not leave a half-taken step.
         backend = kernels()
-        for i, p, dW in todo:
-            if type(p) is Tensor and not p._saves and not _tape._frozen:
+        for i, p, W, dW, guarded in todo:
+            if not guarded:
                 # No live graph saved p (the usual case right after backward): write directly.
-                self._update(backend, self.state[i], p._data, dW)
+                self._update(backend, self.state[i], W, dW)
                 continue
             # A graph recorded before this step may hold p; inplace_update lets the step
             # write and marks that graph stale, so its backward() refuses to run.
