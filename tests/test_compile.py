@@ -5,7 +5,7 @@ import pytest
 
 import fastgrad as fg
 from fastgrad import nn, optim
-from fastgrad._compile import SGD, TracingError, compile
+from fastgrad._compile import FUSED, SGD, TracingError, compile
 
 BACKENDS = [b for b in ("cython", "reference") if b in fg.available_backends()]
 
@@ -249,6 +249,99 @@ def test_trace_returns_fresh_arrays():
     np.testing.assert_allclose(b, [3.0, 3.0])
 
 
+def test_maximum_minimum_where(backend):
+    rng = np.random.default_rng(9)
+    mask = rng.random((3, 4)) > 0.5
+    b = np.array([0.1, 0.5, 0.5, -0.2])
+
+    def f(x):
+        m = fg.maximum(x, 0.5) + fg.minimum(x * 2.0, b) + fg.maximum(x, x)  # ties share ḡ
+        return (fg.where(mask, m * m, fg.exp(x)) + fg.where(mask[0], 1.0, x)).sum()
+
+    g = compile(fg.grad(f))
+    for _ in range(3):
+        x = rng.standard_normal((3, 4))
+        x[0, 1] = 0.5  # a tie with the constant
+        np.testing.assert_allclose(g(x), fg.grad(f)(x), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cross_entropy_integer_labels(backend, dtype):
+    rng = np.random.default_rng(10)
+    m1, o1 = make_model(dtype, "sgd")
+    m2, o2 = make_model(dtype, "sgd")
+    compiled, eager = compile(step_fn(m1, o1, "ce")), step_fn(m2, o2, "ce")
+    for _ in range(4):
+        x = rng.standard_normal((5, 6)).astype(dtype)
+        t = rng.integers(0, 3, 5)
+        np.testing.assert_allclose(compiled(x, t).data, eager(x, t).data, **tol(dtype))
+    assert compiled.traces == 1
+    assert any(ins.op == 41 for ins in compiled.plan_for(x, t).instrs)  # SCE: one instruction
+    for p, q in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_allclose(p.data, q.data, **tol(dtype))
+    with pytest.raises(ValueError, match="out of range"):
+        compiled(x, np.array([0, 1, 2, 3, 0]))
+
+
+def test_integer_argument_is_read_as_float(backend):
+    f = lambda x: (x * x + x).sum()  # noqa: E731
+    g = compile(fg.grad(f))
+    for x in (np.arange(4), np.arange(4) - 2, np.arange(4)):
+        np.testing.assert_allclose(g(x), fg.grad(f)(x.astype(float)))
+
+
+def test_elementwise_chains_fused_and_executors_agree():
+    """Long chains become FUSED instructions (tiles of 256, register temporaries); the
+    compiled and the reference executors agree with eager on arrays of several tiles."""
+    rng = np.random.default_rng(11)
+    b = rng.standard_normal(700)
+
+    def f(x):
+        y = fg.sin(x * 1.5 + b) * fg.exp(-x * x) - fg.tanh(x) / (2.0 + fg.cos(x))
+        return (y * y).sum() + (y * x).mean(axis=0).sum() + (fg.sigmoid(y) ** 3).sum()
+
+    x = rng.standard_normal((3, 700))
+    want = fg.grad(f)(x)
+    got = {}
+    for name in BACKENDS:
+        with fg.use_backend(name):
+            g = compile(fg.grad(f))
+            g(x)
+            got[name] = g(x)
+            plan = g.plan_for(x)
+    assert any(ins.op == FUSED for ins in plan.instrs) and plan.registers
+    for v in got.values():
+        np.testing.assert_allclose(v, want, rtol=1e-11, atol=1e-13)
+
+
+def test_scalar_chain_is_one_fused_instruction():
+    g = compile(fg.grad(s1))
+    g(0.3)
+    plan = g.plan_for(0.3)
+    assert [ins.op for ins in plan.instrs] == [FUSED]  # seeds folded, copies propagated
+    np.testing.assert_allclose(g(0.3), fg.grad(s1)(np.float64(0.3)), rtol=1e-12)
+
+
+def test_fast_path_rebinds_parameters_and_retraces(backend):
+    rng = np.random.default_rng(12)
+    m1, o1 = make_model(np.float64, "sgd")
+    m2, o2 = make_model(np.float64, "sgd")
+    compiled, eager = compile(step_fn(m1, o1, clear=True)), step_fn(m2, o2, clear=True)
+    x, t = rng.standard_normal((2, 6)), rng.standard_normal((2, 3))
+    for i in range(6):
+        if i == 3:  # new arrays of the same shape: bound, not retraced
+            for p, q in zip(m1.parameters(), m2.parameters()):
+                p.data = q.data.copy() * 0.5
+                q.data = q.data * 0.5
+        np.testing.assert_allclose(compiled(x, t).data, eager(x, t).data, rtol=1e-12)
+    assert compiled.traces == 1
+    np.testing.assert_allclose(compiled(x.astype(np.float32), t).data, eager(x, t).data,
+                               rtol=1e-5)  # a new signature: a second trace
+    assert compiled.traces == 2
+    for p, q in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-5)
+
+
 # -------------------------------------------------------------------- refusals --
 
 
@@ -259,7 +352,7 @@ def test_trace_returns_fresh_arrays():
     (lambda x: x * 2 if x.sum() else x, r"bool\(\)"),
     (lambda x: fg.Tensor(np.asarray(x)) * 2, "NumPy function"),
     (lambda x: fg.exp(x.data * 2), "escapes the tape"),
-    (lambda x: fg.maximum(x, 0.5), "primitive 'maximum', which the compiled executor cannot replay"),
+    (lambda x: fg.concatenate([x, x]), "primitive 'concatenate', which the compiled executor cannot"),
 ])
 def test_refused_with_clear_error(body, match):
     f = compile(fg.grad(lambda x: body(x).sum()))
@@ -282,3 +375,15 @@ def test_eager_behaviour_restored_after_trace():
     t = fg.tensor([1.0, 2.0])
     assert float(t.sum()) == 3.0 and bool((t > 0).all())
     assert fg._tape._tracer is None
+
+
+def test_tracing_does_not_keep_the_traced_graph_alive():
+    """A traced forward-only call must not leave the parameters guarded read-only."""
+    model = fg.nn.MLP([4, 3, 2], rng=0)
+    params = list(model.parameters())
+    forward = fg.compile(lambda x: model(x))
+    forward(np.ones((2, 4)))
+    forward(np.ones((2, 4)))
+    assert [p._saves for p in params] == [0] * len(params)
+    params[0].data[0, 0] = 1.0  # writable again, as after an eager forward is dropped
+    assert params[0].data[0, 0] == 1.0

@@ -5,8 +5,10 @@ tape while a tracer watches: every primitive call (the forward), every backward 
 (lowered through this module's table of backward instructions, one entry per
 primitive, mirroring ``_ops``), and every optimizer update. The result is a flat list
 of instructions over numbered buffers. A planner fuses what it can see (affine + sigmoid;
-a weight gradient folded into the SGD update that is its only reader; dead code removed)
-and lays temporaries out so that buffers are reused once dead. Later calls with the same
+a weight gradient folded into the SGD update that is its only reader; constants folded,
+copies propagated, dead code removed; runs of elementwise instructions into one tiled
+loop with register temporaries) and lays temporaries out so that buffers are reused once
+dead. Later calls with the same
 shapes replay the plan: on the cython backend in one compiled call without the GIL
 (``fastgrad._replay``), on the reference backend as a Python loop over the same plan.
 
@@ -49,12 +51,16 @@ class TracingError(RuntimeError):
 
 (COPY, ADD, SUB, MUL, DIV, NEG, EXP, LOG, SIN, COS, TANH, SIGMOID, RELU, SQRT, POW,
  RELU_BWD, SIGMOID_BWD, TANH_BWD, POW_BWD, POW_BWD_B, SIN_BWD, COS_BWD, DIV_BWD_B,
- SQRT_BWD) = range(24)
-EW_END = 24
-CAST, AFFINE, GEMM, TRANSPOSE, SGD, ADAM, LOGSOFTMAX, LOGSOFTMAX_BWD, SOFTMAX, SOFTMAX_BWD = range(
-    30, 40)
+ SQRT_BWD, MAX, MIN, MAX_BWD, MIN_BWD, WHERE) = range(29)
+EW_END = 29
+(CAST, AFFINE, GEMM, TRANSPOSE, SGD, ADAM, LOGSOFTMAX, LOGSOFTMAX_BWD, SOFTMAX, SOFTMAX_BWD,
+ FUSED, SCE, SCE_BWD) = range(30, 43)
 OPNAMES = {v: k for k, v in dict(globals()).items() if isinstance(v, int) and k.isupper()
            and k not in ("EW_END",)}
+# A fused elementwise chain runs in tiles of BLK elements with up to NREG register tiles
+# (the executor in _replay.pyx has the same numbers: FG_BLK, FG_NREG).
+BLK, NREG = 256, 16
+AFFINE_T = 65536  # FG_AFFINE_T: batched affine maps with smaller W transpose W first
 
 # Operand modes: FULL a[r, c]; SCALAR a[0]; ROW a[c] (broadcast down the rows); COL a[r].
 # As an output mode, SCALAR/ROW/COL mean "sum into" (the adjoint of that broadcast).
@@ -99,10 +105,13 @@ class Slot:
 
 class Ins:
     """One instruction. ``args`` are slots (or None), ``f`` eight float parameters
-    (f[0] = α for elementwise and GEMM), ``dyn`` maps a parameter index to a callable
-    read at every call (the learning rate)."""
+    (f[0] = α for elementwise and GEMM), ``dyn`` maps a parameter index to
+    ``(obj, attr, mult)``: the parameter is ``mult * obj.attr``, read at every call (the
+    learning rate), or "prelude" to a callable returning {index: value} (Adam's step).
+    A FUSED instruction runs ``subs``, elementwise instructions over one R × C space."""
 
-    __slots__ = ("op", "out", "args", "modes", "omode", "acc", "R", "C", "K", "flags", "f", "dyn")
+    __slots__ = ("op", "out", "args", "modes", "omode", "acc", "R", "C", "K", "flags", "f", "dyn",
+                 "subs", "subs_code")
 
     def __init__(self, op, out, args=(), modes=(), omode=FULL, acc=False, R=1, C=1, K=0,
                  flags=0, f=None, dyn=None):
@@ -117,14 +126,25 @@ class Ins:
         self.f = list(f) if f is not None else [1.0]
         self.f += [0.0] * (8 - len(self.f))
         self.dyn = dyn or {}
+        self.subs = None
 
     def reads(self):
+        if self.subs is not None:
+            return [s for sub in self.subs for s in sub.reads()]
         r = [a for a in self.args if a is not None]
         if self.acc or self.op in (SGD, ADAM):
             r.append(self.out)
         return r
 
+    def writes(self):
+        if self.subs is not None:
+            return [sub.out for sub in self.subs]
+        return [self.out]
+
     def __repr__(self):
+        if self.subs is not None:
+            inner = "; ".join(repr(s) for s in self.subs)
+            return f"FUSED[{self.R}x{self.C}]{{{inner}}}"
         args = ", ".join(repr(a) for a in self.args)
         return f"{self.out!r} = {OPNAMES.get(self.op, self.op)}({args}) acc={int(self.acc)}"
 
@@ -210,6 +230,8 @@ class _Tracer:
         self.preludes = []  # callables run before every replay (Adam's step counter)
         self.producer = {}  # slot -> _Record
         self.consts = {}
+        self.const_slots = set()  # slots holding constants (not optimizer state)
+        self.int_twins = {}  # id(integer input tensor) -> its float64 twin tensor
 
     # -- slots --
 
@@ -217,6 +239,18 @@ class _Tracer:
         s = Slot(len(self.slots), shape, dtype, kind, ref, base)
         self.slots.append(s)
         return s
+
+    def forget(self):
+        """Drop the objects kept alive for the trace (their ids keyed the maps below).
+
+        Once planned, nothing looks a tensor up again; keeping them would keep the traced
+        graph alive, and with it the parameters' write protection (``Tensor._saves``).
+        """
+        self.keep.clear()
+        self.by_tensor.clear()
+        self.by_array.clear()
+        self.leaves_seen.clear()
+        self.int_twins.clear()
 
     def _register(self, obj, slot):
         self.keep.append(obj)
@@ -232,6 +266,7 @@ class _Tracer:
         if key is not None and key in self.consts:
             return self.consts[key]
         s = self.new(arr.shape, arr.dtype, "array", arr)
+        self.const_slots.add(s)
         if key is not None:
             self.consts[key] = s
         return s
@@ -319,7 +354,21 @@ class _Tracer:
     def apply(self, prim, args, kwargs):
         if threading.get_ident() != self.thread:  # another thread: not ours to record
             return _untraced(_tape._apply, prim, args, kwargs)
-        out = _untraced(_tape._apply, prim, args, kwargs)
+        if self.int_twins or any(type(a) is _TracedArray for a in args):
+            # Integer arguments are read as float64 (their twin) except as labels; traced
+            # arrays (t.data) are handed to the eager kernels as plain arrays.
+            labels = prim.name == "softmax_cross_entropy"
+            args = tuple(self.int_twins.get(id(a), a) if isinstance(a, Tensor) and not labels else a
+                         for a in args)
+            eager = tuple(a.view(np.ndarray) if type(a) is _TracedArray else a for a in args)
+            for a, e in zip(args, eager):
+                if e is not a:
+                    s = self.by_array.get(id(a))
+                    if s is not None:
+                        self._register(e, s)
+        else:
+            eager = args
+        out = _untraced(_tape._apply, prim, eager, kwargs)
         rule = _FORWARD.get(prim.name)
         if rule is None:
             raise TracingError(
@@ -336,7 +385,7 @@ class _Tracer:
             )
         vjps = prim.vjps
         requires = [] if out._node is None else [
-            i for i, a in enumerate(args) if isinstance(a, Tensor) and a._node is not None and i in vjps]
+            i for i, a in enumerate(eager) if isinstance(a, Tensor) and a._node is not None and i in vjps]
         info = rule(self, args, kwargs, ans)
         if isinstance(info, Slot):  # an alias or lazy transpose: no instruction
             slot, info = info, None
@@ -480,6 +529,8 @@ _binary(SUB, "subtract")
 _binary(MUL, "multiply")
 _binary(DIV, "true_divide")
 _binary(POW, "power")
+_binary(MAX, "maximum")
+_binary(MIN, "minimum")
 
 
 def _contrib(tr, grads, target, op, operands, R, C, omode, alpha=1.0):
@@ -504,6 +555,10 @@ def _binary_backward(rec_op):
                 _contrib(tr, grads, target, DIV, [(g, FULL), (sb, mb)], R, C, mode)
             else:
                 _contrib(tr, grads, target, DIV_BWD_B, [(g, FULL), (sa, ma), (sb, mb)], R, C, mode)
+        elif rec_op in ("maximum", "minimum"):  # z̄ to the larger (smaller); ties share it
+            own, other = ((sa, ma), (sb, mb)) if i == 0 else ((sb, mb), (sa, ma))
+            _contrib(tr, grads, target, MAX_BWD if rec_op == "maximum" else MIN_BWD,
+                     [(g, FULL), own, other], R, C, mode)
         elif rec_op == "power":  # x̄ = z̄ y xʸ⁻¹, ȳ = z̄ log(x) z
             if i == 0:
                 _contrib(tr, grads, target, POW_BWD, [(g, FULL), (sa, ma), (sb, mb)], R, C, mode)
@@ -513,8 +568,26 @@ def _binary_backward(rec_op):
     return backward
 
 
-for _name in ("add", "subtract", "multiply", "true_divide", "power"):
+for _name in ("add", "subtract", "multiply", "true_divide", "power", "maximum", "minimum"):
     _BACKWARD[_name] = _binary_backward(_name)
+
+
+def _where_fwd(tr, args, kwargs, ans):  # where(c, x, y): c a constant (0/1) or a traced mask
+    sc, sx, sy = (tr.slot_of(a, ans.dtype) for a in args[:3])
+    R, C, modes = _bcast(ans.shape, [sc.shape, sx.shape, sy.shape], "where")
+    out = tr.new(ans.shape, ans.dtype)
+    tr.ew(WHERE, out, list(zip((sc, sx, sy), modes)), R=R, C=C)
+    return out, (sc, R, C, modes)
+
+
+def _where_bwd(tr, rec, g, i, grads):  # x̄ = where(c, z̄, 0), ȳ = where(c, 0, z̄)
+    sc, R, C, modes = rec.info
+    zero = (tr.const(0.0, g.dtype), SCALAR)
+    pair = [(g, FULL), zero] if i == 1 else [zero, (g, FULL)]
+    _contrib(tr, grads, rec.ins[i], WHERE, [(sc, modes[0])] + pair, R, C, modes[i])
+
+
+_FORWARD["where"], _BACKWARD["where"] = _where_fwd, _where_bwd
 
 
 def _unary(op, name, bwd_op, reads):
@@ -756,6 +829,47 @@ def _rowwise(op, bwd_op):
 
 
 _FORWARD["log_softmax"], _BACKWARD["log_softmax"] = _rowwise(LOGSOFTMAX, LOGSOFTMAX_BWD)
+
+
+def _labels_slot(tr, labels, n):
+    """The int64 slot of integer labels: an argument, or a constant array."""
+    s = None
+    if isinstance(labels, Tensor):
+        s = tr.by_tensor.get(id(labels)) or tr.by_array.get(id(labels._data))
+        labels = labels._data
+    elif isinstance(labels, np.ndarray):
+        s = tr.by_array.get(id(labels))
+    if s is None:
+        arr = np.asarray(labels)
+        if arr.dtype.kind not in "iu":
+            raise TracingError("fastgrad.compile: softmax_cross_entropy needs integer labels")
+        s = tr.new(arr.shape, np.int64, "array", np.ascontiguousarray(arr, dtype=np.int64))
+    if s.dtype != np.int64 or s.size != n:
+        raise TracingError(
+            f"fastgrad.compile: softmax_cross_entropy labels of dtype {s.dtype} and shape "
+            f"{s.shape}; compiled, labels are integer arrays of one label per row")
+    return s
+
+
+def _sce_fwd(tr, args, kwargs, ans):  # ℒ = −(1/N) Σₙ log softmax(zₙ)_{tₙ}
+    sz = tr.operand(tr.slot_of(args[0], ans.dtype), ans.dtype)
+    if len(sz.shape) != 2:
+        raise TracingError(f"fastgrad.compile: softmax_cross_entropy of logits {sz.shape}; "
+                           "compiled, logits are (N, K)")
+    N, K = sz.shape
+    sl = _labels_slot(tr, args[1], N)
+    out = tr.new(ans.shape, ans.dtype)
+    tr.emit(Ins(SCE, out, (sz, sl), R=N, C=K))
+    return out, (sz, sl, N, K)
+
+
+def _sce_bwd(tr, rec, g, i, grads):  # z̄ = ℒ̄ (softmax(z) − onehot(t)) / N
+    sz, sl, N, K = rec.info
+    t, acc = tr.grad_into(rec.ins[0], grads)
+    tr.emit(Ins(SCE_BWD, t, (sz, sl, tr.operand(g, t.dtype)), acc=acc, R=N, C=K))
+
+
+_FORWARD["softmax_cross_entropy"], _BACKWARD["softmax_cross_entropy"] = _sce_fwd, _sce_bwd
 _FORWARD["softmax"], _BACKWARD["softmax"] = _rowwise(SOFTMAX, SOFTMAX_BWD)
 
 
@@ -801,8 +915,8 @@ class _Interceptor:
                             f"fastgrad.compile: {what} on a traced tensor of shape {self.shape} "
                             "needs its value while tracing; a compiled function cannot branch on "
                             "or leave the tape with traced values (Python control flow is frozen "
-                            "at trace time). Compute it outside the compiled function, or use "
-                            "fg.where for data-dependent selection"
+                            "at trace time). Compute it outside the compiled function (fg.where "
+                            "and fg.maximum replay; fg.where's condition must come from outside)"
                         )
                     return orig(self, *a, **k)
 
@@ -825,7 +939,9 @@ class _Interceptor:
             if threading.get_ident() == tr.thread:
                 s = tr.by_tensor.get(id(self)) or tr.by_array.get(id(self._data))
                 if s is not None and s.kind not in ("state", "array") and isinstance(d, np.ndarray):
-                    return d.view(_TracedArray)  # shape and dtype readable; NumPy maths refused
+                    v = d.view(_TracedArray)  # shape and dtype readable; NumPy maths refused
+                    tr._register(v, s)  # …and usable as an operand (integer labels)
+                    return v
             return d
 
         self._patch(T, "data", property(get_data, data_prop.fset))
@@ -863,6 +979,17 @@ class _Interceptor:
 
         self._patch(optim.SGD, "_update", sgd)
         self._patch(optim.Adam, "_update", adam)
+        if tr.int_twins:  # grad with respect to an integer argument starts at its twin
+            from . import _functional
+
+            start_init = _functional._Start.__dict__["__init__"]
+
+            def start(self, x):
+                if threading.get_ident() == tr.thread and isinstance(x, Tensor):
+                    x = tr.int_twins.get(id(x), x)
+                start_init(self, x)
+
+            self._patch(_functional._Start, "__init__", start)
         return self
 
     def __exit__(self, *exc):
@@ -916,7 +1043,7 @@ def _optimizer_step(self, kind, opt, state, W, dW):
             sv = self.new(vel.shape, vel.dtype, "array", vel)
         self.emit(Ins(SGD, sW, (sg, sv), R=1, C=sW.size,
                       f=[1.0, opt.lr, opt.momentum, opt.weight_decay],
-                      dyn={1: lambda: opt.lr}))
+                      dyn={1: (opt, "lr", 1.0)}))
         return
     beta1, beta2 = opt.betas
     sm = self.new(W.shape, W.dtype, "array", state["m"])
@@ -953,6 +1080,15 @@ def _leaves_of(x, out):
     return out
 
 
+def _structure(x):
+    """``x``'s nesting of tuples, lists and dicts with every leaf replaced by None."""
+    if isinstance(x, (tuple, list)) and not hasattr(x, "_fields"):
+        return type(x)(_structure(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _structure(v) for k, v in x.items()}
+    return None
+
+
 def _rebuild(template, values):
     it = iter(values)
 
@@ -977,14 +1113,16 @@ class Plan:
         for v in _leaves_of(result, []):
             if isinstance(v, Tensor):
                 s = tracer.by_tensor.get(id(v)) or tracer.by_array.get(id(v._data))
-                outs.append(("tensor", s, v) if s is not None else ("const", None, v.detach()))
+                outs.append(("tensor", s, None) if s is not None else ("const", None, v.detach()))
             elif isinstance(v, np.ndarray):
                 s = tracer.by_array.get(id(v))
                 outs.append(("array", s, None) if s is not None else ("const", None, v.copy()))
             else:
                 outs.append(("const", None, v))
         self.outputs = outs
-        self.template = result
+        # Only the result's structure is kept: holding the traced tensors would keep their
+        # graph alive, and with it the parameters' write protection (Tensor._saves).
+        self.template = _structure(result)
         # What .grad holds when the function returns, for each leaf it touched.
         effects = []
         touched = {}
@@ -1013,7 +1151,11 @@ class Plan:
         self.observable = {s.storage() for s in observable}
         self._fuse_affine_sigmoid()
         self._fuse_sgd()
+        self._fold_constants()
+        self._propagate_copies()
         self._dead_code()
+        self.registers = {}
+        self._fuse_chains()
         self._allocate()
 
     # -- passes --
@@ -1075,7 +1217,7 @@ class Plan:
                        if j not in contribs) or any(
                         W in [a.storage() for a in instrs[c].args if a is not None] for c in contribs):
                     continue
-                opt_lr = ins.dyn.get(1)
+                lr_obj, lr_attr, lr_mult = ins.dyn[1]
                 for c in contribs:
                     ci = instrs[c]
                     ci.out = W
@@ -1083,10 +1225,185 @@ class Plan:
                     scale = ci.f[0]
                     ci.f[0] = -ins.f[1] * scale
                     ci.dyn = dict(ci.dyn)
-                    ci.dyn[0] = (lambda lr=opt_lr, scale=scale: -lr() * scale)
+                    ci.dyn[0] = (lr_obj, lr_attr, -lr_mult * scale)
                 self.instrs = [x for j, x in enumerate(instrs) if j != k]
                 changed = True
                 break
+
+    def _writers(self):
+        writers = collections.defaultdict(list)
+        for k, ins in enumerate(self.instrs):
+            for s in ins.writes():
+                writers[s.storage()].append(k)
+        return writers
+
+    def _fold_constants(self):
+        """An elementwise instruction of constants only is computed now (the seed ×
+        the mean's 1/N, …): its output becomes a constant. One pass in program order, so
+        folded outputs fold further."""
+        consts = self.tracer.const_slots
+        writers = self._writers()
+        keep = []
+        for k, ins in enumerate(self.instrs):
+            out = ins.out
+            if (ins.op >= EW_END or ins.dyn or ins.acc or out.kind != "temp"
+                    or out in self.observable or writers[out] != [k]
+                    or not all(a is None or a.storage() in consts for a in ins.args)):
+                keep.append(ins)
+                continue
+            val = np.zeros(out.shape, out.dtype)
+            with np.errstate(all="ignore"):
+                _ew_eval(ins, [None if a is None else a.storage().ref.reshape(a.shape)
+                               for a in ins.args], val, ins.f)
+            out.kind, out.ref = "array", val
+            consts.add(out)
+        self.instrs = keep
+
+    def _propagate_copies(self):
+        """out = COPY(src), out written nowhere else and src not written afterwards: the
+        readers of out read src (the seed copies and the add's ḡ pass-through)."""
+        writers = self._writers()
+        repl = {}
+
+        def resolve(s):
+            while s in repl:
+                s = repl[s]
+            return s
+
+        keep = []
+        for k, ins in enumerate(self.instrs):
+            if any(a is not None and a in repl for a in ins.args):
+                ins.args = tuple(None if a is None else resolve(a) for a in ins.args)
+            out = ins.out
+            if (ins.op == COPY and not ins.acc and not ins.dyn and ins.f[0] == 1.0
+                    and ins.omode == FULL and ins.modes[0] == FULL and out.kind == "temp"
+                    and out not in self.observable):
+                src = ins.args[0]
+                ss = src.storage()
+                if (writers[out] == [k] and src.dtype == out.dtype and src.size == out.size
+                        and all(w < k for w in writers.get(ss, ())) and ss.kind != "lazyT"):
+                    repl[out] = src
+                    continue
+            keep.append(ins)
+        if repl:
+            for s in self.tracer.slots:
+                if s.kind == "alias" and s.base in repl:
+                    s.base = resolve(s.base)
+        self.instrs = keep
+
+    def _fuse_chains(self):
+        """Runs of elementwise instructions over one iteration space become one FUSED
+        instruction, evaluated tile by tile; temporaries that live only inside the run
+        are held in register tiles instead of memory."""
+        def eligible(ins):
+            return (ins.op < EW_END and not ins.dyn and ins.omode in (FULL, SCALAR)
+                    and all(m in (FULL, SCALAR) for a, m in zip(ins.args, ins.modes) if a is not None))
+
+        groups, cur = [], []
+        for k, ins in enumerate(self.instrs):
+            if eligible(ins) and (not cur or (ins.R * ins.C == cur[0][1].R * cur[0][1].C
+                                              and ins.out.dtype == cur[0][1].out.dtype)):
+                cur.append((k, ins))
+                continue
+            if len(cur) >= 2:
+                groups.append(cur)
+            cur = [(k, ins)] if eligible(ins) else []
+        if len(cur) >= 2:
+            groups.append(cur)
+        if not groups:
+            return
+        access = collections.defaultdict(list)  # storage -> [(k, how)] over the whole program
+        for k, ins in enumerate(self.instrs):
+            subs = ins.subs or [ins]
+            for sub in subs:
+                if sub.op < EW_END:
+                    for a, m in zip(sub.args, sub.modes):
+                        if a is not None:
+                            access[a.storage()].append((k, "r", m, a))
+                    access[sub.out.storage()].append((k, "w" if not sub.acc else "a", sub.omode, sub.out))
+                else:
+                    for s in sub.reads():
+                        access[s.storage()].append((k, "r", None, s))
+                    for s in sub.writes():
+                        access[s.storage()].append((k, "w", None, s))
+        replace = {}
+        for group in groups:
+            n = group[0][1].R * group[0][1].C
+            # split where tiling would reorder a reduction and a read of its result
+            if n > BLK:
+                parts, cur, reduced = [], [], set()
+                for k, ins in group:
+                    rd = {a.storage() for a in ins.args if a is not None}
+                    scalar_rd = {a.storage() for a, m in zip(ins.args, ins.modes)
+                                 if a is not None and m == SCALAR}
+                    if rd & reduced or scalar_rd & {i.out.storage() for _, i in cur}:
+                        parts.append(cur)
+                        cur, reduced = [], set()
+                    cur.append((k, ins))
+                    if ins.omode != FULL:
+                        reduced.add(ins.out.storage())
+                parts.append(cur)
+            else:
+                parts = [group]
+            for part in parts:
+                if len(part) < 2:
+                    continue
+                ks = {k for k, _ in part}
+                regs = self._registers(part, ks, access, n)
+                fused = Ins(FUSED, part[-1][1].out, R=1, C=n)
+                fused.subs = [ins for _, ins in part]
+                replace[part[0][0]] = fused
+                for k in ks:
+                    replace.setdefault(k, None)
+                self.registers.update(regs)
+        self.instrs = [replace.get(k, ins) for k, ins in enumerate(self.instrs)
+                       if replace.get(k, ins) is not None]
+
+    def _registers(self, part, ks, access, n):
+        """Register numbers for the temporaries accessed only inside ``part``, in full
+        mode, written before they are read; at most NREG live at once."""
+        cands, seen = [], set()
+        for _k, ins in part:
+            st = ins.out.storage()
+            if (st.kind != "temp" or st in self.observable or st.size != n or st in seen
+                    or st.dtype != ins.out.dtype):
+                continue
+            acc = access[st]
+            if any(k2 not in ks for k2, *_ in acc):
+                continue
+            if any(m != FULL for _, _, m, _ in acc):
+                continue
+            first = acc[0]
+            if first[1] != "w":
+                continue
+            cands.append(st)
+            seen.add(st)
+        if not cands:
+            return {}
+        order = [k for k, _ in part]
+        pos = {k: i for i, k in enumerate(order)}
+        live = {}
+        for st in cands:
+            idx = [pos[k2] for k2, *_ in access[st]]
+            live[st] = (min(idx), max(idx))
+        regs, free, active = {}, list(range(NREG - 1, -1, -1)), []
+        for st in sorted(cands, key=lambda s: live[s][0]):
+            start, end = live[st]
+            for other in list(active):
+                if live[other][1] < start:
+                    active.remove(other)
+                    free.append(regs[other])
+            if not free:
+                continue
+            regs[st] = free.pop()
+            active.append(st)
+        # every slot object over a promoted storage maps to its register
+        out = {}
+        for st, r in regs.items():
+            for _, _, _, s in access[st]:
+                out[s] = r
+            out[st] = r
+        return out
 
     def _dead_code(self):
         while True:
@@ -1110,7 +1427,7 @@ class Plan:
         last = {}
         first = {}
         for k, ins in enumerate(self.instrs):
-            for s in ins.reads() + [ins.out]:
+            for s in ins.reads() + ins.writes():
                 st = s.storage()
                 if st.kind == "temp":
                     last[st] = k
@@ -1158,9 +1475,10 @@ class Plan:
             used.append(s)
 
         for ins in self.instrs:
-            use(ins.out)
-            for a in ins.args:
-                use(a)
+            for sub in ins.subs or (ins,):
+                use(sub.out)
+                for a in sub.args:
+                    use(a)
         for _, s, _ in self.outputs:
             use(s)
         for _, s in self.effects:
@@ -1227,7 +1545,38 @@ _EW = {
     COS_BWD: lambda a, b, c, p: -a * np.sin(b),
     DIV_BWD_B: lambda a, b, c, p: -a * b / (c * c),
     SQRT_BWD: lambda a, b, c, p: a / (2.0 * b),
+    MAX: lambda a, b, c, p: np.maximum(a, b),
+    MIN: lambda a, b, c, p: np.minimum(a, b),
+    MAX_BWD: lambda a, b, c, p: _minmax_bwd(a, b, c, np.maximum),
+    MIN_BWD: lambda a, b, c, p: _minmax_bwd(a, b, c, np.minimum),
+    WHERE: lambda a, b, c, p: np.where(a != 0, b, c),
 }
+
+
+def _minmax_bwd(g, x, y, pick):  # x̄ = ḡ [x = pick(x, y)] / (1 + [x = y]), as eager
+    z = pick(x, y)
+    return np.where(x == z, np.where(x == y, g * 0.5, g), 0.0)
+
+
+def _ew_eval(ins, vals, out, f):
+    """out (+)= f[0] op(vals) for elementwise ``ins``; ``vals`` the operand arrays."""
+    R, C = ins.R, ins.C
+    v3 = [None, None, None]
+    for j, a in enumerate(vals[:3]):
+        if a is not None:
+            v3[j] = a.reshape(_mode_shape(ins.modes[j], R, C))
+    v = _EW[ins.op](v3[0], v3[1], v3[2], f[1])
+    if f[0] != 1.0:
+        v = v * f[0]
+    o2 = out.reshape(_mode_shape(ins.omode, R, C))
+    if ins.omode != FULL:
+        v = np.broadcast_to(v, (R, C))
+        axes = {SCALAR: (0, 1), ROW: (0,), COL: (1,)}[ins.omode]
+        v = v.sum(axis=axes, keepdims=True)
+    if ins.acc:
+        o2 += v
+    else:
+        o2[...] = v
 
 
 class PyExecutor:
@@ -1246,6 +1595,10 @@ class PyExecutor:
         num = plan.number
         self.code = [(ins, num[id(ins.out)], [num[id(a)] if a is not None else None for a in ins.args],
                       list(ins.f)) for ins in plan.instrs]
+        for ins in plan.instrs:
+            if ins.subs is not None:
+                ins.subs_code = [(s, num[id(s.out)], [num[id(a)] if a is not None else None
+                                                      for a in s.args]) for s in ins.subs]
 
     def refresh(self):
         arrays = self.arrays
@@ -1274,22 +1627,30 @@ class PyExecutor:
             op = ins.op
             R, C = ins.R, ins.C
             if op < EW_END:
-                vals = [None, None, None]
-                for j, a in enumerate(args[:3]):
-                    if a is not None:
-                        vals[j] = A[a].reshape(_mode_shape(ins.modes[j], R, C))
-                v = _EW[op](vals[0], vals[1], vals[2], f[1])
-                if f[0] != 1.0:
-                    v = v * f[0]
-                o2 = out.reshape(_mode_shape(ins.omode, R, C))
-                if ins.omode != FULL:
-                    v = np.broadcast_to(v, (R, C))
-                    axes = {SCALAR: (0, 1), ROW: (0,), COL: (1,)}[ins.omode]
-                    v = v.sum(axis=axes, keepdims=True)
-                if ins.acc:
-                    o2 += v
+                _ew_eval(ins, [None if a is None else A[a] for a in args], out, f)
+            elif op == FUSED:
+                for sub, so, sargs in ins.subs_code:
+                    _ew_eval(sub, [None if a is None else A[a] for a in sargs], A[so], sub.f)
+            elif op in (SCE, SCE_BWD):
+                z = A[args[0]].reshape(R, C)
+                t = A[args[1]].reshape(-1)
+                if t.shape[0] != R or ((t < 0) | (t >= C)).any():
+                    raise ValueError("fastgrad.compile: a label passed to the compiled function "
+                                     "is out of range for the number of classes")
+                s = z - z.max(axis=1, keepdims=True)
+                lse = np.log(np.exp(s).sum(axis=1, keepdims=True))
+                if op == SCE:
+                    picked = (s - lse)[np.arange(R), t]
+                    out.reshape(-1)[0] = -f[0] * picked.astype(np.float64).sum() / R
                 else:
-                    o2[...] = v
+                    p = np.exp(s - lse)
+                    p[np.arange(R), t] -= 1.0
+                    v = p * (f[0] * A[args[2]].reshape(-1)[0] / R)
+                    o2 = out.reshape(R, C)
+                    if ins.acc:
+                        o2 += v
+                    else:
+                        o2[...] = v
             elif op == CAST:
                 out.reshape(-1)[...] = A[args[0]].reshape(-1)
             elif op == AFFINE:
@@ -1385,14 +1746,14 @@ class _Entry:
                 self.state_bind.append([i, s.ref, s.ref._data, s])
             elif s.kind == "gradin":
                 self.gradin_bind.append((i, s.ref, s))
-        self.dyn = []
+        self.dyn = []  # [k, j, obj, attr, mult, value set last]
         self.preludes = []
         for k, ins in enumerate(plan.instrs):
-            for j, fn in ins.dyn.items():
+            for j, d in ins.dyn.items():
                 if j == "prelude":
-                    self.preludes.append((k, fn))
+                    self.preludes.append((k, d))
                 else:
-                    self.dyn.append([k, j, fn, ins.f[j]])
+                    self.dyn.append([k, j, d[0], d[1], d[2], ins.f[j]])
         self.out_numbers = [(kind, num[id(s)] if s is not None else None, v)
                             for kind, s, v in plan.outputs]
         self.effects = [(t, num[id(s)] if s is not None else None) for t, s in plan.effects]
@@ -1402,6 +1763,7 @@ class _Entry:
                        and not self.preludes and not self.effects and len(self.out_numbers) == 1
                        and not isinstance(plan.template, (tuple, list, dict)))
         self.guarded = bool(self.assume_none or self.gradin_bind or self.state_bind)
+        self.armed = False
 
     def executor(self, compiled_ok):
         name = "cython" if compiled_ok else "reference"
@@ -1461,9 +1823,9 @@ class _Entry:
                 g = np.ascontiguousarray(g, dtype=s.dtype)
             ex.bind(i, g)
         for entry in self.dyn:
-            v = entry[2]()
-            if v != entry[3]:
-                entry[3] = v
+            v = entry[4] * getattr(entry[2], entry[3])
+            if v != entry[5]:
+                entry[5] = v
                 ex.set_param(entry[0], entry[1], v)
         for k, fn in self.preludes:
             for j, v in fn().items():
@@ -1472,6 +1834,25 @@ class _Entry:
         for t, i in self.effects:
             t._node.grad = None if i is None else ex.array(i)
         return self._outputs(ex)
+
+    def arm(self, ex, sig):
+        """Hand the per-call checks and bindings to the compiled program's ``call``."""
+        in_spec = []
+        for pos, i, s in self.input_bind:
+            is_float = sig[pos] is float
+            in_spec.append((pos, i, is_float, len(s.shape), s.shape, s.dtype.num))
+        state = [[i, t, None, len(s.shape), s.shape, s.dtype.num] for i, t, _, s in self.state_bind]
+        gradin = [(i, t, len(s.shape), s.shape, s.dtype.num) for i, t, s in self.gradin_bind]
+        groups = {}
+        for k, j, obj, attr, mult, _ in self.dyn:
+            g = groups.setdefault((id(obj), attr), [obj, attr, math.nan, []])
+            g[3].append((k, j, mult))
+        effects = [(t, -1 if i is None else i) for t, i in self.effects]
+        single = (len(self.out_numbers) == 1
+                  and not isinstance(self.plan.template, (tuple, list, dict)))
+        ex.set_call(_MISS, len(sig), in_spec, state, list(self.assume_none), gradin,
+                    list(groups.values()), list(self.preludes), effects,
+                    self.out_numbers[0] if single else None, Tensor._wrap, self._outputs)
 
     def _outputs(self, ex):
         outs = []
@@ -1485,6 +1866,9 @@ class _Entry:
         if self.plan.template is None or not isinstance(self.plan.template, (tuple, list, dict)):
             return outs[0] if outs else None
         return _rebuild(self.plan.template, outs)
+
+
+_MISS = object()  # Program.call's "take the Python path"
 
 
 def _signature(args):
@@ -1515,13 +1899,30 @@ class Compiled:
         self.keep_grads = keep_grads
         self.cache = collections.OrderedDict()
         self.traces = 0
+        self._fast = None  # the compiled program of the last replayed entry
+        self._fast_kernels = None
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args):
+        fast = self._fast
+        if fast is not None and _backend.kernels() is self._fast_kernels:
+            r = fast.call(args)  # checks, binds, runs and builds the outputs in C
+            if r is not _MISS:
+                return r
         sig = _signature(args)
         entry = self.cache.get(sig)
         if entry is not None and entry.guard():
-            return entry.run(args, _backend.kernels().NAME == "cython")
+            kernels = _backend.kernels()
+            compiled = kernels.NAME == "cython"
+            r = entry.run(args, compiled)
+            if compiled:
+                ex = entry.executors.get("cython")
+                if hasattr(ex, "set_call"):
+                    if not entry.armed:
+                        entry.arm(ex, sig)
+                        entry.armed = True
+                    self._fast, self._fast_kernels = ex, kernels
+            return r
         return self._trace(sig, args)
 
     def _trace(self, sig, args):
@@ -1529,8 +1930,12 @@ class Compiled:
         traced_args, inputs = [], []
         for pos, a in enumerate(args):
             arr = np.array(a, dtype=np.float64) if type(a) is not np.ndarray else np.ascontiguousarray(a)
+            twin = None
             if arr.dtype not in _FLOATS:
-                if arr.dtype.kind in "iub":
+                if arr.dtype.kind in "iu":  # integers stay integers (labels), read as float64
+                    arr = arr.astype(np.int64)
+                    twin = arr.astype(np.float64)
+                elif arr.dtype.kind == "b":
                     arr = arr.astype(np.float64)
                 else:
                     raise TypeError(f"fastgrad.compile: argument {pos} has dtype {arr.dtype}")
@@ -1538,11 +1943,19 @@ class Compiled:
             tracer._register(arr, s)
             t = Tensor._wrap(arr)
             tracer._register(t, s)
+            if twin is not None:
+                ts = tracer.new(arr.shape, np.float64)
+                tracer.emit(Ins(CAST, ts, (s,), R=1, C=arr.size))
+                tt = Tensor._wrap(twin)
+                tracer._register(twin, ts)
+                tracer._register(tt, ts)
+                tracer.int_twins[id(t)] = tt
             traced_args.append(t)
             inputs.append((pos, s))
         with _Interceptor(tracer):
             result = self.fn(*traced_args)
         plan = Plan(tracer, inputs, result, self.keep_grads)
+        tracer.forget()  # the traced tensors (and the graph they hold) may go now
         entry = _Entry(plan)
         self.cache[sig] = entry
         self.cache.move_to_end(sig)

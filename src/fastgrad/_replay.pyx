@@ -118,103 +118,236 @@ cdef extern from *:
         }
     }
 
-    /* out (+)= al * EXPR(x, y, z) over R x C; x, y, z the operands under their modes. */
-    #define FG_LOOPS(T, EXPR) do {                                                      \
-        if (full) {                                                                     \
-            if (acc) { for (i = 0; i < n; i++) {                                        \
-                const T x = A[i], y = B[i], z = Z[i]; (void)x; (void)y; (void)z;         \
-                o[i] += al * (EXPR); } }                                                \
-            else { for (i = 0; i < n; i++) {                                            \
-                const T x = A[i], y = B[i], z = Z[i]; (void)x; (void)y; (void)z;         \
-                o[i] = al * (EXPR); } }                                                 \
-        } else {                                                                        \
-            int add = acc || In->omode != 0;                                             \
-            if (In->omode != 0 && !acc) {                                                \
-                Py_ssize_t m = In->omode == 1 ? 1 : (In->omode == 2 ? Cn : R);            \
-                for (i = 0; i < m; i++) o[i] = 0;                                       \
-            }                                                                           \
-            for (r = 0; r < R; r++) for (c = 0; c < Cn; c++) {                          \
-                const T x = A[r * ars + c * acs], y = B[r * brs + c * bcs],             \
-                        z = Z[r * zrs + c * zcs]; (void)x; (void)y; (void)z;             \
-                T *d = o + r * ors + c * ocs;                                           \
-                if (add) *d += al * (EXPR); else *d = al * (EXPR);                      \
-            }                                                                           \
+    /* out (+)= al * EXPR(x, y, z) over R x C, operands and output under their modes. */
+    #define FG_STRIDED(E) do {                                                          \
+        int add = acc || In->omode != 0;                                                 \
+        if (In->omode != 0 && !acc) {                                                    \
+            Py_ssize_t m = In->omode == 1 ? 1 : (In->omode == 2 ? Cn : R);                \
+            for (i = 0; i < m; i++) o[i] = 0;                                           \
+        }                                                                               \
+        for (r = 0; r < R; r++) for (c = 0; c < Cn; c++) {                              \
+            const fgT x = A[r * ars + c * acs], y = B[r * brs + c * bcs],                 \
+                    z = Z[r * zrs + c * zcs]; (void)x; (void)y; (void)z;                 \
+            fgT *d = o + r * ors + c * ocs;                                               \
+            if (add) *d += al * (E); else *d = al * (E);                                \
         }                                                                               \
     } while (0)
 
-    #define FG_DEFINE_EW(T, SFX, EXPF, NAME)                                                  \
+    /* Every elementwise expression, once: CASES(LOOP) expands LOOP(op, EXPR) per opcode. */
+    #define FG_CASES(T, SFX, EXPF, LOOP)                                                    \
+        case 0: LOOP(x); break;                                                         \
+        case 1: LOOP(x + y); break;                                                     \
+        case 2: LOOP(x - y); break;                                                     \
+        case 3: LOOP(x * y); break;                                                     \
+        case 4: LOOP(x / y); break;                                                     \
+        case 5: LOOP(-x); break;                                                        \
+        case 6: LOOP(EXPF(x)); break;                                                   \
+        case 7: LOOP(log##SFX(x)); break;                                               \
+        case 8: LOOP(sin##SFX(x)); break;                                               \
+        case 9: LOOP(cos##SFX(x)); break;                                               \
+        case 10: LOOP(tanh##SFX(x)); break;                                             \
+        case 11: LOOP(FG_SIGMOID(T, EXPF, x)); break;                                   \
+        case 12: LOOP(x > zero ? x : zero); break;                                      \
+        case 13: LOOP(sqrt##SFX(x)); break;                                             \
+        case 14: LOOP(y == two ? x * x : pow##SFX(x, y)); break;                        \
+        case 15: LOOP(y > zero ? x : zero); break;                                      \
+        case 16: LOOP(x * (y * (one - y))); break;                                      \
+        case 17: LOOP(x * (one - y * y)); break;                                        \
+        case 18: LOOP(z == two ? x * two * y : (z != zero ? x * z * pow##SFX(y, z - one) : x * z * y)); break; \
+        case 19: LOOP(x * log##SFX(y == zero ? one : y) * z); break;                    \
+        case 20: LOOP(x * cos##SFX(y)); break;                                          \
+        case 21: LOOP(-x * sin##SFX(y)); break;                                         \
+        case 22: LOOP(-x * y / (z * z)); break;                                         \
+        case 23: LOOP(x / (two * y)); break;                                            \
+        case 24: LOOP((x != x || x > y) ? x : y); break;                  /* maximum */ \
+        case 25: LOOP((x != x || x < y) ? x : y); break;                  /* minimum */ \
+        /* x̄ = ḡ [x = max(x, y)] / (1 + [x = y]): ties share the signal, as eager */  \
+        case 26: LOOP(y == ((y != y || y > z) ? y : z) ? (y == z ? x * half : x) : zero); break; \
+        case 27: LOOP(y == ((y != y || y < z) ? y : z) ? (y == z ? x * half : x) : zero); break; \
+        case 28: LOOP(x != zero ? y : z); break;                          /* where */
+
+    #define FG_CONSTS(T) typedef T fgT; const T one = 1, two = 2, zero = 0, half = (T)0.5;  \
+        (void)one; (void)two; (void)zero; (void)half;
+
+    /* One element: v = EXPR(x, y, z). */
+    #define FG_DEFINE_SCALAR(T, SFX, EXPF, NAME)                                           \
+    static inline T NAME(int op, T x, T y, T z) {                                        \
+        FG_CONSTS(T)                                                                     \
+        T v = 0;                                                                         \
+        (void)y; (void)z;                                                                \
+        switch (op) { FG_CASES(T, SFX, EXPF, FG_SCALAR_SET) }                           \
+        return v;                                                                        \
+    }
+    #define FG_SCALAR_SET(E) v = (E)
+
+    /* Contiguous operands of n elements: o (+)= al EXPR(a, b, c). */
+    #define FG_CORE_LOOP(E) do {                                                         \
+        if (acc) { for (i = 0; i < n; i++) {                                            \
+            const fgT x = A[i], y = B[i], z = Z[i]; (void)x; (void)y; (void)z;             \
+            o[i] += al * (E); } }                                                       \
+        else { for (i = 0; i < n; i++) {                                                \
+            const fgT x = A[i], y = B[i], z = Z[i]; (void)x; (void)y; (void)z;             \
+            o[i] = al * (E); } }                                                        \
+    } while (0)
+    #define FG_DEFINE_CORE(T, SFX, EXPF, NAME)                                             \
+    static FG_CLONES void NAME(int op, T *o, const T *A, const T *B, const T *Z,           \
+                               Py_ssize_t n, T al, int acc) {                            \
+        FG_CONSTS(T)                                                                     \
+        Py_ssize_t i;                                                                    \
+        switch (op) { FG_CASES(T, SFX, EXPF, FG_CORE_LOOP) }                            \
+    }
+
+    #define FG_DEFINE_EW(T, SFX, EXPF, NAME, SCALAR, CORE)                                  \
+    FG_DEFINE_SCALAR(T, SFX, EXPF, SCALAR)                                               \
+    FG_DEFINE_CORE(T, SFX, EXPF, CORE)                                                   \
     static FG_CLONES void NAME(const fg_ins *In, void **P) {                             \
         T *o = (T *)P[In->out];                                                          \
         const T *A = (const T *)P[In->a];                                                \
         const T *B = In->b >= 0 ? (const T *)P[In->b] : A;                                \
         const T *Z = In->c >= 0 ? (const T *)P[In->c] : A;                                \
         const T al = (T)In->f[0];                                                        \
-        const T one = 1, two = 2, zero = 0;                                             \
+        FG_CONSTS(T)                                                                     \
         Py_ssize_t R = In->R, Cn = In->C, n = R * Cn, i, r, c;                            \
         int acc = In->acc;                                                               \
         int bm = In->b >= 0 ? In->bmode : In->amode, zm = In->c >= 0 ? In->cmode : In->amode; \
         int full = In->omode == 0 && In->amode == 0 && bm == 0 && zm == 0;               \
         Py_ssize_t ars, acs, brs, bcs, zrs, zcs, ors, ocs;                              \
+        if (n == 1) { /* one element: every mode reads and writes element 0 */           \
+            const T v = al * SCALAR(In->op, A[0], B[0], Z[0]);                           \
+            if (acc) o[0] += v; else o[0] = v;                                           \
+            return;                                                                     \
+        }                                                                               \
+        if (full) { CORE(In->op, o, A, B, Z, n, al, acc); return; }                      \
+        if ((In->omode == 0 || In->omode == 2) && (In->amode == 0 || In->amode == 2)     \
+                && (bm == 0 || bm == 2) && (zm == 0 || zm == 2)) {                       \
+            /* rows (x) broadcast down, or the output summed over rows: row by row */    \
+            if (In->omode == 2 && !acc) for (i = 0; i < Cn; i++) o[i] = 0;               \
+            for (r = 0; r < R; r++)                                                      \
+                CORE(In->op, In->omode == 0 ? o + r * Cn : o,                            \
+                     In->amode == 0 ? A + r * Cn : A, bm == 0 ? B + r * Cn : B,          \
+                     zm == 0 ? Z + r * Cn : Z, Cn, al, acc || In->omode == 2);           \
+            return;                                                                     \
+        }                                                                               \
         fg_strides(In->amode, Cn, &ars, &acs);                                           \
         fg_strides(bm, Cn, &brs, &bcs);                                                 \
         fg_strides(zm, Cn, &zrs, &zcs);                                                 \
         fg_strides(In->omode, Cn, &ors, &ocs);                                           \
-        (void)one; (void)two; (void)zero;                                               \
-        switch (In->op) {                                                                \
-        case 0: FG_LOOPS(T, x); break;                                                  \
-        case 1: FG_LOOPS(T, x + y); break;                                              \
-        case 2: FG_LOOPS(T, x - y); break;                                              \
-        case 3: FG_LOOPS(T, x * y); break;                                              \
-        case 4: FG_LOOPS(T, x / y); break;                                              \
-        case 5: FG_LOOPS(T, -x); break;                                                 \
-        case 6: FG_LOOPS(T, EXPF(x)); break;                                            \
-        case 7: FG_LOOPS(T, log##SFX(x)); break;                                        \
-        case 8: FG_LOOPS(T, sin##SFX(x)); break;                                        \
-        case 9: FG_LOOPS(T, cos##SFX(x)); break;                                        \
-        case 10: FG_LOOPS(T, tanh##SFX(x)); break;                                      \
-        case 11: FG_LOOPS(T, FG_SIGMOID(T, EXPF, x)); break;                            \
-        case 12: FG_LOOPS(T, x > zero ? x : zero); break;                               \
-        case 13: FG_LOOPS(T, sqrt##SFX(x)); break;                                      \
-        case 14: FG_LOOPS(T, y == two ? x * x : pow##SFX(x, y)); break;                 \
-        case 15: FG_LOOPS(T, y > zero ? x : zero); break;                               \
-        case 16: FG_LOOPS(T, x * (y * (one - y))); break;                               \
-        case 17: FG_LOOPS(T, x * (one - y * y)); break;                                 \
-        case 18: FG_LOOPS(T, z != zero ? x * z * pow##SFX(y, z - one) : x * z * y); break; \
-        case 19: FG_LOOPS(T, x * log##SFX(y == zero ? one : y) * z); break;             \
-        case 20: FG_LOOPS(T, x * cos##SFX(y)); break;                                   \
-        case 21: FG_LOOPS(T, -x * sin##SFX(y)); break;                                  \
-        case 22: FG_LOOPS(T, -x * y / (z * z)); break;                                  \
-        case 23: FG_LOOPS(T, x / (two * y)); break;                                     \
-        }                                                                               \
+        switch (In->op) { FG_CASES(T, SFX, EXPF, FG_STRIDED) }                          \
+    }
+    FG_DEFINE_EW(double, , fg_exp_d, fg_ew_d, fg_scalar_d, fg_core_d)
+    FG_DEFINE_EW(float, f, fg_exp_f, fg_ew_f, fg_scalar_f, fg_core_f)
+
+    /* Batch-1 products as typed loops (memory-bound: one pass over the matrix; BLAS
+       gemv/ger add a call and, for ger, a slower loop). The dot products keep four
+       vector sums (a reassociation the compiler makes only under -ffast-math). */
+    /* Elements (of size sz) before p is 64-byte aligned, at most n; 0 if it never can be. */
+    static inline Py_ssize_t fg_peel(const void *p, size_t sz, Py_ssize_t n) {
+        size_t off = (size_t)p & 63;
+        Py_ssize_t k;
+        if (off % sz) return n;  /* misaligned for the element type: scalar loop */
+        k = (Py_ssize_t)(((64 - off) & 63) / sz);
+        return k < n ? k : n;
     }
 
-    FG_DEFINE_EW(double, , fg_exp_d, fg_ew_d)
-    FG_DEFINE_EW(float, f, fg_exp_f, fg_ew_f)
+    #define FG_DEFINE_VEC(T, SUFFIX)                                                      \
+    typedef T fg_v##SUFFIX __attribute__((vector_size(64)));                               \
+    /* o[i] (+)= al sum_j W[i, j] x[j] (+ b[i]), W (M x D) row-major */                    \
+    static FG_CLONES void fg_rowdots_##SUFFIX(const T *W, const T *x, const T *b, T *o,    \
+                                              Py_ssize_t M, Py_ssize_t D, T al, int acc) { \
+        typedef fg_v##SUFFIX V;                                                          \
+        const Py_ssize_t L = 64 / sizeof(T);                                             \
+        for (Py_ssize_t i = 0; i < M; i++) {                                             \
+            const T *w = W + i * D;                                                      \
+            V s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, p, q;                              \
+            T t = 0;                                                                     \
+            /* numpy's large arrays start 16 bytes past a page: align the row's loads */ \
+            Py_ssize_t j = 0, j0 = fg_peel(w, sizeof(T), D);                             \
+            for (; j < j0; j++) t += w[j] * x[j];                                        \
+            for (; j + 4 * L <= D; j += 4 * L) {                                         \
+                p = *(const V *)(w + j); __builtin_memcpy(&q, x + j, 64); s0 += p * q;   \
+                p = *(const V *)(w + j + L); __builtin_memcpy(&q, x + j + L, 64); s1 += p * q; \
+                p = *(const V *)(w + j + 2 * L); __builtin_memcpy(&q, x + j + 2 * L, 64); s2 += p * q; \
+                p = *(const V *)(w + j + 3 * L); __builtin_memcpy(&q, x + j + 3 * L, 64); s3 += p * q; \
+            }                                                                            \
+            for (; j + L <= D; j += L) {                                                 \
+                p = *(const V *)(w + j); __builtin_memcpy(&q, x + j, 64); s0 += p * q;   \
+            }                                                                            \
+            s0 = (s0 + s1) + (s2 + s3);                                                  \
+            for (; j < D; j++) t += w[j] * x[j];                                         \
+            for (Py_ssize_t l = 0; l < L; l++) t += s0[l];                               \
+            t *= al;                                                                     \
+            if (b) t += b[i];                                                            \
+            if (acc) o[i] += t; else o[i] = t;                                           \
+        }                                                                                \
+    }                                                                                    \
+    /* y (+)= al sum_k c[k] X[k, :], X (K x n): four rows per pass over y */               \
+    static FG_CLONES void fg_lincomb_##SUFFIX(T *restrict y, const T *c,                   \
+                                              const T *restrict X, Py_ssize_t K,           \
+                                              Py_ssize_t n, T al, int acc) {               \
+        Py_ssize_t k = 0, j;                                                             \
+        if (!acc) for (j = 0; j < n; j++) y[j] = 0;                                      \
+        for (; k + 4 <= K; k += 4) {                                                     \
+            const T c0 = al * c[k], c1 = al * c[k + 1], c2 = al * c[k + 2], c3 = al * c[k + 3]; \
+            const T *x0 = X + k * n, *x1 = x0 + n, *x2 = x1 + n, *x3 = x2 + n;           \
+            for (j = 0; j < n; j++)                                                      \
+                y[j] += (c0 * x0[j] + c1 * x1[j]) + (c2 * x2[j] + c3 * x3[j]);           \
+        }                                                                                \
+        for (; k < K; k++) {                                                             \
+            const T c0 = al * c[k], *x0 = X + k * n;                                     \
+            for (j = 0; j < n; j++) y[j] += c0 * x0[j];                                  \
+        }                                                                                \
+    }                                                                                    \
+    /* o[i, j] (+)= al a[i] b[j]: the outer product, and SGD's rank-1 update of W */       \
+    static FG_CLONES void fg_outer_##SUFFIX(T *restrict o, const T *a, const T *restrict b, \
+                                            Py_ssize_t M, Py_ssize_t N, T al, int acc) {   \
+        typedef fg_v##SUFFIX V;                                                          \
+        const Py_ssize_t L = 64 / sizeof(T);                                             \
+        for (Py_ssize_t i = 0; i < M; i++) {                                             \
+            const T s = al * a[i]; T *restrict row = o + i * N;                          \
+            Py_ssize_t j = 0, j0 = fg_peel(row, sizeof(T), N), l;                        \
+            V sv, q;                                                                     \
+            for (l = 0; l < L; l++) sv[l] = s;                                           \
+            if (acc) {                                                                   \
+                for (; j < j0; j++) row[j] += s * b[j];                                  \
+                for (; j + L <= N; j += L) { __builtin_memcpy(&q, b + j, 64); *(V *)(row + j) += sv * q; } \
+                for (; j < N; j++) row[j] += s * b[j];                                   \
+            } else {                                                                     \
+                for (; j < j0; j++) row[j] = s * b[j];                                   \
+                for (; j + L <= N; j += L) { __builtin_memcpy(&q, b + j, 64); *(V *)(row + j) = sv * q; } \
+                for (; j < N; j++) row[j] = s * b[j];                                    \
+            }                                                                            \
+        }                                                                                \
+    }
+
+    FG_DEFINE_VEC(double, d)
+    FG_DEFINE_VEC(float, f)
 
     /* Row-major out (M x N) (+)= al op(A) op(B); flags bit 0: A transposed, bit 1: B. */
-    #define FG_DEFINE_GEMM(T, GEMM, GEMV, GER, NAME)                                    \
-    static void NAME(const fg_ins *In, void **P) {                                       \
+    static int fg_vec_blas = 0; /* 1: batch-1 products through BLAS gemv/ger (for comparison) */
+    #define FG_DEFINE_GEMM(T, GEMM, GEMV, GER, SUFFIX)                                   \
+    static void fg_gemm_##SUFFIX(const fg_ins *In, void **P) {                           \
         T *o = (T *)P[In->out];                                                          \
         T *A = (T *)P[In->a], *B = (T *)P[In->b];                                         \
-        int M = (int)In->R, N = (int)In->C, K = (int)In->K, one = 1;                       \
+        int M = (int)In->R, N = (int)In->C, K = (int)In->K, one = 1;                      \
         int tA = In->flags & 1, tB = (In->flags >> 1) & 1;                                \
         T al = (T)In->f[0], beta = In->acc ? 1 : 0;                                       \
-        Py_ssize_t i, j;                                                                \
         if (M == 0 || N == 0) return;                                                   \
-        if (K == 1) { /* an outer product: A is a vector of M, B of N */                \
-            if (In->acc) { GER(&N, &M, &al, B, &one, A, &one, o, &N); }                  \
-            else for (i = 0; i < M; i++) { const T a = al * A[i]; T *row = o + i * N;   \
-                for (j = 0; j < N; j++) row[j] = a * B[j]; }                            \
-            return;                                                                     \
-        }                                                                               \
-        if (M == 1) { /* o (1 x N) = a op(B) */                                         \
+        if (K == 0) { if (!In->acc) memset(o, 0, (size_t)M * N * sizeof(T)); return; }   \
+        if (fg_vec_blas && K == 1 && In->acc) { GER(&N, &M, &al, B, &one, A, &one, o, &N); return; } \
+        if (fg_vec_blas && M == 1) {                                                    \
             if (tB) { GEMV("T", &K, &N, &al, B, &K, A, &one, &beta, o, &one); }         \
             else { GEMV("N", &N, &K, &al, B, &N, A, &one, &beta, o, &one); }            \
             return;                                                                     \
         }                                                                               \
+        if (K == 1) { fg_outer_##SUFFIX(o, A, B, M, N, al, In->acc); return; }           \
+        if (M == 1) { /* o (1 x N) = a op(B) */                                         \
+            if (tB) fg_rowdots_##SUFFIX(B, A, NULL, o, N, K, al, In->acc);               \
+            else fg_lincomb_##SUFFIX(o, A, B, K, N, al, In->acc);                         \
+            return;                                                                     \
+        }                                                                               \
         if (N == 1) { /* o (M x 1) = op(A) b */                                         \
-            if (tA) { GEMV("N", &M, &K, &al, A, &M, B, &one, &beta, o, &one); }         \
-            else { GEMV("T", &K, &M, &al, A, &K, B, &one, &beta, o, &one); }            \
+            if (tA) fg_lincomb_##SUFFIX(o, B, A, K, M, al, In->acc);                      \
+            else fg_rowdots_##SUFFIX(A, B, NULL, o, M, K, al, In->acc);                  \
             return;                                                                     \
         }                                                                               \
         {                                                                               \
@@ -224,25 +357,142 @@ cdef extern from *:
         }                                                                               \
     }
 
-    FG_DEFINE_GEMM(double, fg_dgemm, fg_dgemv, fg_dger, fg_gemm_d)
-    FG_DEFINE_GEMM(float, fg_sgemm, fg_sgemv, fg_sger, fg_gemm_f)
+    FG_DEFINE_GEMM(double, fg_dgemm, fg_dgemv, fg_dger, d)
+    FG_DEFINE_GEMM(float, fg_sgemm, fg_sgemv, fg_sger, f)
 
     /* z = x W^T + b (N x M), then h = sigmoid(z) in place if flags bit 1. */
-    #define FG_DEFINE_AFFINE(T, EXPF, GEMMF, NAME)                                       \
-    static FG_CLONES void NAME(const fg_ins *In, void **P) {                             \
+    #define FG_AFFINE_T 65536 /* W of up to this many elements is transposed first */
+    /* z = sigmoid(z) in place (one pointer: the vectoriser needs no overlap check) */
+    #define FG_DEFINE_SIGMOID(T, EXPF, SUFFIX)                                            \
+    static FG_CLONES void fg_sigmoid_##SUFFIX(T *z, Py_ssize_t n) {                        \
+        for (Py_ssize_t i = 0; i < n; i++) z[i] = FG_SIGMOID(T, EXPF, z[i]);               \
+    }                                                                                    \
+    /* t (D x M) = w^T for w (M x D), in 8 x 8 blocks */                                  \
+    static void fg_transpose_blk_##SUFFIX(T *restrict t, const T *restrict w,             \
+                                          Py_ssize_t M, Py_ssize_t D) {                  \
+        for (Py_ssize_t i0 = 0; i0 < M; i0 += 8)                                         \
+            for (Py_ssize_t j0 = 0; j0 < D; j0 += 8) {                                   \
+                Py_ssize_t i1 = i0 + 8 < M ? i0 + 8 : M, j1 = j0 + 8 < D ? j0 + 8 : D;   \
+                for (Py_ssize_t i = i0; i < i1; i++)                                     \
+                    for (Py_ssize_t j = j0; j < j1; j++) t[j * M + i] = w[i * D + j];     \
+            }                                                                            \
+    }
+    FG_DEFINE_SIGMOID(double, fg_exp_d, d)
+    FG_DEFINE_SIGMOID(float, fg_exp_f, f)
+    #define FG_DEFINE_AFFINE(T, EXPF, SUFFIX)                                            \
+    static FG_CLONES void fg_affine_##SUFFIX(const fg_ins *In, void **P, void *scratch) { \
         T *z = (T *)P[In->out];                                                          \
         const T *b = In->c >= 0 ? (const T *)P[In->c] : NULL;                             \
-        Py_ssize_t N = In->R, M = In->C, i, j;                                            \
-        fg_ins G = *In;                                                                  \
-        G.a = In->a; G.b = In->b; G.flags = 2; G.f[0] = 1.0; G.acc = b != NULL;           \
-        if (b) for (i = 0; i < N; i++) memcpy(z + i * M, b, M * sizeof(T));             \
-        GEMMF(&G, P);                                                                   \
-        if (In->flags & 2) for (i = 0; i < N * M; i++) z[i] = FG_SIGMOID(T, EXPF, z[i]);  \
-        (void)j;                                                                        \
+        Py_ssize_t N = In->R, M = In->C, i;                                               \
+        if (N == 1 && !fg_vec_blas) fg_rowdots_##SUFFIX((const T *)P[In->b], (const T *)P[In->a], b, z,  \
+                                        M, In->K, (T)1, 0);                              \
+        else {                                                                          \
+            fg_ins G = *In;                                                              \
+            const T *W = (const T *)P[In->b];                                             \
+            Py_ssize_t D = In->K;                                                         \
+            G.flags = 2; G.f[0] = 1.0; G.acc = b != NULL;                                 \
+            if (b) for (i = 0; i < N; i++) memcpy(z + i * M, b, M * sizeof(T));         \
+            if (scratch && M * D <= FG_AFFINE_T) {                                       \
+                /* small W: BLAS's x W^T kernel is slow here; W^T copied, then x (W^T) */ \
+                T *Wt = (T *)scratch; void *Q[3];                                        \
+                fg_transpose_blk_##SUFFIX(Wt, W, M, D);                                   \
+                Q[0] = P[In->a]; Q[1] = Wt; Q[2] = z;                                     \
+                G.a = 0; G.b = 1; G.out = 2; G.flags = 0;                                 \
+                fg_gemm_##SUFFIX(&G, Q);                                                 \
+            } else fg_gemm_##SUFFIX(&G, P);                                              \
+        }                                                                               \
+        if (In->flags & 2) fg_sigmoid_##SUFFIX(z, N * M);                                \
     }
 
-    FG_DEFINE_AFFINE(double, fg_exp_d, fg_gemm_d, fg_affine_d)
-    FG_DEFINE_AFFINE(float, fg_exp_f, fg_gemm_f, fg_affine_f)
+    FG_DEFINE_AFFINE(double, fg_exp_d, d)
+    FG_DEFINE_AFFINE(float, fg_exp_f, f)
+
+    /* Softmax cross-entropy with integer labels t (R rows of C logits):
+       op 41: out = -(al / R) sum_r log softmax(z_r)[t_r];
+       op 42: out (+)= al g (softmax(z) - onehot(t)) / R, g = P[c][0].
+       Returns 1 for a label outside [0, C). */
+    #define FG_DEFINE_SCE(T, SFX, SUFFIX)                                                 \
+    static FG_CLONES int fg_sce_##SUFFIX(const fg_ins *In, void **P) {                   \
+        const T *z = (const T *)P[In->a]; const long long *t = (const long long *)P[In->b]; \
+        T *o = (T *)P[In->out];                                                          \
+        Py_ssize_t R = In->R, C = In->C, r, c;                                            \
+        for (r = 0; r < R; r++) if (t[r] < 0 || t[r] >= C) return 1;                     \
+        if (In->op == 41) {                                                             \
+            double loss = 0;                                                            \
+            for (r = 0; r < R; r++) {                                                   \
+                const T *zr = z + r * C; T mx = zr[0], s = 0;                           \
+                for (c = 1; c < C; c++) if (zr[c] > mx) mx = zr[c];                     \
+                for (c = 0; c < C; c++) s += exp##SFX(zr[c] - mx);                      \
+                loss += (double)(log##SFX(s) - (zr[t[r]] - mx));                        \
+            }                                                                           \
+            o[0] = (T)(In->f[0] * loss / (double)R);                                      \
+            return 0;                                                                   \
+        }                                                                               \
+        {                                                                               \
+            const T g = (T)In->f[0] * ((const T *)P[In->c])[0] / (T)R;                    \
+            for (r = 0; r < R; r++) {                                                   \
+                const T *zr = z + r * C; T *orow = o + r * C; T mx = zr[0], s = 0;      \
+                for (c = 1; c < C; c++) if (zr[c] > mx) mx = zr[c];                     \
+                for (c = 0; c < C; c++) s += exp##SFX(zr[c] - mx);                      \
+                const T inv = g / s;                                                    \
+                for (c = 0; c < C; c++) {                                               \
+                    T d = exp##SFX(zr[c] - mx) * inv - (c == t[r] ? g : (T)0);          \
+                    if (In->acc) orow[c] += d; else orow[c] = d;                         \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+        return 0;                                                                       \
+    }
+
+    FG_DEFINE_SCE(double, , d)
+    FG_DEFINE_SCE(float, f, f)
+
+    /* An elementwise chain in one loop: subs[In->a .. In->a + In->K) over n = R C
+       elements, in tiles of FG_BLK. An operand index <= -2 is register -2 - idx (a tile
+       in scratch); a memory operand is full (offset by the tile) or a scalar (element 0,
+       broadcast). A sub whose output mode is 1 sums its values into element 0. */
+    #define FG_BLK 256
+    #define FG_NREG 16
+    #define FG_DEFINE_FUSED(T, SUFFIX)                                                    \
+    static void fg_fused_##SUFFIX(const fg_ins *In, const fg_ins *subs, void **P,        \
+                                  void *scratch) {                                       \
+        T *regs = (T *)scratch;                                                          \
+        T *bc = regs + FG_NREG * FG_BLK; /* 3 broadcast tiles, then a reduction tile */  \
+        Py_ssize_t n = In->R * In->C, e0, k, j;                                           \
+        for (e0 = 0; e0 < n; e0 += FG_BLK) {                                            \
+            const Py_ssize_t m = n - e0 < FG_BLK ? n - e0 : FG_BLK;                       \
+            for (k = 0; k < In->K; k++) {                                               \
+                const fg_ins *S = subs + In->a + k;                                     \
+                const T *ops[3]; T *o;                                                  \
+                int idx[3] = {S->a, S->b, S->c}, md[3] = {S->amode, S->bmode, S->cmode};  \
+                for (j = 0; j < 3; j++) {                                               \
+                    int x = idx[j];                                                     \
+                    if (x == -1) ops[j] = ops[0];                                       \
+                    else if (x <= -2) ops[j] = regs + (Py_ssize_t)(-2 - x) * FG_BLK;    \
+                    else if (md[j] == 0) ops[j] = (const T *)P[x] + e0;                   \
+                    else if (m == 1) ops[j] = (const T *)P[x];                            \
+                    else { T v = ((const T *)P[x])[0]; T *d = bc + j * FG_BLK;           \
+                           for (Py_ssize_t i = 0; i < m; i++) d[i] = v; ops[j] = d; }    \
+                }                                                                       \
+                if (S->omode != 0) { /* a sum into element 0 */                          \
+                    T *dst = S->out <= -2 ? regs + (Py_ssize_t)(-2 - S->out) * FG_BLK : (T *)P[S->out]; \
+                    T *tmp = bc + 3 * FG_BLK, s = 0;                                    \
+                    fg_core_##SUFFIX(S->op, tmp, ops[0], ops[1], ops[2], m, (T)S->f[0], 0); \
+                    for (Py_ssize_t i = 0; i < m; i++) s += tmp[i];                     \
+                    if (e0 == 0 && !S->acc) dst[0] = s; else dst[0] += s;               \
+                    continue;                                                           \
+                }                                                                       \
+                o = S->out <= -2 ? regs + (Py_ssize_t)(-2 - S->out) * FG_BLK : (T *)P[S->out] + e0; \
+                if (m == 1) {                                                           \
+                    const T v = (T)S->f[0] * fg_scalar_##SUFFIX(S->op, ops[0][0], ops[1][0], ops[2][0]); \
+                    if (S->acc) o[0] += v; else o[0] = v;                                \
+                } else fg_core_##SUFFIX(S->op, o, ops[0], ops[1], ops[2], m, (T)S->f[0], S->acc); \
+            }                                                                           \
+        }                                                                               \
+    }
+
+    FG_DEFINE_FUSED(double, d)
+    FG_DEFINE_FUSED(float, f)
 
     #define FG_DEFINE_MISC(T, SFX, SUFFIX)                                              \
     static void fg_transpose_##SUFFIX(const fg_ins *In, void **P) {                      \
@@ -309,31 +559,42 @@ cdef extern from *:
 
     static void fg_cast(const fg_ins *In, void **P) {
         Py_ssize_t n = In->R * In->C, i;
-        if (In->dt == 1) { float *o = (float *)P[In->out]; const double *a = (const double *)P[In->a];
-                          for (i = 0; i < n; i++) o[i] = (float)a[i]; }
-        else { double *o = (double *)P[In->out]; const float *a = (const float *)P[In->a];
-               for (i = 0; i < n; i++) o[i] = (double)a[i]; }
+        if (In->dt == 1) { float *o = (float *)P[In->out];
+            if (In->flags == 2) { const long long *a = (const long long *)P[In->a];
+                                  for (i = 0; i < n; i++) o[i] = (float)a[i]; }
+            else { const double *a = (const double *)P[In->a]; for (i = 0; i < n; i++) o[i] = (float)a[i]; } }
+        else { double *o = (double *)P[In->out];
+            if (In->flags == 2) { const long long *a = (const long long *)P[In->a];
+                                  for (i = 0; i < n; i++) o[i] = (double)a[i]; }
+            else { const float *a = (const float *)P[In->a]; for (i = 0; i < n; i++) o[i] = (double)a[i]; } }
     }
 
     #pragma GCC pop_options
 
-    static void fg_run(const fg_ins *ins, Py_ssize_t n, void **P) {
+    /* Runs the program; returns 0, or 1 + the index of an instruction that failed. */
+    static Py_ssize_t fg_run(const fg_ins *ins, Py_ssize_t n, void **P, const fg_ins *subs,
+                             void *scratch) {
         Py_ssize_t k;
         for (k = 0; k < n; k++) {
             const fg_ins *In = ins + k;
             int d = In->dt == 0;
-            if (In->op < 24) { if (d) fg_ew_d(In, P); else fg_ew_f(In, P); continue; }
+            if (In->op < 29) { if (d) fg_ew_d(In, P); else fg_ew_f(In, P); continue; }
             switch (In->op) {
             case 30: fg_cast(In, P); break;
-            case 31: if (d) fg_affine_d(In, P); else fg_affine_f(In, P); break;
+            case 31: if (d) fg_affine_d(In, P, scratch); else fg_affine_f(In, P, scratch); break;
             case 32: if (d) fg_gemm_d(In, P); else fg_gemm_f(In, P); break;
             case 33: if (d) fg_transpose_d(In, P); else fg_transpose_f(In, P); break;
             case 34: if (d) fg_sgd_d(In, P); else fg_sgd_f(In, P); break;
             case 35: if (d) fg_adam_d(In, P); else fg_adam_f(In, P); break;
             case 36: case 37: case 38: case 39:
                 if (d) fg_rows_d(In, P, In->op - 36); else fg_rows_f(In, P, In->op - 36); break;
+            case 40: if (d) fg_fused_d(In, subs, P, scratch); else fg_fused_f(In, subs, P, scratch); break;
+            case 41: case 42:
+                if (d ? fg_sce_d(In, P) : fg_sce_f(In, P)) return k + 1;
+                break;
             }
         }
+        return 0;
     }
     """
     ctypedef struct fg_ins:
@@ -341,16 +602,54 @@ cdef extern from *:
         Py_ssize_t R, C, K
         double f[8]
     void fg_set_blas(void*, void*, void*, void*, void*, void*) noexcept nogil
-    void fg_run(const fg_ins* ins, Py_ssize_t n, void** P) noexcept nogil
+    int fg_vec_blas
+    Py_ssize_t fg_run(const fg_ins* ins, Py_ssize_t n, void** P, const fg_ins* subs,
+                      void* scratch) noexcept nogil
 
 fg_set_blas(<void*>dgemm, <void*>sgemm, <void*>dgemv, <void*>sgemv, <void*>dger, <void*>sger)
 
 
+cdef inline void _fill(fg_ins* I, object x, dict num, object C):
+    """Copy instruction ``x`` into ``I``; ``num`` maps slots to buffer numbers (registers
+    of a fused chain map to negative numbers, <= -2)."""
+    cdef int j
+    I.op = x.op
+    I.dt = 0 if x.out.dtype == np.float64 else 1
+    I.out = num[id(x.out)]
+    args = list(x.args) + [None] * (3 - len(x.args))
+    I.a = num[id(args[0])] if args[0] is not None else -1
+    I.b = num[id(args[1])] if args[1] is not None else -1
+    I.c = num[id(args[2])] if args[2] is not None else -1
+    I.omode = x.omode
+    I.amode, I.bmode, I.cmode = x.modes[0], x.modes[1], x.modes[2]
+    I.acc = 1 if x.acc else 0
+    I.flags = x.flags
+    I.R, I.C, I.K = x.R, x.C, x.K
+    for j in range(8):
+        I.f[j] = x.f[j]
+
+
+def _vec_blas(bint on):
+    """Batch-1 products through BLAS gemv/ger instead of the typed loops (benchmarks)."""
+    global fg_vec_blas
+    fg_vec_blas = 1 if on else 0
+
+
 cdef class Program:
-    """A plan in C structs: ``bind`` buffers, ``set_param``, then ``run()`` (GIL released)."""
+    """A plan in C structs: ``bind`` buffers, ``set_param``, then ``run()`` (GIL released).
+
+    ``call(args)`` is the whole per-call path of a compiled function in one C method: it
+    checks and binds the arguments, the parameters' arrays and ``.grad``s, reads the
+    learning rates, runs the program and builds the outputs; it returns ``miss`` when
+    anything differs from what the plan was traced with (the caller then takes the
+    Python path, which re-checks, converts or traces again).
+    """
 
     cdef fg_ins* ins
     cdef Py_ssize_t n
+    cdef fg_ins* subs
+    cdef Py_ssize_t nsubs
+    cdef void* scratch
     cdef void** ptrs
     cdef Py_ssize_t nslots
     cdef list arrays  # keeps every bound array alive; arrays[i] is slot i's array
@@ -358,10 +657,29 @@ cdef class Program:
     cdef dict alias_of  # base number -> [alias numbers]
     cdef dict owned  # input numbers whose buffer this program allocated (bind_scalar)
     cdef public object plan
+    # the fast call path (set_call)
+    cdef bint callable_
+    cdef object miss
+    cdef Py_ssize_t nargs
+    cdef list in_spec  # (pos, number, is_float, ndim, shape, type_num)
+    cdef list state_spec  # [number, tensor, last array, ndim, shape, type_num]
+    cdef list none_spec  # tensors whose .grad must be None
+    cdef list gradin_spec  # (number, tensor, ndim, shape, type_num)
+    cdef list dyn_spec  # [obj, attr, last value, [(k, j, mult)]]
+    cdef list preludes  # (k, fn)
+    cdef list effects  # (tensor, number or -1)
+    cdef int out_kind  # 0 array, 1 tensor, 2 const, 3 the Python builder
+    cdef Py_ssize_t out_num
+    cdef object out_value
+    cdef object wrap
+    cdef object builder
 
     def __cinit__(self, plan):
         self.ins = NULL
+        self.subs = NULL
+        self.scratch = NULL
         self.ptrs = NULL
+        self.callable_ = False
 
     def __init__(self, plan):
         from . import _compile as C
@@ -389,31 +707,33 @@ cdef class Program:
         self.n = len(instrs)
         self.ins = <fg_ins*>malloc(max(self.n, 1) * sizeof(fg_ins))
         num = plan.number
-        cdef fg_ins* I
-        cdef int j
+        subs = []
         for k, x in enumerate(instrs):
-            I = &self.ins[k]
-            I.op = x.op
-            I.dt = 0 if x.out.dtype == np.float64 else 1
-            I.out = num[id(x.out)]
-            args = list(x.args) + [None] * (3 - len(x.args))
-            I.a = num[id(args[0])] if args[0] is not None else -1
-            I.b = num[id(args[1])] if args[1] is not None else -1
-            I.c = num[id(args[2])] if args[2] is not None else -1
-            I.omode = x.omode
-            I.amode, I.bmode, I.cmode = x.modes[0], x.modes[1], x.modes[2]
-            I.acc = 1 if x.acc else 0
-            I.flags = x.flags
-            I.R, I.C, I.K = x.R, x.C, x.K
-            for j in range(8):
-                I.f[j] = x.f[j]
-            if x.op == C.GEMM and x.K == 1:
-                pass
+            _fill(&self.ins[k], x, num, C)
+            if x.op == C.FUSED:
+                self.ins[k].a = len(subs)
+                self.ins[k].K = len(x.subs)
+                subs.extend(x.subs)
             if x.op == C.CAST:
-                I.dt = 0 if x.out.dtype == np.float64 else 1
+                self.ins[k].flags = 2 if x.args[0].dtype.kind in "iu" else 0
+        self.nsubs = len(subs)
+        self.subs = <fg_ins*>malloc(max(self.nsubs, 1) * sizeof(fg_ins))
+        regnum = dict(num)
+        for s, r in plan.registers.items():
+            regnum[id(s)] = -2 - r
+        for k, x in enumerate(subs):
+            _fill(&self.subs[k], x, regnum, C)
+        cdef Py_ssize_t need = (C.NREG + 4) * C.BLK if self.nsubs else 0
+        for x in instrs:
+            if x.op == C.AFFINE and x.R > 1 and x.C * x.K <= C.AFFINE_T:
+                need = max(need, x.C * x.K)
+        if need:
+            self.scratch = malloc(need * sizeof(double))
 
     def __dealloc__(self):
         free(self.ins)
+        free(self.subs)
+        free(self.scratch)
         free(self.ptrs)
 
     cdef _set(self, Py_ssize_t i, object a):
@@ -440,8 +760,7 @@ cdef class Program:
         """Point slot ``i`` at array ``a`` (C-contiguous, the slot's dtype and size)."""
         self._set(i, a)
 
-    def bind_scalar(self, Py_ssize_t i, double value):
-        """Write a number into slot ``i`` (a one-element input), in a buffer this program owns."""
+    cdef _scalar(self, Py_ssize_t i, double value):
         cdef cnp.ndarray arr = self.arrays[i]
         if arr is None or not self.owned.get(i, False):
             arr = np.empty(self.plan.used[i].shape, self.plan.used[i].dtype)
@@ -451,6 +770,10 @@ cdef class Program:
             (<double*>self.ptrs[i])[0] = value
         else:
             (<float*>self.ptrs[i])[0] = <float>value
+
+    def bind_scalar(self, Py_ssize_t i, double value):
+        """Write a number into slot ``i`` (a one-element input), in a buffer this program owns."""
+        self._scalar(i, value)
 
     def set_param(self, Py_ssize_t k, int j, double value):
         self.ins[k].f[j] = value
@@ -464,6 +787,132 @@ cdef class Program:
                     break
         return a
 
-    def run(self):
+    cdef int _exec(self) except -1:
+        cdef Py_ssize_t bad
         with nogil:
-            fg_run(self.ins, self.n, self.ptrs)
+            bad = fg_run(self.ins, self.n, self.ptrs, self.subs, self.scratch)
+        if bad:
+            raise ValueError(
+                "fastgrad.compile: a label passed to the compiled function is out of range "
+                "for the number of classes (instruction %d)" % (bad - 1))
+        return 0
+
+    def run(self):
+        self._exec()
+
+    def profile(self, int reps=100):
+        """Seconds per run of each instruction alone, ``reps`` times each (for tuning;
+        the instructions' effects repeat too, so run it on a scratch copy of the state)."""
+        import time
+        out = []
+        cdef Py_ssize_t k
+        cdef int r
+        for k in range(self.n):
+            t0 = time.perf_counter()
+            with nogil:
+                for r in range(reps):
+                    fg_run(self.ins + k, 1, self.ptrs, self.subs, self.scratch)
+            out.append((time.perf_counter() - t0) / reps)
+        return out
+
+    # -- the fast call path --
+
+    def set_call(self, miss, nargs, in_spec, state_spec, none_spec, gradin_spec, dyn_spec,
+                 preludes, effects, out, wrap, builder):
+        """Arm ``call``: what to check and bind per call (see _compile._Entry)."""
+        self.miss = miss
+        self.nargs = nargs
+        self.in_spec = in_spec
+        for pos, i, is_float, nd, shape, tn in in_spec:
+            if is_float:
+                self._scalar(i, 0.0)
+        self.state_spec = state_spec
+        self.none_spec = none_spec
+        self.gradin_spec = gradin_spec
+        self.dyn_spec = dyn_spec
+        self.preludes = preludes
+        self.effects = effects
+        if out is None:
+            self.out_kind = 3
+        else:
+            kind, i, v = out
+            self.out_kind = {"array": 0, "tensor": 1, "const": 2}[kind]
+            self.out_num = i if i is not None else -1
+            self.out_value = v
+        self.wrap = wrap
+        self.builder = builder
+        self.callable_ = True
+
+    cdef bint _fits(self, object a, int nd, tuple shape, int tn):
+        cdef cnp.ndarray arr
+        cdef int d
+        if not cnp.PyArray_CheckExact(a):
+            return False
+        arr = <cnp.ndarray>a
+        if cnp.PyArray_NDIM(arr) != nd or cnp.PyArray_TYPE(arr) != tn:
+            return False
+        if not (cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)):
+            return False
+        for d in range(nd):
+            if cnp.PyArray_DIM(arr, d) != <cnp.npy_intp>shape[d]:
+                return False
+        return True
+
+    def call(self, tuple args):
+        """One call of the compiled function, or ``miss``."""
+        cdef Py_ssize_t pos, i
+        cdef int is_float, nd, tn
+        cdef list entry
+        if not self.callable_ or len(args) != self.nargs:
+            return self.miss
+        for pos, i, is_float, nd, shape, tn in self.in_spec:
+            a = args[pos]
+            if is_float:
+                if type(a) is not float:
+                    return self.miss
+                if tn == cnp.NPY_DOUBLE:
+                    (<double*>self.ptrs[i])[0] = <double>a
+                else:
+                    (<float*>self.ptrs[i])[0] = <float><double>a
+            else:
+                if not self._fits(a, nd, shape, tn):
+                    return self.miss
+                if self.arrays[i] is not a:
+                    self._set(i, a)
+        for t in self.none_spec:
+            node = t._node
+            if node is None or node.grad is not None:
+                return self.miss
+        for entry in self.state_spec:
+            d = entry[1]._data
+            if d is not entry[2]:
+                if not self._fits(d, entry[3], entry[4], entry[5]):
+                    return self.miss
+                entry[2] = d
+                self._set(entry[0], d)
+        for i, t, nd, shape, tn in self.gradin_spec:
+            node = t._node
+            g = node.grad if node is not None else None
+            if g is None or not self._fits(g, nd, shape, tn):
+                return self.miss
+            if self.arrays[i] is not g:
+                self._set(i, g)
+        for entry in self.dyn_spec:
+            v = getattr(entry[0], entry[1])
+            if v != entry[2]:
+                entry[2] = v
+                for k, j, mult in entry[3]:
+                    self.ins[<Py_ssize_t>k].f[<int>j] = mult * v
+        for k, fn in self.preludes:
+            for j, v in fn().items():
+                self.ins[<Py_ssize_t>k].f[<int>j] = v
+        self._exec()
+        for t, i in self.effects:
+            t._node.grad = None if i < 0 else self.array(i)
+        if self.out_kind == 0:
+            return cnp.PyArray_NewCopy(<cnp.ndarray>self.array(self.out_num), cnp.NPY_CORDER)
+        if self.out_kind == 1:
+            return self.wrap(cnp.PyArray_NewCopy(<cnp.ndarray>self.array(self.out_num), cnp.NPY_CORDER))
+        if self.out_kind == 2:
+            return self.out_value
+        return self.builder(self)

@@ -260,8 +260,10 @@ def train(args, out=None) -> dict:
         loss_fn = nn.cross_entropy
     step = None
     if getattr(args, "compile", False):
-        # The compiled plan takes arrays: one-hot target rows, made outside the step.
-        rows_loss = nn.squared_error if args.loss == "squared" else nn.cross_entropy
+        # The compiled plan takes arrays: integer labels for cross-entropy, one-hot target
+        # rows (made outside the step) for the squared error.
+        squared = args.loss == "squared"
+        rows_loss = nn.squared_error if squared else nn.cross_entropy
 
         def step_fn(x, t):
             opt.zero_grad()
@@ -271,7 +273,7 @@ def train(args, out=None) -> dict:
             return loss
 
         compiled = fg.compile(step_fn, keep_grads=False)
-        step = lambda xb, yb: float(np.asarray(compiled(xb, one_hot[yb])))
+        step = lambda xb, yb: float(np.asarray(compiled(xb, one_hot[yb] if squared else yb)))
     loader = DataLoader(
         X_train,
         y_train,
