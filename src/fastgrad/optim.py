@@ -26,8 +26,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ._backend import kernels
 from . import _tape
+from ._backend import kernels
 from ._tape import Tensor, frozen_by_graph, inplace_update
 
 __all__ = ["Optimizer", "SGD", "Adam"]

@@ -4,6 +4,8 @@
 - ``cython``: the compiled core (typed loops and BLAS, releasing the GIL).
 """
 
+# Every kernel, in both backends under these names and signatures: the six of SPEC §2
+# first, then the fused and update kernels. Each backend's __all__ is this list.
 KERNELS = (
     "affine_forward",
     "sigmoid_forward",
@@ -11,4 +13,9 @@ KERNELS = (
     "outer_grad",
     "transpose_matvec",
     "bias_grad",
+    "affine_sigmoid_forward",
+    "softmax_cross_entropy_forward",
+    "softmax_cross_entropy_backward",
+    "sgd_update",
+    "adam_update",
 )

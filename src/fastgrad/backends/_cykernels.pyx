@@ -33,19 +33,9 @@ cnp.import_array()
 
 NAME = "cython"
 
-__all__ = [
-    "affine_forward",
-    "sigmoid_forward",
-    "sigmoid_backward",
-    "outer_grad",
-    "transpose_matvec",
-    "bias_grad",
-    "affine_sigmoid_forward",
-    "softmax_cross_entropy_forward",
-    "softmax_cross_entropy_backward",
-    "sgd_update",
-    "adam_update",
-]
+from fastgrad.backends import KERNELS
+
+__all__ = list(KERNELS)
 
 # Crossovers, loop → BLAS gemm, in rows of the batch (measured; docs/kernels.md). With one
 # row a product is a matrix–vector one, bound by reading W once: a loop does it as fast as

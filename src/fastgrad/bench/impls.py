@@ -19,6 +19,7 @@ missing instead of failing.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import importlib
 import math
@@ -33,7 +34,7 @@ __all__ = ["IMPLS", "BASELINE", "available", "create", "check_gradients", "Gradi
 BASELINE = "numpy"
 
 
-class Impl:
+class Impl(abc.ABC):
     """One library's version of one workload. Subclasses fill in the three callables."""
 
     name = ""
@@ -48,21 +49,25 @@ class Impl:
         """Entered around every batch of calls (e.g. selects fastgrad's backend)."""
         return contextlib.nullcontext()
 
+    @abc.abstractmethod
     def forward(self):
-        raise NotImplementedError
+        """One forward pass (the loss)."""
 
+    @abc.abstractmethod
     def forward_backward(self):
-        raise NotImplementedError
+        """One forward and backward pass (gradients computed, parameters unchanged)."""
 
+    @abc.abstractmethod
     def step(self):
-        raise NotImplementedError
+        """One training step: forward, backward, SGD update."""
 
+    @abc.abstractmethod
     def gradients(self) -> list:
-        raise NotImplementedError
+        """The gradients of one forward+backward, as NumPy arrays in parameter order."""
 
+    @abc.abstractmethod
     def parameters(self) -> list:
         """Current parameter values as NumPy arrays (W₁, b₁, …, or [t]), for tests."""
-        raise NotImplementedError
 
     def phases(self) -> dict:
         return {"forward": self.forward, "fwd+bwd": self.forward_backward, "step": self.step}
