@@ -27,11 +27,6 @@ from fastgrad import nn
 HERE = os.path.abspath(__file__)
 BACKEND_NAMES = fg.available_backends()
 
-# Cases that show a known kernel bug (reported, not ours to fix): strict xfail, so the
-# test turns red once the bug is fixed and the mark must go.
-KNOWN_KERNEL_BUGS = set()  # (backend, case) pairs with a reported kernel bug: none open
-
-
 # ------------------------------------------------------------------ kernel cases --
 #
 # A case is (name, kernel, make, expect, compare):
@@ -522,10 +517,7 @@ def _case_params():
     params = []
     for backend in BACKEND_NAMES:
         for name in CASE_NAMES:
-            marks = ()
-            if (backend, name) in KNOWN_KERNEL_BUGS:
-                marks = pytest.mark.xfail(strict=True, reason="known kernel bug, reported")
-            params.append(pytest.param(backend, name, id=f"{backend}:{name}", marks=marks))
+            params.append(pytest.param(backend, name, id=f"{backend}:{name}"))
     return params
 
 
