@@ -3,6 +3,7 @@
 FASTGRAD_DEBUG=1 turns bounds checking and wraparound back on for debugging.
 """
 
+import hashlib
 import os
 
 import numpy as np
@@ -43,4 +44,27 @@ extensions.append(
     )
 )
 
-setup(ext_modules=cythonize(extensions, compiler_directives=directives))
+# The tape and the derivative table: plain Python files (they run uncompiled too) that
+# Cython compiles in pure-Python mode; the compiled module is imported instead of the .py.
+# Python semantics throughout: bounds checks, wraparound and Python division stay on.
+python_modules = [
+    Extension(f"fastgrad.{name}", [f"src/fastgrad/{name}.py"],
+              extra_compile_args=extensions[0].extra_compile_args)
+    for name in ("_tape", "_ops")
+]
+python_directives = {"language_level": 3, "binding": True}
+
+# Record which sources were compiled, so `import fastgrad` can warn when a .py was edited
+# after its build (the stale compiled module would otherwise win the import silently).
+with open("src/fastgrad/_build_info.py", "w", encoding="utf-8") as info:
+    info.write('"""Written by setup.py: SHA-256 of the Python sources compiled into extensions."""\n\n')
+    info.write("SOURCES = {\n")
+    for name in ("_tape", "_ops"):
+        with open(f"src/fastgrad/{name}.py", "rb") as source:
+            info.write(f"    {name!r}: {hashlib.sha256(source.read()).hexdigest()!r},\n")
+    info.write("}\n")
+
+setup(
+    ext_modules=cythonize(extensions, compiler_directives=directives)
+    + cythonize(python_modules, compiler_directives=python_directives)
+)

@@ -71,6 +71,39 @@ def from_numpy(array, requires_grad=False) -> Tensor:
     return t
 
 
+def _warn_if_stale_build():
+    """Warn when _tape.py or _ops.py changed after they were compiled (a dev checkout)."""
+    import hashlib
+    import os
+    import warnings
+
+    from . import _ops, _tape
+
+    try:
+        from ._build_info import SOURCES
+    except ImportError:  # never built: the .py files run as they are
+        return
+    for module in (_tape, _ops):
+        if module.__file__.endswith(".py"):
+            continue
+        name = module.__name__.rsplit(".", 1)[1]
+        source = os.path.join(os.path.dirname(module.__file__), name + ".py")
+        try:
+            with open(source, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+        except OSError:
+            continue
+        if digest != SOURCES.get(name):
+            warnings.warn(
+                f"{source} changed after it was compiled; the old compiled module still runs. "
+                "Rebuild: pip install -e . (or python setup.py build_ext --inplace)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+
+_warn_if_stale_build()
+
 from . import nn, numpy, optim, viz  # noqa: E402,F401  (numpy adds NumPy's array methods to Tensor)
 from .builtins import dict, isinstance, list, tuple  # noqa: E402,F401,A004  (autograd's names, not in __all__)
 from .viz import explain  # noqa: E402

@@ -14,6 +14,10 @@ instead of silently giving a wrong gradient; plain NumPy arrays passed as consta
 made read-only outright. In-place writes that must happen anyway (an optimizer step, an
 in-place operator under ``no_grad``) go through ``inplace_update``, which marks the
 tensor written; a graph recorded before the write then refuses to run backward.
+
+setup.py compiles this file with Cython (pure-Python mode: the ``cython`` decorators and
+declarations below are hints, and no-ops when the file runs as plain Python). Compiled,
+``Node`` is an extension type with C fields and the hot loops get typed locals.
 """
 
 import heapq
@@ -21,6 +25,28 @@ import itertools
 import threading
 
 import numpy as np
+
+try:
+    import cython
+except ImportError:  # Cython is needed to build, not to run: the hints become no-ops
+
+    class cython:  # noqa: N801  (stands in for the module)
+        compiled = False
+        Py_ssize_t = bint = int
+
+        @staticmethod
+        def cclass(cls):
+            return cls
+
+        final = ccall = cfunc = cclass
+
+        @staticmethod
+        def locals(**types):
+            return lambda fun: fun
+
+        @staticmethod
+        def declare(type=None, value=None, **kwds):  # noqa: A002
+            return value
 
 __all__ = ["Tensor", "Node", "Primitive", "no_grad", "enable_grad", "is_grad_enabled"]
 
@@ -219,6 +245,8 @@ def frozen_by_graph(tensor) -> bool:
 _sequence = itertools.count()
 
 
+@cython.final
+@cython.cclass
 class Node:
     """One vertex vᵢ of the computation graph.
 
@@ -228,8 +256,19 @@ class Node:
     None) stands for a tensor that requires grad and holds its accumulated ``grad``.
     """
 
+    # Fields, readable and writable from Python (compiled: C fields of the extension type;
+    # plain Python: class defaults, which is why there is no __slots__ here).
+    prim = cython.declare(object, visibility="public")
+    parents = cython.declare(object, visibility="public")
+    args = cython.declare(object, visibility="public")
+    raw = cython.declare(object, visibility="public")
+    kwargs = cython.declare(object, visibility="public")
+    ans = cython.declare(object, visibility="public")
+    saved = cython.declare(object, visibility="public")
+    seq = cython.declare(cython.Py_ssize_t, visibility="public")
+    grad = cython.declare(object, visibility="public")
     # ``site`` (file, line, function) is set only under detect_anomaly(), never read otherwise.
-    __slots__ = ("prim", "parents", "args", "raw", "kwargs", "ans", "saved", "seq", "grad", "site")
+    site = cython.declare(object, visibility="public")
 
     def __init__(self, prim, parents, args, raw, kwargs, ans, saved):
         self.prim = prim
@@ -242,6 +281,7 @@ class Node:
         self.seq = next(_sequence)
         self.grad = None
 
+    @cython.ccall
     def release(self):
         """Drop what the backward needed: the intermediates die with their last user."""
         if self.prim is not None and self.prim.saves_args and self.args is not None:
@@ -267,7 +307,34 @@ def _leaf_node():
     return Node(None, (), None, None, None, None, None)
 
 
+@cython.cfunc
+def _new_node(prim, parents, args, raw, kwargs, ans, saved) -> Node:
+    # Node(...) without the call protocol: compiled, a direct allocation of the C struct.
+    node: Node = Node.__new__(Node)
+    node.prim = prim
+    node.parents = parents
+    node.args = args
+    node.raw = raw
+    node.kwargs = kwargs
+    node.ans = ans
+    node.saved = saved
+    node.seq = next(_sequence)
+    node.grad = None
+    return node
+
+
 # ------------------------------------------------------------------------ tensor --
+
+
+def _wrap(cls, data, node):
+    # Tensor._wrap's body as a plain function: _apply calls it without a classmethod lookup.
+    t = object.__new__(cls)
+    t._data = data
+    t._node = node
+    t._grad = None
+    t._saves = 0
+    t._written_at = -1
+    return t
 
 
 def _shape_of(x):
@@ -326,13 +393,7 @@ class Tensor:
     @classmethod
     def _wrap(cls, data, node=None):
         # The fast constructor the tape uses for results: no copy, no checks.
-        t = object.__new__(cls)
-        t._data = data
-        t._node = node
-        t._grad = None
-        t._saves = 0
-        t._written_at = -1
-        return t
+        return _wrap(cls, data, node)
 
     # -- data and gradient --
 
@@ -532,13 +593,16 @@ class Primitive:
         for a in args:
             if isinstance(a, Tensor):
                 return _apply(self, args, kwargs)
-        return self.fun(*args, **kwargs)  # plain arrays: plain NumPy, nothing recorded
+        if kwargs:
+            return self.fun(*args, **kwargs)
+        return self.fun(*args)  # plain arrays: plain NumPy, nothing recorded
 
 
 def _shapes(args):
     return ", ".join(str(_shape_of(a)) for a in args)
 
 
+@cython.locals(raw=list, parents=list, i=cython.Py_ssize_t, constants=cython.bint, node=Node)
 def _apply(prim, args, kwargs):
     if _tracer is not None:
         return _tracer.apply(prim, args, kwargs)  # runs this function eagerly and records it
@@ -559,13 +623,13 @@ def _apply(prim, args, kwargs):
             raw.append(a)
         i += 1
     try:
-        ans = prim.fun(*raw, **kwargs)
+        ans = prim.fun(*raw, **kwargs) if kwargs else prim.fun(*raw)  # (no empty ** to unpack)
     except (ValueError, TypeError) as exc:
         raise _with_shapes(prim, args, exc) from exc
     if _anomaly is not None:
         _anomaly.forward(prim, args, ans)  # raises on a NaN/inf if this thread checks
     if parents is None or (_threads_not_recording and not _mode.enabled):
-        return Tensor._wrap(ans)
+        return _wrap(Tensor, ans, None)
     if prim.saves_args:
         constants = False
         for a in args:
@@ -575,17 +639,17 @@ def _apply(prim, args, kwargs):
                 constants = True
         # Plain array constants have no Tensor.data to guard: freeze them outright.
         saved = _Saved([a for a in args if type(a) is np.ndarray]) if constants else None
-        node = Node(prim, parents, args, raw, kwargs, ans if prim.saves_ans else None, saved)
+        node = _new_node(prim, parents, args, raw, kwargs, ans if prim.saves_ans else None, saved)
     else:
         # The rules read only the traced arguments' shapes (to undo broadcasting); other
         # arguments (an index array, an axis) are parameters of the op, kept as given.
         # ``args`` stay for a recorded backward, which recomputes ``ans`` from them.
         shapes = [_ShapeOnly(r.shape) if type(a) is Tensor and isinstance(r, (np.ndarray, np.generic)) else r
                   for a, r in zip(args, raw)]
-        node = Node(prim, parents, args, shapes, kwargs, ans if prim.saves_ans else None, None)
+        node = _new_node(prim, parents, args, shapes, kwargs, ans if prim.saves_ans else None, None)
     if _anomaly is not None:
         _anomaly.recorded(node)  # the user's file and line, for the backward's report
-    return Tensor._wrap(ans, node)
+    return _wrap(Tensor, ans, node)
 
 
 def _with_shapes(prim, args, exc):
@@ -633,6 +697,8 @@ def _needed_nodes(roots, targets):
     return needed
 
 
+@cython.locals(node=Node, parent=Node, grads=dict, heap=list, handed_out=set, results=dict,
+               check_writes=cython.bint)
 def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=None):
     """The lecture's backward pass from ``roots`` seeded with ``seeds``.
 
@@ -688,7 +754,7 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
         for argnum, parent in parents:
             if needed is not None and parent not in needed:
                 continue
-            pg = vjps[argnum](g, ans, *args, **kwargs)
+            pg = vjps[argnum](g, ans, *args, **kwargs) if kwargs else vjps[argnum](g, ans, *args)
             if anomaly is not None:
                 anomaly.backward(node, argnum, pg)
             old = grads.get(parent)
