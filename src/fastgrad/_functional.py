@@ -18,7 +18,7 @@ import functools
 import numpy as np
 
 from . import _ops
-from ._tape import Node, Primitive, Tensor, _mode, _SetGrad, run_backward
+from ._tape import Primitive, Tensor, _leaf_node, _mode, _SetGrad, run_backward
 
 __all__ = [
     "grad", "value_and_grad", "elementwise_grad", "jacobian", "hessian", "make_vjp",
@@ -76,7 +76,7 @@ class _Start:
             array = np.asarray(data)
             if array.dtype.kind != "f":
                 array = array.astype(np.float64)
-            t = Tensor._wrap(array, Node(None, (), None, None, None, None, None))
+            t = Tensor._wrap(array, _leaf_node())
         self.tensor = t
         self.dtype = np.result_type(t._data)
         self.shape = np.shape(t._data)

@@ -270,30 +270,18 @@ class Node:
     # ``site`` (file, line, function) is set only under detect_anomaly(), never read otherwise.
     site = cython.declare(object, visibility="public")
 
-    def __init__(self, prim, parents, args, raw, kwargs, ans, saved):
-        self.prim = prim
-        self.parents = parents
-        self.args = args
-        self.raw = raw
-        self.kwargs = kwargs
-        self.ans = ans
-        self.saved = saved
-        self.seq = next(_sequence)
-        self.grad = None
+    # Made by _new_node (compiled: a direct allocation, no call protocol); no __init__.
 
     @cython.ccall
     def release(self):
         """Drop what the backward needed: the intermediates die with their last user."""
-        if self.prim is not None and self.prim.saves_args and self.args is not None:
-            for a in self.args:
-                if isinstance(a, Tensor):
-                    a._saves -= 1
-        if self.saved is not None:
-            self.saved.release()
+        self._unprotect()
         self.parents = None
         self.args = self.raw = self.kwargs = self.ans = self.saved = None
 
-    def __del__(self):  # a graph dropped without a backward unprotects what it saved
+    @cython.ccall
+    def _unprotect(self):
+        """Give back the saved-data protection this node holds (counts, frozen arrays)."""
         args = self.args
         if args is not None and self.prim.saves_args:
             for a in args:
@@ -302,14 +290,18 @@ class Node:
         if self.saved is not None:
             self.saved.release()
 
+    def __del__(self):  # a graph dropped without a backward unprotects what it saved
+        self._unprotect()
+
 
 def _leaf_node():
-    return Node(None, (), None, None, None, None, None)
+    """The node of a tensor that requires grad: no rule, no parents; it holds ``.grad``."""
+    return _new_node(None, (), None, None, None, None, None)
 
 
 @cython.cfunc
 def _new_node(prim, parents, args, raw, kwargs, ans, saved) -> Node:
-    # Node(...) without the call protocol: compiled, a direct allocation of the C struct.
+    # Compiled, a direct allocation of the C struct.
     node: Node = Node.__new__(Node)
     node.prim = prim
     node.parents = parents
