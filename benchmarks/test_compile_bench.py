@@ -18,106 +18,7 @@ import time
 
 import numpy as np
 
-import fastgrad as fg
-from fastgrad import optim
-from fastgrad._compile import compile as fg_compile  # fastgrad.compile once exported
 from fastgrad.bench import impls, workloads
-from fastgrad.bench.impls import Impl
-
-
-class CompiledMLP(Impl):
-    """The W workloads' step as one compiled call (zero_grad at the end: updates fused)."""
-
-    name = "fastgrad-compile"
-
-    def __init__(self, workload, data, keep_grads=False):
-        super().__init__(workload, data)
-        self.params = [(fg.tensor(W, requires_grad=True), fg.tensor(b, requires_grad=True))
-                       for W, b in data.params]
-        self.flat = [p for pair in self.params for p in pair]
-        self.opt = optim.SGD(self.flat, lr=workload.lr)
-        self.x, self.t = data.x, data.t
-        scale = 0.5 / data.x.shape[0]
-        F = fg.nn.functional
-        opt, params = self.opt, self.params
-
-        def loss(x, t):
-            h = x
-            for W, b in params[:-1]:
-                h = F.sigmoid(F.linear(h, W, b))
-            W, b = params[-1]
-            return ((F.linear(h, W, b) - t) ** 2).sum() * scale
-
-        def step(x, t):
-            L = loss(x, t)
-            L.backward()
-            opt.step()
-            opt.zero_grad()
-            return L
-
-        def fwd_bwd(x, t):
-            opt.zero_grad()
-            L = loss(x, t)
-            L.backward()
-            return L
-
-        self.compiled_step = fg_compile(step)
-        self.compiled_grads = fg_compile(fwd_bwd)
-        saved = [p.data.copy() for p in self.flat]
-        t0 = time.perf_counter()
-        self.compiled_step(self.x, self.t)  # trace + plan (+ one eager step)
-        self.compile_seconds = time.perf_counter() - t0
-        for p, v in zip(self.flat, saved):  # undo that step: gradients are checked at data
-            np.copyto(p._data, v)
-
-    def step(self):
-        return self.compiled_step(self.x, self.t)
-
-    def forward_backward(self):
-        return self.compiled_grads(self.x, self.t)
-
-    def gradients(self):
-        self.compiled_grads(self.x, self.t)
-        self.compiled_grads(self.x, self.t)  # the replayed program, not the trace
-        return [np.array(p.grad, copy=True) for p in self.flat]
-
-    def parameters(self):
-        return [p.data.copy() for p in self.flat]
-
-
-class CompiledScalar(Impl):
-    """S1/S2: ``compile(grad(f))`` called with the float t."""
-
-    name = "fastgrad-compile"
-
-    def __init__(self, workload, data):
-        super().__init__(workload, data)
-        consts = data.consts
-        if workload.family == "S1":
-            def f(t):
-                x = fg.cos(t)
-                y = t * t
-                return y + fg.exp(x * y)
-        else:
-            def f(t):
-                v = t
-                for a in consts:
-                    v = v + fg.exp(fg.sin(v * a))
-                return v
-        self.g = fg_compile(fg.grad(f))
-        self.t = data.t
-        t0 = time.perf_counter()
-        self.g(self.t)
-        self.compile_seconds = time.perf_counter() - t0
-
-    def forward_backward(self):
-        return self.g(self.t)
-
-    step = forward_backward
-
-    def gradients(self):
-        self.g(self.t)
-        return [np.asarray(self.g(self.t), dtype=np.float64).reshape(())]
 
 
 def _time(fn, k):
@@ -170,11 +71,11 @@ def run(names=("W1-f64", "W1-f32", "W4", "S1", "S2"), rounds=15, out=print):
         w = workloads.get(name)
         data = w.make_data()
         if w.kind == "mlp":
-            comp = CompiledMLP(w, data.copy())
-            check(w, CompiledMLP(w, data.copy()))
+            comp = impls.FastgradCompiledMLP(w, data.copy())
+            check(w, impls.FastgradCompiledMLP(w, data.copy()))
         else:
-            comp = CompiledScalar(w, data.copy())
-            check(w, CompiledScalar(w, data.copy()))
+            comp = impls.FastgradCompiledScalar(w, data.copy())
+            check(w, impls.FastgradCompiledScalar(w, data.copy()))
         base = impls.create(impls.BASELINE, w, data.copy())
         eager = impls.create("fastgrad-cython", w, data.copy())
         fns = {"numpy": base.step, "compiled": comp.step, "eager": eager.step}

@@ -868,7 +868,7 @@ cdef class Program:
         for pos, i, is_float, nd, shape, tn in self.in_spec:
             a = args[pos]
             if is_float:
-                if type(a) is not float:
+                if not isinstance(a, float):  # float and its subclasses (NumPy's float64)
                     return self.miss
                 if tn == cnp.NPY_DOUBLE:
                     (<double*>self.ptrs[i])[0] = <double>a

@@ -345,26 +345,37 @@ class FastgradMLP(FastgradBase):
         return [np.array(p.data, copy=True) for p in self.flat]
 
 
+def fastgrad_scalar_function(fg, family, consts):
+    """S1 or S2 written with fastgrad's functions, shared by every fastgrad implementation."""
+    if family == "S1":
+
+        def f(t):  # f(x, y) = y + e^{xy}, x = cos t, y = t²
+            x = fg.cos(t)
+            y = t * t
+            return y + fg.exp(x * y)
+
+        return f
+
+    def f(t):  # the 1,000-op chain: v ← v + exp(sin(aₖ v))
+        exp, sin = fg.exp, fg.sin
+        v = t
+        for a in consts:
+            v = v + exp(sin(v * a))
+        return v
+
+    return f
+
+
 class FastgradScalar(FastgradBase):
     def __init__(self, workload, data: ScalarData):
         super().__init__(workload, data)
         fg = self.fg
         self.t = fg.tensor(np.float64(data.t), requires_grad=True)
-        self.consts = data.consts
-        self.s1 = workload.family == "S1"
+        self.f = fastgrad_scalar_function(fg, workload.family, data.consts)
         self.update = _fastgrad_sgd(fg, [self.t], workload.lr)
 
     def _f(self):
-        fg, t = self.fg, self.t
-        if self.s1:
-            x = fg.cos(t)
-            y = t * t
-            return y + fg.exp(x * y)
-        exp, sin = fg.exp, fg.sin
-        v = t
-        for a in self.consts:
-            v = v + exp(sin(v * a))
-        return v
+        return self.f(self.t)
 
     def forward(self):
         return self._f()
@@ -494,22 +505,7 @@ class FastgradCompiledScalar(FastgradCompiledBase):
     def __init__(self, workload, data: ScalarData):
         super().__init__(workload, data)
         fg = self.fg
-        consts = data.consts
-        if workload.family == "S1":
-
-            def f(t):
-                x = fg.cos(t)
-                y = t * t
-                return y + fg.exp(x * y)
-
-        else:
-
-            def f(t):
-                exp, sin = fg.exp, fg.sin
-                v = t
-                for a in consts:
-                    v = v + exp(sin(v * a))
-                return v
+        f = fastgrad_scalar_function(fg, workload.family, data.consts)
 
         self.tt = tt = fg.tensor(np.float64(data.t), requires_grad=True)
         opt = fg.optim.SGD([tt], lr=workload.lr)
@@ -686,7 +682,23 @@ def _scalar_fn(xnp, workload, consts):
     return f
 
 
-class AutogradImpl(Impl):
+class FunctionalImpl(Impl):
+    """A functional peer: parameters are (W, b) pairs (or the scalar t), forward_backward
+    returns (loss, gradients of the same structure)."""
+
+    def gradients(self):
+        _, g = self.forward_backward()
+        if self.workload.kind == "mlp":
+            return [np.asarray(a) for pair in g for a in pair]
+        return [np.asarray(g, dtype=np.float64)]
+
+    def parameters(self):
+        if self.workload.kind == "mlp":
+            return [np.array(a) for pair in self.params for a in pair]
+        return [np.array(self.params, dtype=np.float64)]
+
+
+class AutogradImpl(FunctionalImpl):
     name = "autograd"
     label = "HIPS autograd"
 
@@ -722,19 +734,9 @@ class AutogradImpl(Impl):
         else:
             self.params = self.params - lr * g
 
-    def gradients(self):
-        _, g = self.forward_backward()
-        if self.workload.kind == "mlp":
-            return [np.asarray(a) for pair in g for a in pair]
-        return [np.asarray(g, dtype=np.float64)]
-
-    def parameters(self):
-        if self.workload.kind == "mlp":
-            return [np.array(a) for pair in self.params for a in pair]
-        return [np.array(self.params, dtype=np.float64)]
 
 
-class JaxImpl(Impl):
+class JaxImpl(FunctionalImpl):
     name = "jax"
     label = "JAX, op by op (no jit)"
     jit = False
@@ -792,16 +794,6 @@ class JaxImpl(Impl):
     def step(self):
         loss, self.params = self.jax.block_until_ready(self.step_fn(self.params, *self.args))
 
-    def gradients(self):
-        _, g = self.forward_backward()
-        if self.workload.kind == "mlp":
-            return [np.asarray(a) for pair in g for a in pair]
-        return [np.asarray(g, dtype=np.float64)]
-
-    def parameters(self):
-        if self.workload.kind == "mlp":
-            return [np.array(a) for pair in self.params for a in pair]
-        return [np.array(self.params, dtype=np.float64)]
 
 
 class JaxJitImpl(JaxImpl):
