@@ -967,13 +967,13 @@ class _Interceptor:
 
         sgd_update, adam_update = optim.SGD.__dict__["_update"], optim.Adam.__dict__["_update"]
 
-        def sgd(opt, backend, state, W, dW):
-            sgd_update(opt, backend, state, W, dW)
+        def sgd(opt, backend, state, W, dW, hyper):
+            sgd_update(opt, backend, state, W, dW, hyper)
             if threading.get_ident() == tr.thread:
                 tr.optimizer_step("sgd", opt, state, W, dW)
 
-        def adam(opt, backend, state, W, dW):
-            adam_update(opt, backend, state, W, dW)
+        def adam(opt, backend, state, W, dW, hyper):
+            adam_update(opt, backend, state, W, dW, hyper)
             if threading.get_ident() == tr.thread:
                 tr.optimizer_step("adam", opt, state, W, dW)
 

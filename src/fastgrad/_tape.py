@@ -41,6 +41,10 @@ except ImportError:  # Cython is needed to build, not to run: the hints become n
         final = ccall = cfunc = cclass
 
         @staticmethod
+        def cast(type, value):  # noqa: A002
+            return value
+
+        @staticmethod
         def locals(**types):
             return lambda fun: fun
 
@@ -285,8 +289,8 @@ class Node:
         args = self.args
         if args is not None and self.prim.saves_args:
             for a in args:
-                if isinstance(a, Tensor):
-                    a._saves -= 1
+                if isinstance(a, _TensorFields):
+                    cython.cast(_TensorFields, a)._saves -= 1
         if self.saved is not None:
             self.saved.release()
 
@@ -316,17 +320,6 @@ def _new_node(prim, parents, args, raw, kwargs, ans, saved) -> Node:
 
 
 # ------------------------------------------------------------------------ tensor --
-
-
-def _wrap(cls, data, node):
-    # Tensor._wrap's body as a plain function: _apply calls it without a classmethod lookup.
-    t = object.__new__(cls)
-    t._data = data
-    t._node = node
-    t._grad = None
-    t._saves = 0
-    t._written_at = -1
-    return t
 
 
 def _shape_of(x):
@@ -361,15 +354,42 @@ def as_float_array(data, dtype=None, copy=True, name="data"):
     raise TypeError(f"{name} has dtype {array.dtype}; fastgrad holds float32 or float64 data")
 
 
-class Tensor:
+@cython.cclass
+class _TensorFields:
+    """A tensor's fields. Compiled, an extension type: the tape reads them as C fields.
+
+    ``_saves`` counts the live nodes that saved this tensor's data; ``_written_at`` is the
+    recording number of its last in-place write under inplace_update. Tensor (below) is
+    a plain Python subclass, so fastgrad._ops can attach its operators and methods.
+    """
+
+    _data = cython.declare(object, visibility="public")
+    _node = cython.declare(object, visibility="public")
+    _grad = cython.declare(object, visibility="public")
+    _saves = cython.declare(cython.Py_ssize_t, visibility="public")
+    _written_at = cython.declare(cython.Py_ssize_t, visibility="public")
+    __weakref__ = cython.declare(object)
+
+
+@cython.locals(t=_TensorFields)
+def _wrap(cls, data, node):
+    # Tensor._wrap's body as a plain function: _apply calls it without a classmethod lookup.
+    t = _TensorFields.__new__(cls)  # compiled: the extension type's allocator, no __init__
+    t._data = data
+    t._node = node
+    t._grad = None
+    t._saves = 0
+    t._written_at = -1
+    return t
+
+
+class Tensor(_TensorFields):
     """A NumPy array that remembers how it was computed, so gradients can flow back.
 
     ``fg.Tensor(data)`` copies ``data``; ``fg.from_numpy(a)`` shares ``a``'s memory.
     """
 
-    # _saves counts the live nodes that saved this tensor's data; _written_at is the
-    # recording number of its last in-place write under inplace_update.
-    __slots__ = ("_data", "_node", "_grad", "_saves", "_written_at", "__weakref__")
+    __slots__ = ()
     __array_priority__ = 1000.0  # ndarray ∘ Tensor defers to the Tensor's operators
 
     def __init__(self, data, requires_grad=False, dtype=None):
@@ -594,25 +614,30 @@ def _shapes(args):
     return ", ".join(str(_shape_of(a)) for a in args)
 
 
-@cython.locals(raw=list, parents=list, i=cython.Py_ssize_t, constants=cython.bint, node=Node)
+@cython.locals(raw=list, parents=list, i=cython.Py_ssize_t, constants=cython.bint, node=Node,
+               t=_TensorFields)
 def _apply(prim, args, kwargs):
     if _tracer is not None:
         return _tracer.apply(prim, args, kwargs)  # runs this function eagerly and records it
     # One pass over the arguments: their data, and which need an error signal.
     raw = []
     parents = None
+    constants = False
     vjps = prim.vjps
     i = 0
     for a in args:
-        if isinstance(a, Tensor):
-            raw.append(a._data)
-            if a._node is not None and i in vjps:
+        if isinstance(a, _TensorFields):
+            t = cython.cast(_TensorFields, a)
+            raw.append(t._data)
+            if t._node is not None and i in vjps:
                 if parents is None:
-                    parents = [(i, a._node)]
+                    parents = [(i, t._node)]
                 else:
-                    parents.append((i, a._node))
+                    parents.append((i, t._node))
         else:
             raw.append(a)
+            if type(a) is np.ndarray:
+                constants = True
         i += 1
     try:
         ans = prim.fun(*raw, **kwargs) if kwargs else prim.fun(*raw)  # (no empty ** to unpack)
@@ -623,12 +648,9 @@ def _apply(prim, args, kwargs):
     if parents is None or (_threads_not_recording and not _mode.enabled):
         return _wrap(Tensor, ans, None)
     if prim.saves_args:
-        constants = False
         for a in args:
-            if isinstance(a, Tensor):
-                a._saves += 1  # released by the node
-            elif type(a) is np.ndarray:
-                constants = True
+            if isinstance(a, _TensorFields):
+                cython.cast(_TensorFields, a)._saves += 1  # released by the node
         # Plain array constants have no Tensor.data to guard: freeze them outright.
         saved = _Saved([a for a in args if type(a) is np.ndarray]) if constants else None
         node = _new_node(prim, parents, args, raw, kwargs, ans if prim.saves_ans else None, saved)

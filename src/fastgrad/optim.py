@@ -103,44 +103,58 @@ class Optimizer:
     def step(self) -> None:
         """Update every parameter that has a gradient, in place."""
         todo = []
+        frozen = bool(_tape._frozen)  # some plain array is frozen by a live graph
         for i, p in enumerate(self.params):
             if type(p) is Tensor:  # the tensor's own fields: no property calls on the hot path
                 node = p._node
                 dW = node.grad if node is not None and node.prim is None else p._grad
+                if dW is None:
+                    continue
                 W = p._data
+                guarded = p._saves or frozen
             else:
                 dW = p.grad
+                if dW is None:
+                    continue
                 W = p.data
-            if dW is None:
-                continue
-            dW = np.asarray(dW)
-            if dW.shape != W.shape:
-                raise ValueError(
-                    f"{type(self).__name__}: parameter {i} has shape {W.shape} but its "
-                    f"gradient has shape {dW.shape}"
-                )
-            guarded = type(p) is not Tensor or p._saves or _tape._frozen
+                guarded = True
+            if type(dW) is not np.ndarray or dW.dtype != W.dtype or dW.shape != W.shape:
+                dW = self._as_gradient(i, W, dW)
             if guarded and not W.flags.writeable and not frozen_by_graph(_owner(p)):
                 raise RuntimeError(
                     f"{type(self).__name__}.step(): parameter {i} (shape {W.shape}) is a "
                     "read-only array and cannot be updated in place"
                 )
-            if dW.dtype != W.dtype:
-                dW = dW.astype(W.dtype)
             todo.append((i, p, W, dW, guarded))
-        # Check every parameter first, so a bad one does not leave a half-taken step.
+        # Every parameter was checked first, so a bad one does not leave a half-taken step.
+        hyper = self._hyper()
         backend = kernels()
+        state = self.state
         for i, p, W, dW, guarded in todo:
             if not guarded:
                 # No live graph saved p (the usual case right after backward): write directly.
-                self._update(backend, self.state[i], W, dW)
+                self._update(backend, state[i], W, dW, hyper)
                 continue
             # A graph recorded before this step may hold p; inplace_update lets the step
             # write and marks that graph stale, so its backward() refuses to run.
             with inplace_update(_owner(p)):
-                self._update(backend, self.state[i], p.data, dW)
+                self._update(backend, state[i], p.data, dW, hyper)
 
-    def _update(self, backend, state, W, dW):
+    def _as_gradient(self, i, W, dW):
+        """``dW`` as an array of W's shape and dtype, or an error naming the parameter."""
+        dW = np.asarray(dW)
+        if dW.shape != W.shape:
+            raise ValueError(
+                f"{type(self).__name__}: parameter {i} has shape {W.shape} but its "
+                f"gradient has shape {dW.shape}"
+            )
+        return dW.astype(W.dtype) if dW.dtype != W.dtype else dW
+
+    def _hyper(self):
+        """The hyper-parameters of this step, checked once (they may have been reassigned)."""
+        raise NotImplementedError
+
+    def _update(self, backend, state, W, dW, hyper):
         raise NotImplementedError
 
     def state_dict(self) -> dict:
@@ -205,22 +219,24 @@ class SGD(Optimizer):
         weight_decay = _check_number("SGD", "weight_decay", weight_decay)
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
-    def _update(self, backend, state, W, dW):
-        lr = _check_number("SGD", "lr", self.lr)
+    def _hyper(self):
+        return (_check_number("SGD", "lr", self.lr), self.momentum, self.weight_decay)
+
+    def _update(self, backend, state, W, dW, hyper):
+        lr, momentum, weight_decay = hyper
         velocity = None
-        if self.momentum:
+        if momentum:
             velocity = state.get("velocity")
             if velocity is None:
                 velocity = state["velocity"] = np.zeros_like(W)
-        kernel = getattr(backend, "sgd_update", None)
-        if kernel is not None and _contiguous(W, dW, velocity):
-            kernel(
-                W, dW, lr, momentum=self.momentum, velocity=velocity, weight_decay=self.weight_decay
-            )
+        try:  # the kernel checks its arguments before it writes anything
+            backend.sgd_update(W, dW, lr, momentum, velocity, weight_decay)
             return
-        g = dW + self.weight_decay * W if self.weight_decay else dW
+        except (TypeError, ValueError, AttributeError):
+            pass  # a layout the kernel cannot loop over (or a backend without it): NumPy
+        g = dW + weight_decay * W if weight_decay else dW
         if velocity is not None:
-            velocity *= self.momentum
+            velocity *= momentum
             velocity += g
             g = velocity
         W -= lr * g
@@ -252,19 +268,22 @@ class Adam(Optimizer):
         weight_decay = _check_number("Adam", "weight_decay", weight_decay)
         super().__init__(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
 
-    def _update(self, backend, state, W, dW):
-        lr = _check_number("Adam", "lr", self.lr)
+    def _hyper(self):
         beta1, beta2 = self.betas
+        return (_check_number("Adam", "lr", self.lr), beta1, beta2, self.eps, self.weight_decay)
+
+    def _update(self, backend, state, W, dW, hyper):
+        lr, beta1, beta2, eps, weight_decay = hyper
         if not state:
             state["step"] = 0
             state["m"] = np.zeros_like(W)
             state["v"] = np.zeros_like(W)
         state["step"] += 1
         t, m, v = state["step"], state["m"], state["v"]
-        g = dW + self.weight_decay * W if self.weight_decay else dW
+        g = dW + weight_decay * W if weight_decay else dW
         kernel = getattr(backend, "adam_update", None)
         if kernel is not None and _contiguous(W, g, m, v):
-            kernel(W, np.ascontiguousarray(g), m, v, lr, beta1, beta2, self.eps, t)
+            kernel(W, np.ascontiguousarray(g), m, v, lr, beta1, beta2, eps, t)
             return
         m *= beta1
         m += (1.0 - beta1) * g
@@ -272,4 +291,4 @@ class Adam(Optimizer):
         v += (1.0 - beta2) * (g * g)
         m_hat = m / (1.0 - beta1**t)
         v_hat = v / (1.0 - beta2**t)
-        W -= lr * m_hat / (np.sqrt(v_hat) + self.eps)
+        W -= lr * m_hat / (np.sqrt(v_hat) + eps)
