@@ -42,11 +42,15 @@ class _ThreadState(threading.local):
 
 _thread = _ThreadState()
 _default = None
+# How many use_backend blocks are open, in all threads. While none is, the kernels in
+# force are _default, and the hot path skips the thread-local read.
+_overrides = 0
+_overrides_lock = threading.Lock()
 
 
 def kernels():
-    """The kernel module in force for this thread (the hot path: one attribute read)."""
-    return _thread.module or _default
+    """The kernel module in force for this thread."""
+    return (_thread.module or _default) if _overrides else _default
 
 
 def get_backend() -> str:
@@ -74,13 +78,18 @@ def set_backend(name: str) -> None:
 @contextlib.contextmanager
 def use_backend(name: str):
     """Run the block on backend ``name``, in this thread only."""
+    global _overrides
     module = _resolve(name)
     previous = _thread.module
     _thread.module = module
+    with _overrides_lock:
+        _overrides += 1
     try:
         yield module
     finally:
         _thread.module = previous
+        with _overrides_lock:
+            _overrides -= 1
 
 
 def _init():

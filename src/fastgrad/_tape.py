@@ -543,6 +543,9 @@ class Tensor(_TensorFields):
                 "computation had requires_grad=True (or it was computed under no_grad)"
             )
         data = self._data
+        if type(grad) is np.ndarray and grad.dtype == data.dtype and grad.shape == data.shape:
+            run_backward([node], [grad], retain_graph=retain_graph)  # nothing to convert
+            return
         if grad is None:
             if data.size != 1:
                 raise RuntimeError(
