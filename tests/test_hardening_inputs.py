@@ -50,6 +50,7 @@ _SPECS = {
     "softmax_cross_entropy_forward": (("z",), ((3, 4),), None),
     "softmax_cross_entropy_backward": (("probs",), ((3, 4),), None),
     "sgd_update": (("W", "dW"), ((3, 4), (3, 4)), (0,)),
+    "sgd_outer_update": (("W", "dz", "x"), ((2, 4), (3, 2), (3, 4)), (0,)),
     "adam_update": (("W", "dW", "m", "v"), ((3, 4), (3, 4), (3, 4), (3, 4)), (0, 2, 3)),
 }
 _OUT_SHAPE = {
@@ -82,7 +83,7 @@ def _extras(kernel):
     """Arguments after the arrays (labels, hyper-parameters)."""
     if kernel.startswith("softmax_cross_entropy"):
         return [np.array([0, 3, 1])], {}
-    if kernel == "sgd_update":
+    if kernel in ("sgd_update", "sgd_outer_update"):
         return [0.1], {"momentum": 0.0, "weight_decay": 0.01}
     if kernel == "adam_update":
         return [1e-3, 0.9, 0.999, 1e-8, 2], {}

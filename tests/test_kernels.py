@@ -434,6 +434,55 @@ def test_adam_update_by_hand(kernels, dtype, shape):
     assert_close(W, W64, dtype)
 
 
+@pytest.mark.parametrize("kernels", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N,D,M", [(1, 784, 100), (1, 100, 10), (3, 5, 7), (1, 1, 1), (0, 4, 3)])
+@pytest.mark.parametrize(
+    "momentum,weight_decay,with_velocity", [(0.0, 0.0, False), (0.0, 1e-2, False), (0.9, 5e-3, True)]
+)
+def test_sgd_outer_update_is_sgd_on_the_outer_product(kernels, dtype, N, D, M, momentum,
+                                                      weight_decay, with_velocity):
+    # W̄ = z̄ᵀ x by NumPy in float64, then the SGD step by hand.
+    W, dz, x = data((M, D), dtype, 50), data((N, M), dtype, 51), data((N, D), dtype, 52)
+    velocity = data((M, D), dtype, 53) if with_velocity else None
+    dW = (dz.astype(np.float64).T @ x.astype(np.float64))
+    W_hand, v_hand = _sgd_by_hand(W.astype(np.float64), dW, 0.1, momentum,
+                                  None if velocity is None else velocity.astype(np.float64),
+                                  weight_decay)
+    result = kernels.sgd_outer_update(W, dz, x, 0.1, momentum, velocity, weight_decay)
+    assert result is None
+    assert W.dtype == dtype
+    assert_close(W, W_hand, dtype)
+    if with_velocity:
+        assert_close(velocity, v_hand, dtype)
+
+
+@needs_cython
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sgd_outer_update_equals_outer_grad_then_sgd_update_bitwise_at_batch_1(dtype):
+    # The eager tape swaps one for the other: at batch 1 the compiled backend must give
+    # the very same bits (same products, same summation order).
+    W, dz, x = data((100, 784), dtype, 60), data((1, 100), dtype, 61), data((1, 784), dtype, 62)
+    v1, v2 = data((100, 784), dtype, 63), None
+    v2 = v1.copy()
+    W2 = W.copy()
+    _cykernels.sgd_outer_update(W, dz, x, 0.05, 0.9, v1, 1e-3)
+    _cykernels.sgd_update(W2, _cykernels.outer_grad(dz, x), 0.05, 0.9, v2, 1e-3)
+    np.testing.assert_array_equal(W, W2)
+    np.testing.assert_array_equal(v1, v2)
+
+
+@pytest.mark.parametrize("kernels", BACKENDS)
+def test_sgd_outer_update_reads_factors_that_overlap_W(kernels):
+    # x is a view into W itself: the update must use x as it was before W is written.
+    W = data((4, 6), np.float64, 70)
+    x = W[:1]  # (1, 6), shares W's first row
+    dz = data((1, 4), np.float64, 71)
+    expected = W - 0.1 * (dz.T @ x.copy())
+    kernels.sgd_outer_update(W, dz, x, 0.1)
+    assert_close(W, expected, np.float64)
+
+
 @needs_cython
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_updates_agree_across_backends(dtype):
@@ -531,6 +580,17 @@ BAD_INPUTS = [
      ValueError, r"velocity .* is read-only"),
     ("sgd_update", (z2(3, 4).astype(np.int64), z2(3, 4), 0.1), {}, TypeError,
      r"W must be float32"),
+    ("sgd_outer_update", (z2(2, 4), z2(3, 2), z2(3, 5), 0.1), {}, ValueError,
+     r"W \(2, 4\), dz \(3, 2\), x \(3, 5\) do not fit"),
+    ("sgd_outer_update", (z2(2, 4), z2(3, 3), z2(3, 4), 0.1), {}, ValueError,
+     r"W \(2, 4\), dz \(3, 3\), x \(3, 4\) do not fit"),
+    ("sgd_outer_update", (z2(2, 4), z2(3, 2, dtype=f32), z2(3, 4), 0.1), {}, TypeError,
+     r"W float64, dz float32, x float64"),
+    ("sgd_outer_update", (readonly(z2(2, 4)), z2(3, 2), z2(3, 4), 0.1), {}, ValueError,
+     r"W \(shape \(2, 4\)\) is read-only"),
+    ("sgd_outer_update", (z2(2, 4), z2(3, 2), z2(3, 4), 0.1), {"momentum": 0.9}, ValueError,
+     r"momentum=0.9 needs a velocity"),
+    ("sgd_outer_update", (z2(8), z2(3, 2), z2(3, 4), 0.1), {}, ValueError, r"W must be 2-D"),
     ("adam_update", (readonly(z2(3)), z2(3), z2(3), z2(3), 1e-3, 0.9, 0.999, 1e-8, 1), {},
      ValueError, r"W \(shape \(3,\)\) is read-only"),
     ("adam_update", (z2(3), z2(3), readonly(z2(3)), z2(3), 1e-3, 0.9, 0.999, 1e-8, 1), {},

@@ -428,8 +428,8 @@ class _Tracer:
                 if s is None:
                     raise TracingError("fastgrad.compile: a gradient target is not part of the trace")
                 target_slots.append(s)
-        before = {i: t._node.grad for i, t in self.leaves_seen.items()}
-        result = _untraced(_tape.run_backward, roots, seeds, retain_graph, create_graph, targets)
+        before = {i: _tape.leaf_grad(t._node) for i, t in self.leaves_seen.items()}
+        result = _untraced(_tape.run_backward, roots, seeds, retain_graph, create_graph, targets, False)
         grads = {}
         for s, seed in zip(root_slots, seeds):
             if isinstance(seed, Tensor):
@@ -968,6 +968,8 @@ class _Interceptor:
         sgd_update, adam_update = optim.SGD.__dict__["_update"], optim.Adam.__dict__["_update"]
 
         def sgd(opt, backend, state, W, dW, hyper):
+            if isinstance(dW, _tape.OuterGrad):  # from an eager backward before the trace
+                dW = dW.array()
             sgd_update(opt, backend, state, W, dW, hyper)
             if threading.get_ident() == tr.thread:
                 tr.optimizer_step("sgd", opt, state, W, dW)
@@ -1137,7 +1139,7 @@ class Plan:
             slot_of_t = tracer.by_tensor.get(i)
             if slot_of_t is not None and slot_of_t.kind == "alias":
                 continue  # grad's start node, detach(): not the user's tensor
-            g = t._node.grad
+            g = _tape.leaf_grad(t._node)
             if g is None or not keep_grads:
                 if g is not None or i in tracer.cleared:
                     effects.append((t, None))
@@ -1784,7 +1786,7 @@ class _Entry:
             if t._node is None or t._node.grad is not None:
                 return False
         for _i, t, s in self.gradin_bind:
-            g = t._node.grad if t._node is not None else None
+            g = _tape.leaf_grad(t._node) if t._node is not None else None
             if g is None or np.shape(g) != s.shape:
                 return False
         for entry in self.state_bind:
@@ -1818,7 +1820,7 @@ class _Entry:
                 entry[2] = d
                 ex.bind(entry[0], d)
         for i, t, s in self.gradin_bind:
-            g = t._node.grad
+            g = _tape.leaf_grad(t._node)
             if g.dtype != s.dtype or not g.flags.c_contiguous:
                 g = np.ascontiguousarray(g, dtype=s.dtype)
             ex.bind(i, g)

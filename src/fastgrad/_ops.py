@@ -14,7 +14,7 @@ are primitives too so second derivatives stay closed), reductions, shape and ind
 import numpy as np
 
 from . import _backend
-from ._tape import Primitive, Tensor, _apply, _mode, inplace_update
+from ._tape import OuterGrad, Primitive, Tensor, _apply, _mode, inplace_update
 
 # ----------------------------------------------------------------------- helpers --
 
@@ -313,8 +313,20 @@ def _sigmoid_vjp(g, ans, z):  # z̄ = h̄ ∘ h ∘ (1 − h)
     return sigmoid_backward(ans, g)
 
 
+def _linear_W_factored(g, ans, x, W, b=None):
+    """W̄ = z̄ᵀ x left factored when z̄ and x hold under a quarter of W̄'s numbers (a batch
+    much smaller than the layer: per-example SGD). None: compute it as usual."""
+    if type(g) is np.ndarray and type(x) is np.ndarray and g.ndim == 2 == x.ndim and g.dtype == x.dtype:
+        N, M = g.shape
+        D = x.shape[1]
+        if 4 * N * (M + D) <= M * D:
+            return OuterGrad(g.copy(), x.copy())
+    return None
+
+
 # z = x Wᵀ + b
 defvjp(linear, _linear_x, _linear_W, _linear_b)
+linear.deferred_vjps = {1: _linear_W_factored}
 # The adjoints are linear maps; their own adjoints close the table for grad of grad.
 defvjp(transpose_matvec,  # X = dz W
        lambda G, ans, W, dz: outer_grad(dz, G), lambda G, ans, W, dz: matmul(G, transpose(W)))

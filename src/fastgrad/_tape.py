@@ -432,6 +432,8 @@ class Tensor(_TensorFields):
         if node is None or node.prim is not None:
             return self._grad
         g = node.grad
+        if type(g) is OuterGrad:
+            g = node.grad = g.array()
         if g is not None and g.dtype != self._data.dtype:
             g = node.grad = g.astype(self._data.dtype)  # float64 constants met a float32 leaf
         return g
@@ -581,7 +583,8 @@ class Primitive:
     only that data is kept alive and protected.
     """
 
-    __slots__ = ("fun", "name", "vjps", "saves_args", "saves_ans", "__name__", "__wrapped__", "__dict__")
+    __slots__ = ("fun", "name", "vjps", "deferred_vjps", "saves_args", "saves_ans", "__name__",
+                 "__wrapped__", "__dict__")
 
     def __init__(self, fun, name=None):
         self.fun = fun
@@ -590,6 +593,9 @@ class Primitive:
         self.__doc__ = fun.__doc__
         self.__wrapped__ = fun
         self.vjps = {}
+        # argnum -> rule giving that argument's error signal in factored form (an OuterGrad)
+        # or None; used only for a leaf's .grad in a first-order backward (see OuterGrad).
+        self.deferred_vjps = None
         self.saves_args = True
         self.saves_ans = False
 
@@ -694,6 +700,54 @@ class _ShapeOnly:
 # ---------------------------------------------------------------- backward sweep --
 
 
+class OuterGrad:
+    """A linear layer's weight gradient W̄ = z̄ᵀ x kept as its two factors.
+
+    With a small batch, z̄ (N, M) and x (N, D) are far smaller than W̄ (M, D): a
+    per-example step would spend most of its backward writing W̄ and most of its update
+    reading it back. So a first-order backward leaves this in the leaf's ``.grad`` slot;
+    ``SGD.step`` applies it in one pass over W (``sgd_outer_update``), and anything else
+    that reads ``.grad`` gets the array, computed once (``array()``, then stored).
+    The factors are private copies, so later writes to x cannot change the gradient.
+    """
+
+    __slots__ = ("dz", "x")
+
+    def __init__(self, dz, x):
+        self.dz = dz
+        self.x = x
+
+    @property
+    def shape(self):
+        return (self.dz.shape[1], self.x.shape[1])
+
+    @property
+    def dtype(self):
+        return self.dz.dtype
+
+    def array(self):
+        from ._backend import kernels
+
+        return kernels().outer_grad(self.dz, self.x)
+
+
+def leaf_grad(node):
+    """A leaf node's accumulated gradient as an array (or None), computing a factored one."""
+    g = node.grad
+    if type(g) is OuterGrad:
+        g = node.grad = g.array()
+    return g
+
+
+def _add_signals(old, new):
+    """Fan-out: v̄ = Σ of the contributions (factored ones computed first)."""
+    if type(old) is OuterGrad:
+        old = old.array()
+    if type(new) is OuterGrad:
+        new = new.array()
+    return old + new
+
+
 class GraphFreedError(RuntimeError):
     pass
 
@@ -716,7 +770,7 @@ def _needed_nodes(roots, targets):
 
 @cython.locals(node=Node, parent=Node, grads=dict, heap=list, handed_out=set, results=dict,
                check_writes=cython.bint)
-def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=None):
+def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=None, defer=True):
     """The lecture's backward pass from ``roots`` seeded with ``seeds``.
 
     Pops nodes in decreasing recording order (children before parents) and computes
@@ -727,6 +781,8 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
     recorded, so the result can be differentiated again; then only nodes between the
     roots and the targets are visited (a first-order sweep skips that pruning: it costs
     a pass over the graph and saves only rules on arrays, which record nothing).
+    With ``defer``, a first-order sweep that accumulates may leave a leaf's error signal
+    factored (an OuterGrad) where its rule offers that.
     """
     if _tracer is not None:
         return _tracer.backward(roots, seeds, retain_graph, create_graph, targets)
@@ -745,6 +801,7 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
     check_writes = _marked_writes[0] > 0
     anomaly = _anomaly  # detect_anomaly()'s checker, or None
     results = None if targets is None else dict.fromkeys(targets)
+    defer = defer and results is None and not create_graph and anomaly is None
     while heap:
         node = pop(heap)[1]
         g = grads.pop(node)
@@ -768,18 +825,25 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
         else:  # the rules on arrays: plain NumPy
             args, ans = node.raw, node.ans
         kwargs, vjps = node.kwargs, prim.vjps
+        deferred = prim.deferred_vjps if defer else None
         for argnum, parent in parents:
             if needed is not None and parent not in needed:
                 continue
-            pg = vjps[argnum](g, ans, *args, **kwargs) if kwargs else vjps[argnum](g, ans, *args)
+            pg = None
+            if deferred is not None and parent.prim is None and argnum in deferred:
+                pg = deferred[argnum](g, ans, *args)  # factored, or None: not worth it here
+            if pg is None:
+                pg = vjps[argnum](g, ans, *args, **kwargs) if kwargs else vjps[argnum](g, ans, *args)
             if anomaly is not None:
                 anomaly.backward(node, argnum, pg)
             old = grads.get(parent)
             if old is None:
                 grads[parent] = pg
                 push(heap, (-parent.seq, parent))
-            else:
+            elif type(old) is np.ndarray and type(pg) is np.ndarray:
                 grads[parent] = old + pg  # fan-out: the multivariate chain rule sums
+            else:
+                grads[parent] = _add_signals(old, pg)
         if not retain_graph:
             node.release()
     return None if results is None else [results[t] for t in targets]
@@ -807,8 +871,13 @@ def _check_written(node):
 
 
 def _accumulate_leaf(node, g, handed_out):
+    if type(g) is OuterGrad:  # factored (private copies): kept so until read
+        node.grad = g if node.grad is None else _add_signals(node.grad, g)
+        return
     if isinstance(g, Tensor):
         g = g._data
+    if type(node.grad) is OuterGrad:
+        node.grad = node.grad.array()
     if type(g) is not np.ndarray or id(g) in handed_out:
         g = np.array(g)  # own it: two leaves must never share one .grad array
     if g.dtype.kind == "c":  # a complex constant met the graph; its rules assume real values

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import _tape
 from ._backend import kernels
-from ._tape import Tensor, frozen_by_graph, inplace_update
+from ._tape import OuterGrad, Tensor, frozen_by_graph, inplace_update, leaf_grad
 
 __all__ = ["Optimizer", "SGD", "Adam"]
 
@@ -118,7 +118,11 @@ class Optimizer:
                     continue
                 W = p.data
                 guarded = True
-            if type(dW) is not np.ndarray or dW.dtype != W.dtype or dW.shape != W.shape:
+            if type(dW) is OuterGrad and not self._applies_outer(W, dW):
+                dW = leaf_grad(p._node)  # the factored gradient as an array, computed once
+            if type(dW) is OuterGrad:
+                pass  # applied in one pass by _update
+            elif type(dW) is not np.ndarray or dW.dtype != W.dtype or dW.shape != W.shape:
                 dW = self._as_gradient(i, W, dW)
             if guarded and not W.flags.writeable and not frozen_by_graph(_owner(p)):
                 raise RuntimeError(
@@ -149,6 +153,10 @@ class Optimizer:
                 f"gradient has shape {dW.shape}"
             )
         return dW.astype(W.dtype) if dW.dtype != W.dtype else dW
+
+    def _applies_outer(self, W, dW):
+        """Can _update apply this factored gradient (an OuterGrad) without its array?"""
+        return False
 
     def _hyper(self):
         """The hyper-parameters of this step, checked once (they may have been reassigned)."""
@@ -219,6 +227,9 @@ class SGD(Optimizer):
         weight_decay = _check_number("SGD", "weight_decay", weight_decay)
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
+    def _applies_outer(self, W, dW):
+        return W.ndim == 2 and dW.dtype == W.dtype and dW.shape == W.shape
+
     def _hyper(self):
         return (_check_number("SGD", "lr", self.lr), self.momentum, self.weight_decay)
 
@@ -229,6 +240,12 @@ class SGD(Optimizer):
             velocity = state.get("velocity")
             if velocity is None:
                 velocity = state["velocity"] = np.zeros_like(W)
+        if type(dW) is OuterGrad:  # W̄ = z̄ᵀ x never stored: one pass over W
+            try:
+                backend.sgd_outer_update(W, dW.dz, dW.x, lr, momentum, velocity, weight_decay)
+                return
+            except (TypeError, ValueError, AttributeError):
+                dW = dW.array()
         try:  # the kernel checks its arguments before it writes anything
             backend.sgd_update(W, dW, lr, momentum, velocity, weight_decay)
             return

@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from . import _tape
 from ._tape import Tensor
 
 __all__ = ["to_dot", "render", "explain", "graph_nodes"]
@@ -79,7 +80,7 @@ def to_dot(tensor, names=None) -> str:
         if node.prim is None:
             extra = ""
             if node.grad is not None:
-                extra = f"\\n‖{label}̄‖ = {np.linalg.norm(np.asarray(node.grad)):.4g}"
+                extra = f"\\n‖{label}̄‖ = {np.linalg.norm(_tape.leaf_grad(node)):.4g}"
             lines.append(f'  n{node.seq} [shape=box, style=filled, fillcolor="#dbe9f6", '
                          f'label="{label}\\n{_fmt_shape(shape)}{extra}"];')
         else:

@@ -17,5 +17,6 @@ KERNELS = (
     "softmax_cross_entropy_forward",
     "softmax_cross_entropy_backward",
     "sgd_update",
+    "sgd_outer_update",
     "adam_update",
 )

@@ -651,6 +651,20 @@ cdef inline void _sgd(floating* W, const floating* dW, floating* v, Py_ssize_t s
         fg_sgd_d(W, dW, v, size, lr, momentum, weight_decay)
 
 
+cdef void _sgd_outer(floating* W, const floating* dz, const floating* x, floating* v,
+                     floating* row, Py_ssize_t N, Py_ssize_t M, Py_ssize_t D, floating lr,
+                     floating momentum, floating weight_decay) noexcept nogil:
+    """sgd on W̄ = z̄ᵀ x without storing W̄: row i of W̄ (Σₙ z̄ₙᵢ xₙ) is built in ``row``
+    (D elements, stays in L1) and applied at once, so W is read and written in one pass."""
+    cdef Py_ssize_t i
+    cdef floating* vi = NULL
+    for i in range(M):
+        _lincomb(row, dz + i, M, x, N, D)
+        if v != NULL:
+            vi = v + i * D
+        _sgd(W + i * D, row, vi, D, lr, momentum, weight_decay)
+
+
 cdef void _adam(floating* W, const floating* dW, floating* m, floating* v, Py_ssize_t size,
                 floating lr, floating beta1, floating beta2, floating eps,
                 floating c1, floating c2) noexcept nogil:
@@ -968,6 +982,52 @@ def sgd_update(W, dW, lr, momentum=0.0, velocity=None, weight_decay=0.0):
         with nogil:
             _sgd(<float*>cnp.PyArray_DATA(aW), <float*>cnp.PyArray_DATA(adW), <float*>pv, size, <float>lr_, <float>mu,
                  <float>wd)
+
+
+def sgd_outer_update(W, dz, x, lr, momentum=0.0, velocity=None, weight_decay=0.0):
+    """``sgd_update(W, dz.T @ x, ...)`` without storing the weight gradient W̄ = z̄ᵀ x:
+    W (M, D), dz (N, M), x (N, D). One pass over W, for a small batch (N ≪ M, D)."""
+    cdef cnp.ndarray aW = _check("W", W, 2)
+    cdef cnp.ndarray adz = _check("dz", dz, 2)
+    cdef cnp.ndarray ax = _check("x", x, 2)
+    _same_dtype("W", aW, "dz", adz, "x", ax)
+    cdef Py_ssize_t M = aW.shape[0], D = aW.shape[1], N = adz.shape[0]
+    if adz.shape[1] != M or ax.shape[0] != N or ax.shape[1] != D:
+        raise ValueError(
+            f"sgd_outer_update: W {_shp(aW)}, dz {_shp(adz)}, x {_shp(ax)} do not fit "
+            "(need W (M, D), dz (N, M), x (N, D))")
+    _writeable("W", aW)
+    cdef cnp.ndarray av = None
+    cdef double lr_ = lr, mu = momentum, wd = weight_decay
+    if velocity is not None:
+        av = _check("velocity", velocity, 2)
+        _same_dtype("W", aW, "velocity", av)
+        _fits("velocity", av, "W", aW)
+        _writeable("velocity", av)
+        _disjoint("velocity", av, "W", aW)
+    elif mu != 0:
+        raise ValueError(f"sgd_outer_update: momentum={momentum!r} needs a velocity array of W's shape {_shp(aW)}")
+    # dz and x are read for every row: copy them if W or the velocity is written over them.
+    if _overlap(adz, aW) or (av is not None and _overlap(adz, av)):
+        adz = adz.copy()
+    if _overlap(ax, aW) or (av is not None and _overlap(ax, av)):
+        ax = ax.copy()
+    cdef cnp.npy_intp dims[1]
+    dims[0] = D
+    cdef cnp.ndarray row = <cnp.ndarray>cnp.PyArray_EMPTY(1, dims, cnp.PyArray_TYPE(aW), 0)
+    cdef void* pv = NULL if av is None else _data(av)
+    cdef void* pW = _data(aW)
+    cdef void* pdz = _data(adz)
+    cdef void* px = _data(ax)
+    cdef void* prow = _data(row)
+    if _is64(aW):
+        with nogil:
+            _sgd_outer(<double*>pW, <double*>pdz, <double*>px, <double*>pv, <double*>prow,
+                       N, M, D, lr_, mu, wd)
+    else:
+        with nogil:
+            _sgd_outer(<float*>pW, <float*>pdz, <float*>px, <float*>pv, <float*>prow,
+                       N, M, D, <float>lr_, <float>mu, <float>wd)
 
 
 def adam_update(W, dW, m, v, lr, beta1, beta2, eps, step):

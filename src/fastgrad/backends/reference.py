@@ -165,6 +165,22 @@ def sgd_update(W, dW, lr, momentum=0.0, velocity=None, weight_decay=0.0):
     W -= lr * velocity
 
 
+def sgd_outer_update(W, dz, x, lr, momentum=0.0, velocity=None, weight_decay=0.0):
+    """``sgd_update(W, dz.T @ x, ...)``: the weight gradient of a linear layer, W̄ = z̄ᵀ x,
+    applied without being kept. W (M, D), dz (N, M), x (N, D)."""
+    check_array("W", W, ndim=2, contiguous=False)
+    check_array("dz", dz, ndim=2, contiguous=False)
+    check_array("x", x, ndim=2, contiguous=False)
+    check_same_dtype(W=W, dz=dz, x=x)
+    (M, D), N = W.shape, dz.shape[0]
+    if dz.shape[1] != M or x.shape != (N, D):
+        raise ValueError(
+            f"sgd_outer_update: W {W.shape}, dz {dz.shape}, x {x.shape} do not fit "
+            "(need W (M, D), dz (N, M), x (N, D))"
+        )
+    sgd_update(W, dz.T @ x, lr, momentum, velocity, weight_decay)
+
+
 def adam_update(W, dW, m, v, lr, beta1, beta2, eps, step):
     """In place, bias-corrected Adam: m = β₁m + (1−β₁)W̄, v = β₂v + (1−β₂)W̄²,
     W −= η m̂ / (√v̂ + ε) with m̂ = m / (1 − β₁ᵗ), v̂ = v / (1 − β₂ᵗ), t = ``step`` ≥ 1."""
