@@ -667,8 +667,15 @@ def _apply(prim, args, kwargs):
         # The rules read only the traced arguments' shapes (to undo broadcasting); other
         # arguments (an index array, an axis) are parameters of the op, kept as given.
         # ``args`` stay for a recorded backward, which recomputes ``ans`` from them.
-        shapes = [_ShapeOnly(r.shape) if type(a) is Tensor and isinstance(r, (np.ndarray, np.generic)) else r
-                  for a, r in zip(args, raw)]
+        shapes = []
+        i = 0
+        for a in args:
+            r = raw[i]
+            if type(a) is Tensor and (type(r) is np.ndarray or isinstance(r, np.generic)):
+                shapes.append(_shape_only(r.shape))
+            else:
+                shapes.append(r)
+            i += 1
         node = _new_node(prim, parents, args, shapes, kwargs, ans if prim.saves_ans else None, None)
     if _anomaly is not None:
         _anomaly.recorded(node)  # the user's file and line, for the backward's report
@@ -684,10 +691,12 @@ def _with_shapes(prim, args, exc):
         return (ValueError if isinstance(exc, ValueError) else TypeError)(message)
 
 
+@cython.final
+@cython.cclass
 class _ShapeOnly:
     """Stands in for an argument whose values the derivative rule never reads."""
 
-    __slots__ = ("shape",)
+    shape = cython.declare(object, visibility="public")
 
     def __init__(self, shape):
         self.shape = shape
@@ -695,6 +704,13 @@ class _ShapeOnly:
     @property
     def ndim(self):
         return len(self.shape)
+
+
+@cython.cfunc
+def _shape_only(shape) -> _ShapeOnly:
+    s: _ShapeOnly = _ShapeOnly.__new__(_ShapeOnly)  # compiled: no __init__ call
+    s.shape = shape
+    return s
 
 
 # ---------------------------------------------------------------- backward sweep --
