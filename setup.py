@@ -47,11 +47,23 @@ extensions.append(
 # The tape and the derivative table: plain Python files (they run uncompiled too) that
 # Cython compiles in pure-Python mode; the compiled module is imported instead of the .py.
 # Python semantics throughout: bounds checks, wraparound and Python division stay on.
-python_modules = [
-    Extension(f"fastgrad.{name}", [f"src/fastgrad/{name}.py"],
-              extra_compile_args=extensions[0].extra_compile_args)
-    for name in ("_tape", "_ops")
-]
+# The optimizers, the losses and the backend switch run on every training step too. Only
+# _tape and _ops carry Cython type hints; in the others an annotation such as ``lr: float``
+# is documentation, and must not become a C type that refuses bad input before the
+# function's own check can name it.
+TYPED_PYTHON = ("_tape", "_ops")
+PLAIN_PYTHON = ("_backend", "optim", "nn.losses")
+COMPILED_PYTHON = TYPED_PYTHON + PLAIN_PYTHON
+
+
+def _python_extensions(names):
+    return [
+        Extension(f"fastgrad.{name}", [f"src/fastgrad/{name.replace('.', '/')}.py"],
+                  extra_compile_args=extensions[0].extra_compile_args)
+        for name in names
+    ]
+
+
 python_directives = {"language_level": 3, "binding": True}
 
 # Record which sources were compiled, so `import fastgrad` can warn when a .py was edited
@@ -59,12 +71,14 @@ python_directives = {"language_level": 3, "binding": True}
 with open("src/fastgrad/_build_info.py", "w", encoding="utf-8") as info:
     info.write('"""Written by setup.py: SHA-256 of the Python sources compiled into extensions."""\n\n')
     info.write("SOURCES = {\n")
-    for name in ("_tape", "_ops"):
-        with open(f"src/fastgrad/{name}.py", "rb") as source:
+    for name in COMPILED_PYTHON:
+        with open(f"src/fastgrad/{name.replace('.', '/')}.py", "rb") as source:
             info.write(f"    {name!r}: {hashlib.sha256(source.read()).hexdigest()!r},\n")
     info.write("}\n")
 
 setup(
     ext_modules=cythonize(extensions, compiler_directives=directives)
-    + cythonize(python_modules, compiler_directives=python_directives)
+    + cythonize(_python_extensions(TYPED_PYTHON), compiler_directives=python_directives)
+    + cythonize(_python_extensions(PLAIN_PYTHON),
+                compiler_directives=dict(python_directives, annotation_typing=False))
 )

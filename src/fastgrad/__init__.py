@@ -72,28 +72,27 @@ def from_numpy(array, requires_grad=False) -> Tensor:
 
 
 def _warn_if_stale_build():
-    """Warn when _tape.py or _ops.py changed after they were compiled (a dev checkout)."""
+    """Warn when a Python source compiled by setup.py changed after it was compiled."""
     import hashlib
+    import importlib
     import os
     import warnings
-
-    from . import _ops, _tape
 
     try:
         from ._build_info import SOURCES
     except ImportError:  # never built: the .py files run as they are
         return
-    for module in (_tape, _ops):
+    for name, compiled_digest in SOURCES.items():
+        module = importlib.import_module(f"{__name__}.{name}")
         if module.__file__.endswith(".py"):
             continue
-        name = module.__name__.rsplit(".", 1)[1]
-        source = os.path.join(os.path.dirname(module.__file__), name + ".py")
+        source = os.path.join(os.path.dirname(__file__), *name.split(".")) + ".py"
         try:
             with open(source, "rb") as f:
                 digest = hashlib.sha256(f.read()).hexdigest()
         except OSError:
             continue
-        if digest != SOURCES.get(name):
+        if digest != compiled_digest:
             warnings.warn(
                 f"{source} changed after it was compiled; the old compiled module still runs. "
                 "Rebuild: pip install -e . (or python setup.py build_ext --inplace)",
