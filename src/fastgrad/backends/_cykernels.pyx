@@ -23,7 +23,7 @@ BLAS is column-major; a C-contiguous (R, C) array is, to BLAS, its (C, R) transp
 
 cimport numpy as cnp
 from cython cimport floating
-from libc.math cimport exp, expf, fabs, fabsf, log, logf, sqrt, sqrtf
+from libc.math cimport log, logf, sqrt, sqrtf
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
@@ -43,9 +43,6 @@ __all__ = list(KERNELS)
 cdef Py_ssize_t AFFINE_LOOP_ROWS = 1
 cdef Py_ssize_t OUTER_LOOP_ROWS = 1
 cdef Py_ssize_t TMATVEC_LOOP_ROWS = 1
-# From this many elements on, σ runs as four in-place NumPy ufuncs: NumPy's exp is SIMD,
-# libm's scalar exp is ~10x slower per element; below it the ufuncs' call overhead loses.
-cdef Py_ssize_t SIGMOID_NUMPY_MIN = 512
 # BLAS takes 32-bit int sizes: larger arrays stay on the loops.
 cdef Py_ssize_t INT_MAX_ = 2147483647
 # From this many multiply-adds (rows · inner · outer) on, a product goes to NumPy's matmul
@@ -207,11 +204,12 @@ cdef inline int _fits(str name, cnp.ndarray a, str ref_name, cnp.ndarray ref) ex
 # C-level kernels: noexcept nogil, raw pointers, C-contiguous row-major buffers.
 # ---------------------------------------------------------------------------------------
 
-# Hot batch-1 loops in C with GCC vector extensions, compiled three times (SSE2, AVX2+FMA,
-# AVX-512) and picked once at import by the CPU that runs the wheel: no -march=native
-# build. The dot product needs several vector sums, a reassociation the compiler does not
-# make on its own without -ffast-math; the elementwise loop vectorises by itself and only
-# gains the wider ISA. Other compilers get the plain C loops.
+# Hot batch-1 loops and σ/e^x in C with GCC vector extensions, compiled three times (SSE2,
+# AVX2+FMA, AVX-512) and picked once at import by the CPU that runs the wheel: no
+# -march=native build. The dot product needs several vector sums, a reassociation the
+# compiler does not make on its own without -ffast-math; e^x is written on whole vectors
+# (libm's exp is scalar); the elementwise loops vectorise by themselves and only gain the
+# wider ISA. Other compilers get the plain C loops (σ through libm's exp).
 cdef extern from *:
     """
     #if defined(__GNUC__) && defined(__x86_64__)
@@ -292,6 +290,184 @@ cdef extern from *:
         }                                                                                    \\
     }
 
+    /* e^x and sigma on whole vectors, for sigmoid_forward, the fused affine + sigma passes
+       and softmax. Every caller needs e^x only for x <= 0, so the kernel is e^(-|a|):
+       x = k ln2 + r (Cody-Waite: ln2 in a hi part exact times k and a lo part), |r| <= ln2/2,
+       e^r = 1 + r + r^2 q(r) with q minimax for the relative error (3e-18 double, 3e-9
+       float: below half an ulp), then 2^k from the exponent bits, applied as 2^(k + C) 2^-C
+       so results down in the subnormals round once. No ordered comparison ever sees a NaN
+       (integer compares on the bits, or a NaN zeroed after the quiet a != a), so no FP
+       exception flag is raised, on any ISA.
+       Branch-free (selects are masks); the tail of an array goes through a zero-padded
+       vector. GCC does not vectorise libm's exp without -ffast-math, which drops NaN/inf. */
+    #define FG_ABS_float 0x7fffffff
+    #define FG_LIM_float 104.0f                         /* e^-104 rounds to 0 */
+    #define FG_LIMBITS_float 0x42d00000
+    #define FG_INFBITS_float 0x7f800000
+    #define FG_SHIFT_float 12582912.0f                  /* 1.5 2^23: adding it rounds to an integer */
+    #define FG_LOG2E_float 1.44269504088896341f
+    #define FG_LN2HI_float 0.693359375f                 /* 9 bits: k ln2hi exact for |k| < 2^15 */
+    #define FG_LN2LO_float -2.12194440054690583e-4f
+    #define FG_BIAS_float (127 + 64)
+    #define FG_MANT_float 23
+    #define FG_UNSCALE_float 0x1p-64f
+    /* 1 + r + r^2 q(r) twice: by Horner's rule (fewest operations, all FMAs) for AVX2 and
+       AVX-512, by Estrin's scheme for SSE2 (no FMA: Horner's chain of dependent multiplies
+       and adds keeps too few vectors in flight; Estrin's shorter chain was 1.4-2x faster). */
+    #define FG_HORNER_float(r, r2) ((((((0.00138146132607797708093f * (r)                        \\
+        + 0.00836870982417119432296f) * (r) + 0.0416683873612611455482f) * (r)                  \\
+        + 0.166665206898330188061f) * (r) + 0.499999934517084335897f) * (r) + 1.0f) * (r) + 1.0f)
+    #define FG_ESTRIN_float(r, r2) (1.0f + ((r) + (r2) * ((0.499999934517084335897f              \\
+        + 0.166665206898330188061f * (r)) + (r2) * ((0.0416683873612611455482f                  \\
+        + 0.00836870982417119432296f * (r)) + (r2) * 0.00138146132607797708093f))))
+    #define FG_ABS_double 0x7fffffffffffffffLL
+    #define FG_LIM_double 746.0                         /* e^-746 rounds to 0 */
+    #define FG_LIMBITS_double 0x4087500000000000LL
+    #define FG_INFBITS_double 0x7ff0000000000000LL
+    #define FG_SHIFT_double 6755399441055744.0          /* 1.5 2^52 */
+    #define FG_LOG2E_double 1.44269504088896338700
+    #define FG_LN2HI_double 6.93147180369123816490e-01  /* 32 bits: k ln2hi exact */
+    #define FG_LN2LO_double 1.90821492927058770002e-10
+    #define FG_BIAS_double (1023LL + 512)
+    #define FG_MANT_double 52
+    #define FG_UNSCALE_double 0x1p-512
+    #define FG_HORNER_double(r, r2) (((((((((((2.50000722921512436658e-8 * (r)                \\
+        + 2.76302339149586352775e-7) * (r) + 2.75575862664084875914e-6) * (r)                  \\
+        + 2.48014931361972530688e-5) * (r) + 1.98412695067796630235e-4) * (r)                  \\
+        + 1.38888889435976896333e-3) * (r) + 8.3333333334943329904e-3) * (r)                   \\
+        + 4.16666666665302659992e-2) * (r) + 0.166666666666664127759) * (r)                    \\
+        + 0.500000000000001061675) * (r) + 1.0) * (r) + 1.0)
+    #define FG_ESTRIN_double(r, r2) (1.0 + ((r) + (r2) * (((0.500000000000001061675            \\
+        + 0.166666666666664127759 * (r)) + (r2) * (0.0416666666665302659992                      \\
+        + 8.3333333334943329904e-3 * (r))) + ((r2) * (r2)) * (((1.38888889435976896333e-3       \\
+        + 1.98412695067796630235e-4 * (r)) + (r2) * (2.48014931361972530688e-5                  \\
+        + 2.75575862664084875914e-6 * (r))) + ((r2) * (r2)) * (2.76302339149586352775e-7        \\
+        + 2.50000722921512436658e-8 * (r))))))
+
+    #if FG_VECTORS
+    #define FG_VMATH(T, I, BYTES, ISA, TARGET)                                               \\
+    typedef I fg_i##T##_##ISA __attribute__((vector_size(BYTES)));                           \\
+    /* e^(-|a|) lane by lane; NaN stays NaN. */                                              \\
+    TARGET static inline fg_##T##_##ISA fg_vexpneg_##T##_##ISA(fg_##T##_##ISA a) {           \\
+        typedef fg_##T##_##ISA V;                                                            \\
+        typedef fg_i##T##_##ISA VI;                                                          \\
+        const int sse2 = BYTES == 16;    /* a constant: the other branch compiles away */    \\
+        VI nan, big;                                                                         \\
+        V m;                                                                                 \\
+        if (sse2) {       /* no 64-bit integer compare: compare as floats, NaN zeroed first */ \\
+            nan = a != a;                                     /* quiet: no flag for NaN */   \\
+            m = (V)((VI)a & FG_ABS_##T & ~nan);                                              \\
+            big = m > FG_LIM_##T;                                                            \\
+        } else {          /* the bits of |a| order like |a| (NaN above inf) */              \\
+            const VI ai = (VI)a & FG_ABS_##T;                                                \\
+            nan = ai > FG_INFBITS_##T;                                                       \\
+            big = ai > FG_LIMBITS_##T;                                                       \\
+            m = (V)ai;                                                                       \\
+        }                                                                                    \\
+        const V x = -(V)(((VI)m & ~big) | (FG_LIMBITS_##T & big));     /* -min(|a|, LIM) */ \\
+        const V t = x * FG_LOG2E_##T + FG_SHIFT_##T;                                         \\
+        const V k = t - FG_SHIFT_##T;                         /* round(x log2 e) */          \\
+        const V r = (x - k * FG_LN2HI_##T) - k * FG_LN2LO_##T;                               \\
+        const V p = sse2 ? FG_ESTRIN_##T(r, r * r) : FG_HORNER_##T(r, r * r);                \\
+        const V e = p * (V)(((VI)t + FG_BIAS_##T) << FG_MANT_##T) * FG_UNSCALE_##T;          \\
+        return (V)(((VI)e & ~nan) | ((VI)a & nan));                                          \\
+    }                                                                                        \\
+    /* sigma(z) = 1 / (1 + e^-z) from e = e^-|z| <= 1: 1/(1 + e) for z >= 0, e/(1 + e) below. */ \\
+    TARGET static inline fg_##T##_##ISA fg_vsigmoid_##T##_##ISA(fg_##T##_##ISA z) {          \\
+        typedef fg_##T##_##ISA V;                                                            \\
+        typedef fg_i##T##_##ISA VI;                                                          \\
+        const V e = fg_vexpneg_##T##_##ISA(z);                                               \\
+        const V s = (T)1 / ((T)1 + e);                                                       \\
+        const VI neg = BYTES == 16 ? (V)((VI)z & ~(z != z)) < 0 : (VI)z < 0;  /* sign bit */ \\
+        return (V)(((VI)(e * s) & neg) | ((VI)s & ~neg));                                    \\
+    }                                                                                        \\
+    /* h = sigma(z + b) over n elements (b NULL: sigma(z)); h may be z. Two vectors a step
+       (5-12 % faster than one: more independent work in flight). */                       \\
+    TARGET static void fg_sigmoid_##T##_##ISA(const T *z, const T *b, T *h, Py_ssize_t n) { \\
+        typedef fg_##T##_##ISA V;                                                            \\
+        const Py_ssize_t L = BYTES / sizeof(T);                                              \\
+        Py_ssize_t i = 0;                                                                    \\
+        V v, w, c, d;                                                                        \\
+        if (b == NULL) {                                                                     \\
+            for (; i + 2 * L <= n; i += 2 * L) {                                             \\
+                __builtin_memcpy(&v, z + i, BYTES);                                          \\
+                __builtin_memcpy(&w, z + i + L, BYTES);                                      \\
+                v = fg_vsigmoid_##T##_##ISA(v);                                              \\
+                w = fg_vsigmoid_##T##_##ISA(w);                                              \\
+                __builtin_memcpy(h + i, &v, BYTES);                                          \\
+                __builtin_memcpy(h + i + L, &w, BYTES);                                      \\
+            }                                                                                \\
+            for (; i + L <= n; i += L) {                                                     \\
+                __builtin_memcpy(&v, z + i, BYTES);                                          \\
+                v = fg_vsigmoid_##T##_##ISA(v);                                              \\
+                __builtin_memcpy(h + i, &v, BYTES);                                          \\
+            }                                                                                \\
+        } else {                                                                             \\
+            for (; i + 2 * L <= n; i += 2 * L) {                                             \\
+                __builtin_memcpy(&v, z + i, BYTES);                                          \\
+                __builtin_memcpy(&w, z + i + L, BYTES);                                      \\
+                __builtin_memcpy(&c, b + i, BYTES);                                          \\
+                __builtin_memcpy(&d, b + i + L, BYTES);                                      \\
+                v = fg_vsigmoid_##T##_##ISA(v + c);                                          \\
+                w = fg_vsigmoid_##T##_##ISA(w + d);                                          \\
+                __builtin_memcpy(h + i, &v, BYTES);                                          \\
+                __builtin_memcpy(h + i + L, &w, BYTES);                                      \\
+            }                                                                                \\
+            for (; i + L <= n; i += L) {                                                     \\
+                __builtin_memcpy(&v, z + i, BYTES);                                          \\
+                __builtin_memcpy(&c, b + i, BYTES);                                          \\
+                v = fg_vsigmoid_##T##_##ISA(v + c);                                          \\
+                __builtin_memcpy(h + i, &v, BYTES);                                          \\
+            }                                                                                \\
+        }                                                                                    \\
+        if (i < n) {                     /* the last n - i < L, through a zero-padded vector */ \\
+            const size_t bytes = (size_t)(n - i) * sizeof(T);                                \\
+            v = (V){0};                                                                      \\
+            __builtin_memcpy(&v, z + i, bytes);                                              \\
+            if (b != NULL) { c = (V){0}; __builtin_memcpy(&c, b + i, bytes); v += c; }       \\
+            v = fg_vsigmoid_##T##_##ISA(v);                                                  \\
+            __builtin_memcpy(h + i, &v, bytes);                                              \\
+        }                                                                                    \\
+    }                                                                                        \\
+    /* p[k] = e^(z[k] - m) for k < K, m >= every z[k] (a row's maximum); returns sum_k p[k]. */ \\
+    TARGET static T fg_expsum_##T##_##ISA(const T *z, T m, T *p, Py_ssize_t K) {             \\
+        typedef fg_##T##_##ISA V;                                                            \\
+        const Py_ssize_t L = BYTES / sizeof(T);                                              \\
+        Py_ssize_t k = 0, l;                                                                 \\
+        V v, s = {0};                                                                        \\
+        T total = 0;                                                                         \\
+        for (; k + L <= K; k += L) {                                                         \\
+            __builtin_memcpy(&v, z + k, BYTES);                                              \\
+            v = fg_vexpneg_##T##_##ISA(m - v);                                               \\
+            __builtin_memcpy(p + k, &v, BYTES);                                              \\
+            s += v;                                                                          \\
+        }                                                                                    \\
+        for (l = 0; l < L; l++) total += s[l];                                               \\
+        if (k < K) {                                                                         \\
+            v = (V){0};                                                                      \\
+            __builtin_memcpy(&v, z + k, (size_t)(K - k) * sizeof(T));                        \\
+            v = fg_vexpneg_##T##_##ISA(m - v);                                               \\
+            for (l = 0; l < K - k; l++) { p[k + l] = v[l]; total += v[l]; }                  \\
+        }                                                                                    \\
+        return total;                                                                        \\
+    }
+    #else
+    #define FG_VMATH(T, I, BYTES, ISA, TARGET)                                               \\
+    static T fg_expneg1_##T(T a) { return sizeof(T) == 4 ? expf(-fabsf(a)) : exp(-fabs(a)); } \\
+    static void fg_sigmoid_##T##_##ISA(const T *z, const T *b, T *h, Py_ssize_t n) {        \\
+        for (Py_ssize_t i = 0; i < n; i++) {                                                 \\
+            const T v = b != NULL ? z[i] + b[i] : z[i], e = fg_expneg1_##T(v);               \\
+            const T s = 1 / (1 + e);                                                         \\
+            h[i] = v < 0 ? e * s : s;                                                        \\
+        }                                                                                    \\
+    }                                                                                        \\
+    static T fg_expsum_##T##_##ISA(const T *z, T m, T *p, Py_ssize_t K) {                    \\
+        T total = 0;                                                                         \\
+        for (Py_ssize_t k = 0; k < K; k++) { p[k] = fg_expneg1_##T(m - z[k]); total += p[k]; } \\
+        return total;                                                                        \\
+    }
+    #endif
+
     /* Elementwise and reduction loops: plain C the compiler vectorises by itself; compiled
        per ISA they gain the wider vectors (SSE2 alone handles 4 floats per instruction). */
     #define FG_ELEMENTWISE(T, ISA, TARGET)                                                  \\
@@ -325,21 +501,22 @@ cdef extern from *:
                                               Py_ssize_t n) {                               \\
         for (Py_ssize_t i = 0; i < n; i++) dz[i] = dh[i] * (h[i] * (1 - h[i]));              \\
     }                                                                                        \\
-    /* z[n, i] += b[i] (neg: z[n, i] = -(z[n, i] + b[i])), z (N, M) not overlapping b. */  \\
+    /* z[n, i] += b[i] (sig: z[n, i] = sigma(z[n, i] + b[i])), z (N, M) not overlapping b. */ \\
     TARGET static void fg_addrows_##T##_##ISA(T *restrict z, const T *restrict b,          \\
-                                              Py_ssize_t N, Py_ssize_t M, int neg) {        \\
+                                              Py_ssize_t N, Py_ssize_t M, int sig) {        \\
         Py_ssize_t n, i;                                                                     \\
         for (n = 0; n < N; n++) {                                                            \\
             T *r = z + n * M;                                                                \\
-            if (neg) { for (i = 0; i < M; i++) r[i] = -(r[i] + b[i]); }                      \\
+            if (sig) fg_sigmoid_##T##_##ISA(r, b, r, M);                                     \\
             else { for (i = 0; i < M; i++) r[i] += b[i]; }                                   \\
         }                                                                                    \\
     }                                                                                        \\
-    /* z[n, i] = zt[i, n] + b[i] (neg: its negative): zt (M, N) transposed into z (N, M)    \\
-       in 32 x 32 tiles that stay in L1; z does not overlap zt or b. */                     \\
+    /* z[n, i] = zt[i, n] + b[i] (sig: sigma of it): zt (M, N) transposed into z (N, M)     \\
+       in 32 x 32 tiles that stay in L1, sigma on each tile row while it is there;          \\
+       z does not overlap zt or b. */                                                       \\
     TARGET static void fg_transadd_##T##_##ISA(T *restrict z, const T *restrict zt,        \\
                                                const T *restrict b, Py_ssize_t N,           \\
-                                               Py_ssize_t M, int neg) {                     \\
+                                               Py_ssize_t M, int sig) {                     \\
         const Py_ssize_t S = 32;                                                             \\
         for (Py_ssize_t n0 = 0; n0 < N; n0 += S) {                                           \\
             const Py_ssize_t n1 = n0 + S < N ? n0 + S : N;                                   \\
@@ -348,8 +525,8 @@ cdef extern from *:
                 for (Py_ssize_t n = n0; n < n1; n++) {                                       \\
                     T *r = z + n * M;                                                        \\
                     const T *c = zt + n;                                                     \\
-                    if (neg) { for (Py_ssize_t i = i0; i < i1; i++) r[i] = -(c[i * N] + b[i]); } \\
-                    else { for (Py_ssize_t i = i0; i < i1; i++) r[i] = c[i * N] + b[i]; }    \\
+                    for (Py_ssize_t i = i0; i < i1; i++) r[i] = c[i * N] + b[i];             \\
+                    if (sig) fg_sigmoid_##T##_##ISA(r + i0, NULL, r + i0, i1 - i0);          \\
                 }                                                                            \\
             }                                                                                \\
         }                                                                                    \\
@@ -360,6 +537,8 @@ cdef extern from *:
     FG_ROWDOTS(float, BYTES, ISA, TARGET)                                                    \\
     FG_LINCOMB(double, ISA, TARGET)                                                          \\
     FG_LINCOMB(float, ISA, TARGET)                                                           \\
+    FG_VMATH(double, long long, BYTES, ISA, TARGET)                                          \\
+    FG_VMATH(float, int, BYTES, ISA, TARGET)                                                 \\
     FG_ELEMENTWISE(double, ISA, TARGET)                                                      \\
     FG_ELEMENTWISE(float, ISA, TARGET)
 
@@ -381,7 +560,9 @@ cdef extern from *:
     static void (*fg_addrows_##S)(T*, const T*, Py_ssize_t, Py_ssize_t, int) =              \\
         fg_addrows_##T##_base;                                                              \\
     static void (*fg_transadd_##S)(T*, const T*, const T*, Py_ssize_t, Py_ssize_t, int) =   \\
-        fg_transadd_##T##_base;
+        fg_transadd_##T##_base;                                                             \\
+    static void (*fg_sigmoid_##S)(const T*, const T*, T*, Py_ssize_t) = fg_sigmoid_##T##_base; \\
+    static T (*fg_expsum_##S)(const T*, T, T*, Py_ssize_t) = fg_expsum_##T##_base;
     FG_POINTERS(double, d)
     FG_POINTERS(float, f)
 
@@ -389,7 +570,8 @@ cdef extern from *:
         fg_rowdots_##S = fg_rowdots_##T##_##ISA; fg_lincomb_##S = fg_lincomb_##T##_##ISA;   \\
         fg_sgd_##S = fg_sgd_##T##_##ISA; fg_colsum_##S = fg_colsum_##T##_##ISA;             \\
         fg_sigback_##S = fg_sigback_##T##_##ISA; fg_addrows_##S = fg_addrows_##T##_##ISA;  \\
-        fg_transadd_##S = fg_transadd_##T##_##ISA;
+        fg_transadd_##S = fg_transadd_##T##_##ISA; fg_sigmoid_##S = fg_sigmoid_##T##_##ISA;  \\
+        fg_expsum_##S = fg_expsum_##T##_##ISA;
 
     /* Pick the widest ISA this CPU runs; returns its name. */
     static const char *fg_select_isa(int limit) {
@@ -424,12 +606,16 @@ cdef extern from *:
     void fg_colsum_f(const float* dz, float* out, Py_ssize_t N, Py_ssize_t M) noexcept nogil
     void fg_sigback_d(const double* h, const double* dh, double* dz, Py_ssize_t n) noexcept nogil
     void fg_sigback_f(const float* h, const float* dh, float* dz, Py_ssize_t n) noexcept nogil
-    void fg_addrows_d(double* z, const double* b, Py_ssize_t N, Py_ssize_t M, int neg) noexcept nogil
-    void fg_addrows_f(float* z, const float* b, Py_ssize_t N, Py_ssize_t M, int neg) noexcept nogil
+    void fg_addrows_d(double* z, const double* b, Py_ssize_t N, Py_ssize_t M, int sig) noexcept nogil
+    void fg_addrows_f(float* z, const float* b, Py_ssize_t N, Py_ssize_t M, int sig) noexcept nogil
     void fg_transadd_d(double* z, const double* zt, const double* b, Py_ssize_t N, Py_ssize_t M,
-                       int neg) noexcept nogil
+                       int sig) noexcept nogil
     void fg_transadd_f(float* z, const float* zt, const float* b, Py_ssize_t N, Py_ssize_t M,
-                       int neg) noexcept nogil
+                       int sig) noexcept nogil
+    void fg_sigmoid_d(const double* z, const double* b, double* h, Py_ssize_t n) noexcept nogil
+    void fg_sigmoid_f(const float* z, const float* b, float* h, Py_ssize_t n) noexcept nogil
+    double fg_expsum_d(const double* z, double m, double* p, Py_ssize_t K) noexcept nogil
+    float fg_expsum_f(const float* z, float m, float* p, Py_ssize_t K) noexcept nogil
     const char* fg_select_isa(int limit) noexcept nogil
 
 
@@ -447,17 +633,6 @@ def _select_isa(str limit="avx512"):
 import os as _os
 
 ISA = _select_isa(_os.environ.get("FASTGRAD_ISA", "avx512"))
-
-
-cdef inline floating _sigmoid1(floating z) noexcept nogil:
-    """σ(z) = 1 / (1 + e^(−z)) with e^(−|z|) ≤ 1, so nothing overflows."""
-    cdef floating e, r
-    if floating is float:
-        e = expf(-fabsf(z))
-    else:
-        e = exp(-fabs(z))
-    r = 1 / (1 + e)
-    return e * r if z < 0 else r
 
 
 cdef inline void _rowdots(const floating* W, const floating* x, const floating* b, floating* z,
@@ -508,15 +683,13 @@ cdef void _affine(const floating* x, const floating* W, const floating* b, float
             memcpy(z + n * M, b, M * sizeof(floating))
         _gemm(c'T', c'N', M, N, D, W, D, x, D, 1, z, M)
         if sigmoid:
-            for i in range(N * M):
-                z[i] = _sigmoid1(z[i])
+            _sigmoid(z, z, N * M)
         return
     for n in range(N):
         zn = z + n * M
         _rowdots(W, x + n * D, b, zn, M, D)
         if sigmoid:
-            for i in range(M):
-                zn[i] = _sigmoid1(zn[i])
+            _sigmoid(zn, zn, M)
 
 
 cdef void _outer(const floating* dz, const floating* x, floating* out,
@@ -557,27 +730,29 @@ cdef inline void _bias_grad(const floating* dz, floating* out, Py_ssize_t N,
 
 
 cdef inline void _add_rows(floating* z, const floating* b, Py_ssize_t N, Py_ssize_t M,
-                           bint negate) noexcept nogil:
-    """zₙ += b for every row (negate: zₙ = −(zₙ + b)); z does not overlap b."""
+                           bint sigmoid) noexcept nogil:
+    """zₙ += b for every row (sigmoid: zₙ = σ(zₙ + b)); z does not overlap b."""
     if floating is float:
-        fg_addrows_f(z, b, N, M, negate)
+        fg_addrows_f(z, b, N, M, sigmoid)
     else:
-        fg_addrows_d(z, b, N, M, negate)
+        fg_addrows_d(z, b, N, M, sigmoid)
 
 
 cdef inline void _transpose_add(floating* z, const floating* zt, const floating* b,
-                                Py_ssize_t N, Py_ssize_t M, bint negate) noexcept nogil:
-    """z = ztᵀ + b (negate: −(ztᵀ + b)), zt (M, N) → z (N, M); no overlaps."""
+                                Py_ssize_t N, Py_ssize_t M, bint sigmoid) noexcept nogil:
+    """z = ztᵀ + b (sigmoid: σ(ztᵀ + b)), zt (M, N) → z (N, M); no overlaps."""
     if floating is float:
-        fg_transadd_f(z, zt, b, N, M, negate)
+        fg_transadd_f(z, zt, b, N, M, sigmoid)
     else:
-        fg_transadd_d(z, zt, b, N, M, negate)
+        fg_transadd_d(z, zt, b, N, M, sigmoid)
 
 
-cdef void _sigmoid(const floating* z, floating* h, Py_ssize_t size) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(size):
-        h[i] = _sigmoid1(z[i])
+cdef inline void _sigmoid(const floating* z, floating* h, Py_ssize_t size) noexcept nogil:
+    """h = σ(z) = 1 / (1 + e^(−z)), one vector pass (h may be z)."""
+    if floating is float:
+        fg_sigmoid_f(z, NULL, h, size)
+    else:
+        fg_sigmoid_d(z, NULL, h, size)
 
 
 cdef inline void _sigmoid_back(const floating* h, const floating* dh, floating* dz,
@@ -613,13 +788,10 @@ cdef double _softmax_ce(const floating* z, const cnp.npy_int64* t, floating* p,
         for k in range(1, K):
             if zn[k] > m:
                 m = zn[k]
-        s = 0
-        for k in range(K):
-            if floating is float:
-                pn[k] = expf(zn[k] - m)
-            else:
-                pn[k] = exp(zn[k] - m)
-            s += pn[k]
+        if floating is float:
+            s = fg_expsum_f(zn, m, pn, K)
+        else:
+            s = fg_expsum_d(zn, m, pn, K)
         for k in range(K):
             pn[k] = pn[k] / s
         if floating is float:
@@ -680,18 +852,6 @@ cdef inline void* _data(cnp.ndarray a) noexcept:
     return cnp.PyArray_DATA(a)
 
 
-cdef object _sigmoid_numpy(cnp.ndarray z, cnp.ndarray h, bint negated=False):
-    """h = 1 / (1 + e^(−z)) in place in h (h may be z): e^(−z) = inf gives exactly 0.
-    ``negated``: z already holds −z (and is h)."""
-    with np.errstate(over="ignore"):
-        if not negated:
-            np.negative(z, out=h)
-        np.exp(h, out=h)
-        np.add(h, 1, out=h)
-        np.divide(1, h, out=h)
-    return h
-
-
 cdef object _affine_wrapper(object x, object W, object b, object out, bint sigmoid, str fname):
     cdef cnp.ndarray ax = _check("x", x, 2)
     cdef cnp.ndarray aW = _check("W", W, 2)
@@ -711,10 +871,8 @@ cdef object _affine_wrapper(object x, object W, object b, object out, bint sigmo
     if out is not None and (_overlap(z, ax) or _overlap(z, aW) or _overlap(z, ab)):
         z[...] = _affine_wrapper(ax, aW, ab, None, sigmoid, fname)
         return z
-    cdef bint numpy_sigmoid = sigmoid and N * M >= SIGMOID_NUMPY_MIN
     if _numpy_product(N, AFFINE_LOOP_ROWS, D, M):
-        # NumPy's BLAS (one thread pool for the process), then b added in one pass, or
-        # for σ: −(z + b) in that pass, then NumPy's SIMD exp and two more in place.
+        # NumPy's BLAS (one thread pool for the process), then b (and σ) in one C pass.
         transposed = AFFINE_TRANSPOSED and N < M
         if transposed:
             dims[0] = M
@@ -726,27 +884,18 @@ cdef object _affine_wrapper(object x, object W, object b, object out, bint sigmo
         if _is64(ax):
             with nogil:
                 if not transposed:
-                    _add_rows(<double*>cnp.PyArray_DATA(z), <double*>cnp.PyArray_DATA(ab), N, M, numpy_sigmoid)
+                    _add_rows(<double*>cnp.PyArray_DATA(z), <double*>cnp.PyArray_DATA(ab), N, M, sigmoid)
                 else:
                     _transpose_add(<double*>cnp.PyArray_DATA(z), <double*>cnp.PyArray_DATA(zt),
-                                   <double*>cnp.PyArray_DATA(ab), N, M, numpy_sigmoid)
-                if sigmoid and not numpy_sigmoid:
-                    _sigmoid(<double*>cnp.PyArray_DATA(z), <double*>cnp.PyArray_DATA(z), N * M)
+                                   <double*>cnp.PyArray_DATA(ab), N, M, sigmoid)
         else:
             with nogil:
                 if not transposed:
-                    _add_rows(<float*>cnp.PyArray_DATA(z), <float*>cnp.PyArray_DATA(ab), N, M, numpy_sigmoid)
+                    _add_rows(<float*>cnp.PyArray_DATA(z), <float*>cnp.PyArray_DATA(ab), N, M, sigmoid)
                 else:
                     _transpose_add(<float*>cnp.PyArray_DATA(z), <float*>cnp.PyArray_DATA(zt),
-                                   <float*>cnp.PyArray_DATA(ab), N, M, numpy_sigmoid)
-                if sigmoid and not numpy_sigmoid:
-                    _sigmoid(<float*>cnp.PyArray_DATA(z), <float*>cnp.PyArray_DATA(z), N * M)
-        if numpy_sigmoid:
-            _sigmoid_numpy(z, z, True)
+                                   <float*>cnp.PyArray_DATA(ab), N, M, sigmoid)
         return z
-    if numpy_sigmoid:
-        _affine_wrapper(ax, aW, ab, z, False, fname)
-        return _sigmoid_numpy(z, z)
     if _is64(ax):
         with nogil:
             _affine(<double*>cnp.PyArray_DATA(ax), <double*>cnp.PyArray_DATA(aW), <double*>cnp.PyArray_DATA(ab),
@@ -774,8 +923,6 @@ def sigmoid_forward(z, out=None):
     cdef cnp.ndarray h = _out(out, az, cnp.PyArray_NDIM(az), cnp.PyArray_DIMS(az))
     az = _unshared(az, h)
     cdef Py_ssize_t size = cnp.PyArray_SIZE(az)
-    if size >= SIGMOID_NUMPY_MIN:
-        return _sigmoid_numpy(az, h)
     if _is64(az):
         with nogil:
             _sigmoid(<double*>cnp.PyArray_DATA(az), <double*>cnp.PyArray_DATA(h), size)
