@@ -226,7 +226,8 @@ def test_no_invalid_overflow_or_divide_flags(isa, dtype):
 
 PATHS = {
     "loop": dict(affine=1 << 40),
-    "scipy gemm": dict(affine=0, numpy_matmul=1 << 62),
+    "scipy gemm": dict(affine=0, numpy_matmul=1 << 62, affine_nn=1e300),
+    "scipy gemm, x transposed": dict(affine=0, numpy_matmul=1 << 62, affine_nn=0),
     "numpy matmul": dict(affine=0, numpy_matmul=0, affine_transposed=0),
     "numpy matmul, transposed": dict(affine=0, numpy_matmul=0, affine_transposed=1),
 }

@@ -24,6 +24,7 @@ BLAS is column-major; a C-contiguous (R, C) array is, to BLAS, its (C, R) transp
 cimport numpy as cnp
 from cython cimport floating
 from libc.math cimport log, logf, sqrt, sqrtf
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
@@ -59,18 +60,27 @@ cdef double NUMPY_MATMUL_MIN = 262144
 # faster that way round at the workloads' shapes (docs/kernels.md), more than the
 # transposing pass costs. AFFINE_TRANSPOSED = 0 turns it off.
 cdef bint AFFINE_TRANSPOSED = 1
+# affine_forward on scipy's BLAS (the products below NUMPY_MATMUL_MIN) transposes x into
+# scratch, calls gemm 'N','N' and transposes zᵀ back (adding b) when the product has at
+# least AFFINE_NN multiply-adds per transposed element, D·M / (D + M) ≥ AFFINE_NN, and
+# N ≥ 16 rows: scipy's OpenBLAS ran 'N','N' ~2x faster than the direct 'T','N' there
+# (32x64→64: 2.1 against 5.9 µs), and the transposes cost ~0.2-0.35 ns an element; at
+# M = 10 they ate the gain, below 16 rows 'N','N' was no faster (docs/kernels.md).
+# AFFINE_NN = 0 takes it for every shape of 16 rows or more, a huge value never.
+cdef double AFFINE_NN = 24
 cdef object _np_matmul = np.matmul
 
 
 def _tuning(**rows):
     """Read (and, for benchmarks and tests, set) the crossovers: the largest batch each
-    kernel loops over before it calls BLAS, and the product size (multiply-adds) from
-    which BLAS means NumPy's matmul rather than scipy's:
-    ``_tuning(affine=1, outer=1, transpose_matvec=1, numpy_matmul=262144)``."""
+    kernel loops over before it calls BLAS, the product size (multiply-adds) from which
+    BLAS means NumPy's matmul rather than scipy's, and affine_forward's layouts:
+    ``_tuning(affine=1, outer=1, transpose_matvec=1, numpy_matmul=262144,
+    affine_transposed=True, affine_nn=24)``."""
     global AFFINE_LOOP_ROWS, OUTER_LOOP_ROWS, TMATVEC_LOOP_ROWS, NUMPY_MATMUL_MIN
-    global AFFINE_TRANSPOSED
+    global AFFINE_TRANSPOSED, AFFINE_NN
     unknown = set(rows) - {"affine", "outer", "transpose_matvec", "numpy_matmul",
-                           "affine_transposed"}
+                           "affine_transposed", "affine_nn"}
     if unknown:
         raise ValueError(f"unknown kernels {sorted(unknown)}")
     AFFINE_LOOP_ROWS = rows.get("affine", AFFINE_LOOP_ROWS)
@@ -78,9 +88,10 @@ def _tuning(**rows):
     TMATVEC_LOOP_ROWS = rows.get("transpose_matvec", TMATVEC_LOOP_ROWS)
     NUMPY_MATMUL_MIN = rows.get("numpy_matmul", NUMPY_MATMUL_MIN)
     AFFINE_TRANSPOSED = rows.get("affine_transposed", AFFINE_TRANSPOSED)
+    AFFINE_NN = rows.get("affine_nn", AFFINE_NN)
     return {"affine": AFFINE_LOOP_ROWS, "outer": OUTER_LOOP_ROWS,
             "transpose_matvec": TMATVEC_LOOP_ROWS, "numpy_matmul": int(NUMPY_MATMUL_MIN),
-            "affine_transposed": bool(AFFINE_TRANSPOSED)}
+            "affine_transposed": bool(AFFINE_TRANSPOSED), "affine_nn": AFFINE_NN}
 
 
 cdef inline bint _numpy_product(Py_ssize_t rows, Py_ssize_t loop_rows, Py_ssize_t a,
@@ -468,6 +479,115 @@ cdef extern from *:
     }
     #endif
 
+    /* Transposes in registers: an L x L block (L lanes a vector) is L vectors, transposed by
+       log2 L rounds of two-source shuffles with constant masks, round h swapping the
+       off-diagonal h x h blocks of every 2h x 2h block: 64 shuffles for 16 x 16 floats.
+       ~0.15 ns an element (AVX-512, in cache), 3-5x faster than element by element. */
+    #define FG_VT_PAIR(v, i, j, lo, hi) {                                                  \\
+        const __typeof__(v[0]) x_ = v[i], y_ = v[j];                                         \\
+        v[i] = __builtin_shuffle(x_, y_, lo);                                                \\
+        v[j] = __builtin_shuffle(x_, y_, hi);                                                \\
+    }
+    #define FG_VT_2(VI, v) do {          \\
+        const VI lo1_ = {0, 2};          \\
+        const VI hi1_ = {1, 3};          \\
+        FG_VT_PAIR(v, 0, 1, lo1_, hi1_); \\
+    } while (0)
+    #define FG_VT_4(VI, v) do {                                           \\
+        const VI lo2_ = {0, 1, 4, 5};                                     \\
+        const VI hi2_ = {2, 3, 6, 7};                                     \\
+        FG_VT_PAIR(v, 0, 2, lo2_, hi2_); FG_VT_PAIR(v, 1, 3, lo2_, hi2_); \\
+        const VI lo1_ = {0, 4, 2, 6};                                     \\
+        const VI hi1_ = {1, 5, 3, 7};                                     \\
+        FG_VT_PAIR(v, 0, 1, lo1_, hi1_); FG_VT_PAIR(v, 2, 3, lo1_, hi1_); \\
+    } while (0)
+    #define FG_VT_8(VI, v) do {                                                                                                             \\
+        const VI lo4_ = {0, 1, 2, 3, 8, 9, 10, 11};                                                                                         \\
+        const VI hi4_ = {4, 5, 6, 7, 12, 13, 14, 15};                                                                                       \\
+        FG_VT_PAIR(v, 0, 4, lo4_, hi4_); FG_VT_PAIR(v, 1, 5, lo4_, hi4_); FG_VT_PAIR(v, 2, 6, lo4_, hi4_); FG_VT_PAIR(v, 3, 7, lo4_, hi4_); \\
+        const VI lo2_ = {0, 1, 8, 9, 4, 5, 12, 13};                                                                                         \\
+        const VI hi2_ = {2, 3, 10, 11, 6, 7, 14, 15};                                                                                       \\
+        FG_VT_PAIR(v, 0, 2, lo2_, hi2_); FG_VT_PAIR(v, 1, 3, lo2_, hi2_); FG_VT_PAIR(v, 4, 6, lo2_, hi2_); FG_VT_PAIR(v, 5, 7, lo2_, hi2_); \\
+        const VI lo1_ = {0, 8, 2, 10, 4, 12, 6, 14};                                                                                        \\
+        const VI hi1_ = {1, 9, 3, 11, 5, 13, 7, 15};                                                                                        \\
+        FG_VT_PAIR(v, 0, 1, lo1_, hi1_); FG_VT_PAIR(v, 2, 3, lo1_, hi1_); FG_VT_PAIR(v, 4, 5, lo1_, hi1_); FG_VT_PAIR(v, 6, 7, lo1_, hi1_); \\
+    } while (0)
+    #define FG_VT_16(VI, v) do {                                                                                                                  \\
+        const VI lo8_ = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};                                                                 \\
+        const VI hi8_ = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};                                                           \\
+        FG_VT_PAIR(v, 0, 8, lo8_, hi8_); FG_VT_PAIR(v, 1, 9, lo8_, hi8_); FG_VT_PAIR(v, 2, 10, lo8_, hi8_); FG_VT_PAIR(v, 3, 11, lo8_, hi8_);     \\
+        FG_VT_PAIR(v, 4, 12, lo8_, hi8_); FG_VT_PAIR(v, 5, 13, lo8_, hi8_); FG_VT_PAIR(v, 6, 14, lo8_, hi8_); FG_VT_PAIR(v, 7, 15, lo8_, hi8_);   \\
+        const VI lo4_ = {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27};                                                               \\
+        const VI hi4_ = {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31};                                                             \\
+        FG_VT_PAIR(v, 0, 4, lo4_, hi4_); FG_VT_PAIR(v, 1, 5, lo4_, hi4_); FG_VT_PAIR(v, 2, 6, lo4_, hi4_); FG_VT_PAIR(v, 3, 7, lo4_, hi4_);       \\
+        FG_VT_PAIR(v, 8, 12, lo4_, hi4_); FG_VT_PAIR(v, 9, 13, lo4_, hi4_); FG_VT_PAIR(v, 10, 14, lo4_, hi4_); FG_VT_PAIR(v, 11, 15, lo4_, hi4_); \\
+        const VI lo2_ = {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29};                                                               \\
+        const VI hi2_ = {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31};                                                             \\
+        FG_VT_PAIR(v, 0, 2, lo2_, hi2_); FG_VT_PAIR(v, 1, 3, lo2_, hi2_); FG_VT_PAIR(v, 4, 6, lo2_, hi2_); FG_VT_PAIR(v, 5, 7, lo2_, hi2_);       \\
+        FG_VT_PAIR(v, 8, 10, lo2_, hi2_); FG_VT_PAIR(v, 9, 11, lo2_, hi2_); FG_VT_PAIR(v, 12, 14, lo2_, hi2_); FG_VT_PAIR(v, 13, 15, lo2_, hi2_); \\
+        const VI lo1_ = {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30};                                                              \\
+        const VI hi1_ = {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31};                                                              \\
+        FG_VT_PAIR(v, 0, 1, lo1_, hi1_); FG_VT_PAIR(v, 2, 3, lo1_, hi1_); FG_VT_PAIR(v, 4, 5, lo1_, hi1_); FG_VT_PAIR(v, 6, 7, lo1_, hi1_);       \\
+        FG_VT_PAIR(v, 8, 9, lo1_, hi1_); FG_VT_PAIR(v, 10, 11, lo1_, hi1_); FG_VT_PAIR(v, 12, 13, lo1_, hi1_); FG_VT_PAIR(v, 14, 15, lo1_, hi1_); \\
+    } while (0)
+
+    #if FG_VECTORS
+    #define FG_TRANSPOSE(T, L, BYTES, ISA, TARGET)                                           \\
+    /* One L x L block: t[j, i] = a[i, j] (+ b[i]) (then sigma), rows of a C apart, of t R. */ \\
+    TARGET static inline void fg_tblock_##T##_##ISA(T *restrict t, const T *restrict a,      \\
+                                                    const T *restrict b, Py_ssize_t R,        \\
+                                                    Py_ssize_t C, int sig) {                 \\
+        typedef fg_##T##_##ISA V;                                                            \\
+        typedef fg_i##T##_##ISA VI;                                                          \\
+        V v[L], c;                                                                           \\
+        int i;                                                                               \\
+        for (i = 0; i < L; i++) __builtin_memcpy(&v[i], a + i * C, BYTES);                  \\
+        FG_VT_##L(VI, v);                                                                    \\
+        if (b != NULL) {                                                                     \\
+            __builtin_memcpy(&c, b, BYTES);                                                  \\
+            for (i = 0; i < L; i++) v[i] += c;                                               \\
+        }                                                                                    \\
+        if (sig) for (i = 0; i < L; i++) v[i] = fg_vsigmoid_##T##_##ISA(v[i]);              \\
+        for (i = 0; i < L; i++) __builtin_memcpy(t + i * R, &v[i], BYTES);                  \\
+    }                                                                                        \\
+    /* t (C, R) = a (R, C) transposed, plus b[r] on t's column r if b, then sigma if sig;    \\
+       whole blocks in registers, the ragged edges element by element. No overlaps. */     \\
+    TARGET static void fg_transpose_##T##_##ISA(T *restrict t, const T *restrict a,         \\
+                                                const T *restrict b, Py_ssize_t R,           \\
+                                                Py_ssize_t C, int sig) {                     \\
+        Py_ssize_t r0, c0, r, c;                                                             \\
+        for (r0 = 0; r0 < R; r0 += L) {                                                      \\
+            const Py_ssize_t rn = R - r0 < L ? R - r0 : L;                                   \\
+            for (c0 = 0; c0 < C; c0 += L) {                                                  \\
+                const Py_ssize_t cn = C - c0 < L ? C - c0 : L;                               \\
+                T *tb = t + c0 * R + r0;                                                     \\
+                const T *ab = a + r0 * C + c0;                                               \\
+                if (rn == L && cn == L) {                                                    \\
+                    fg_tblock_##T##_##ISA(tb, ab, b != NULL ? b + r0 : NULL, R, C, sig);      \\
+                    continue;                                                                \\
+                }                                                                            \\
+                for (c = 0; c < cn; c++) {                                                   \\
+                    T *tr = tb + c * R;                                                      \\
+                    if (b != NULL) { for (r = 0; r < rn; r++) tr[r] = ab[r * C + c] + b[r0 + r]; } \\
+                    else { for (r = 0; r < rn; r++) tr[r] = ab[r * C + c]; }                 \\
+                    if (sig) fg_sigmoid_##T##_##ISA(tr, NULL, tr, rn);                       \\
+                }                                                                            \\
+            }                                                                                \\
+        }                                                                                    \\
+    }
+    #else
+    #define FG_TRANSPOSE(T, L, BYTES, ISA, TARGET)                                           \\
+    static void fg_transpose_##T##_##ISA(T *restrict t, const T *restrict a,                \\
+                                         const T *restrict b, Py_ssize_t R, Py_ssize_t C,    \\
+                                         int sig) {                                          \\
+        for (Py_ssize_t c = 0; c < C; c++) {                                                 \\
+            for (Py_ssize_t r = 0; r < R; r++)                                               \\
+                t[c * R + r] = b != NULL ? a[r * C + c] + b[r] : a[r * C + c];               \\
+            if (sig) fg_sigmoid_##T##_##ISA(t + c * R, NULL, t + c * R, R);                  \\
+        }                                                                                    \\
+    }
+    #endif
+
     /* Elementwise and reduction loops: plain C the compiler vectorises by itself; compiled
        per ISA they gain the wider vectors (SSE2 alone handles 4 floats per instruction). */
     #define FG_ELEMENTWISE(T, ISA, TARGET)                                                  \\
@@ -501,51 +621,36 @@ cdef extern from *:
                                               Py_ssize_t n) {                               \\
         for (Py_ssize_t i = 0; i < n; i++) dz[i] = dh[i] * (h[i] * (1 - h[i]));              \\
     }                                                                                        \\
-    /* z[n, i] += b[i] (sig: z[n, i] = sigma(z[n, i] + b[i])), z (N, M) not overlapping b. */ \\
+    /* z[n, i] += b[i] (sig: z[n, i] = sigma(z[n, i] + b[i])), z (N, M) not overlapping b;   \\
+       rows shorter than 64 elements get sigma in one pass over z (no padded tail a row). */ \\
     TARGET static void fg_addrows_##T##_##ISA(T *restrict z, const T *restrict b,          \\
                                               Py_ssize_t N, Py_ssize_t M, int sig) {        \\
         Py_ssize_t n, i;                                                                     \\
+        const int fused = sig && M >= 64;                                                    \\
         for (n = 0; n < N; n++) {                                                            \\
             T *r = z + n * M;                                                                \\
-            if (sig) fg_sigmoid_##T##_##ISA(r, b, r, M);                                     \\
+            if (fused) fg_sigmoid_##T##_##ISA(r, b, r, M);                                   \\
             else { for (i = 0; i < M; i++) r[i] += b[i]; }                                   \\
         }                                                                                    \\
-    }                                                                                        \\
-    /* z[n, i] = zt[i, n] + b[i] (sig: sigma of it): zt (M, N) transposed into z (N, M)     \\
-       in 32 x 32 tiles that stay in L1, sigma on each tile row while it is there;          \\
-       z does not overlap zt or b. */                                                       \\
-    TARGET static void fg_transadd_##T##_##ISA(T *restrict z, const T *restrict zt,        \\
-                                               const T *restrict b, Py_ssize_t N,           \\
-                                               Py_ssize_t M, int sig) {                     \\
-        const Py_ssize_t S = 32;                                                             \\
-        for (Py_ssize_t n0 = 0; n0 < N; n0 += S) {                                           \\
-            const Py_ssize_t n1 = n0 + S < N ? n0 + S : N;                                   \\
-            for (Py_ssize_t i0 = 0; i0 < M; i0 += S) {                                       \\
-                const Py_ssize_t i1 = i0 + S < M ? i0 + S : M;                               \\
-                for (Py_ssize_t n = n0; n < n1; n++) {                                       \\
-                    T *r = z + n * M;                                                        \\
-                    const T *c = zt + n;                                                     \\
-                    for (Py_ssize_t i = i0; i < i1; i++) r[i] = c[i * N] + b[i];             \\
-                    if (sig) fg_sigmoid_##T##_##ISA(r + i0, NULL, r + i0, i1 - i0);          \\
-                }                                                                            \\
-            }                                                                                \\
-        }                                                                                    \\
+        if (sig && !fused) fg_sigmoid_##T##_##ISA(z, NULL, z, N * M);                        \\
     }
 
-    #define FG_KERNELS(ISA, TARGET, BYTES)                                                  \\
+    #define FG_KERNELS(ISA, TARGET, BYTES, FLOATS, DOUBLES)                                 \\
     FG_ROWDOTS(double, BYTES, ISA, TARGET)                                                   \\
     FG_ROWDOTS(float, BYTES, ISA, TARGET)                                                    \\
     FG_LINCOMB(double, ISA, TARGET)                                                          \\
     FG_LINCOMB(float, ISA, TARGET)                                                           \\
     FG_VMATH(double, long long, BYTES, ISA, TARGET)                                          \\
     FG_VMATH(float, int, BYTES, ISA, TARGET)                                                 \\
+    FG_TRANSPOSE(double, DOUBLES, BYTES, ISA, TARGET)                                        \\
+    FG_TRANSPOSE(float, FLOATS, BYTES, ISA, TARGET)                                          \\
     FG_ELEMENTWISE(double, ISA, TARGET)                                                      \\
     FG_ELEMENTWISE(float, ISA, TARGET)
 
-    FG_KERNELS(base, , 16)
+    FG_KERNELS(base, , 16, 4, 2)
     #if FG_VECTORS
-    FG_KERNELS(avx2, FG_TARGET("avx2,fma"), 32)
-    FG_KERNELS(avx512, FG_TARGET("avx512f,avx2,fma"), 64)
+    FG_KERNELS(avx2, FG_TARGET("avx2,fma"), 32, 8, 4)
+    FG_KERNELS(avx512, FG_TARGET("avx512f,avx2,fma"), 64, 16, 8)
     #endif
 
     /* The variant in use of each loop, per dtype (d: double, f: float). */
@@ -559,8 +664,8 @@ cdef extern from *:
     static void (*fg_sigback_##S)(const T*, const T*, T*, Py_ssize_t) = fg_sigback_##T##_base; \\
     static void (*fg_addrows_##S)(T*, const T*, Py_ssize_t, Py_ssize_t, int) =              \\
         fg_addrows_##T##_base;                                                              \\
-    static void (*fg_transadd_##S)(T*, const T*, const T*, Py_ssize_t, Py_ssize_t, int) =   \\
-        fg_transadd_##T##_base;                                                             \\
+    static void (*fg_transpose_##S)(T*, const T*, const T*, Py_ssize_t, Py_ssize_t, int) =  \\
+        fg_transpose_##T##_base;                                                            \\
     static void (*fg_sigmoid_##S)(const T*, const T*, T*, Py_ssize_t) = fg_sigmoid_##T##_base; \\
     static T (*fg_expsum_##S)(const T*, T, T*, Py_ssize_t) = fg_expsum_##T##_base;
     FG_POINTERS(double, d)
@@ -570,7 +675,7 @@ cdef extern from *:
         fg_rowdots_##S = fg_rowdots_##T##_##ISA; fg_lincomb_##S = fg_lincomb_##T##_##ISA;   \\
         fg_sgd_##S = fg_sgd_##T##_##ISA; fg_colsum_##S = fg_colsum_##T##_##ISA;             \\
         fg_sigback_##S = fg_sigback_##T##_##ISA; fg_addrows_##S = fg_addrows_##T##_##ISA;  \\
-        fg_transadd_##S = fg_transadd_##T##_##ISA; fg_sigmoid_##S = fg_sigmoid_##T##_##ISA;  \\
+        fg_transpose_##S = fg_transpose_##T##_##ISA; fg_sigmoid_##S = fg_sigmoid_##T##_##ISA; \\
         fg_expsum_##S = fg_expsum_##T##_##ISA;
 
     /* Pick the widest ISA this CPU runs; returns its name. */
@@ -608,10 +713,10 @@ cdef extern from *:
     void fg_sigback_f(const float* h, const float* dh, float* dz, Py_ssize_t n) noexcept nogil
     void fg_addrows_d(double* z, const double* b, Py_ssize_t N, Py_ssize_t M, int sig) noexcept nogil
     void fg_addrows_f(float* z, const float* b, Py_ssize_t N, Py_ssize_t M, int sig) noexcept nogil
-    void fg_transadd_d(double* z, const double* zt, const double* b, Py_ssize_t N, Py_ssize_t M,
-                       int sig) noexcept nogil
-    void fg_transadd_f(float* z, const float* zt, const float* b, Py_ssize_t N, Py_ssize_t M,
-                       int sig) noexcept nogil
+    void fg_transpose_d(double* t, const double* a, const double* b, Py_ssize_t R, Py_ssize_t C,
+                        int sig) noexcept nogil
+    void fg_transpose_f(float* t, const float* a, const float* b, Py_ssize_t R, Py_ssize_t C,
+                        int sig) noexcept nogil
     void fg_sigmoid_d(const double* z, const double* b, double* h, Py_ssize_t n) noexcept nogil
     void fg_sigmoid_f(const float* z, const float* b, float* h, Py_ssize_t n) noexcept nogil
     double fg_expsum_d(const double* z, double m, double* p, Py_ssize_t K) noexcept nogil
@@ -677,7 +782,20 @@ cdef void _affine(const floating* x, const floating* W, const floating* b, float
     """z = x Wᵀ + b (then h = σ(z) in place if ``sigmoid``).  x (N,D), W (M,D), b (M,)."""
     cdef Py_ssize_t n, i
     cdef floating* zn
+    cdef floating* xt
     if N > AFFINE_LOOP_ROWS and _blas_ok(N, D, M):
+        if N >= 16 and <double>D * <double>M >= AFFINE_NN * <double>(D + M):
+            # OpenBLAS's gemm runs 'N','N' ~2x faster than 'T','N' at these sizes, more than
+            # the two transposes cost: xᵀ (D,N) into scratch; column-major, z (N,M) = x (N,D)
+            # · Wᵀ (D,M) with both stored as needed, which is zᵀ (M,N) row-major; then one
+            # pass writes z = (zᵀ)ᵀ + b (and σ).
+            xt = <floating*>malloc((N * D + M * N) * sizeof(floating))
+            if xt != NULL:
+                _transpose(xt, x, N, D)
+                _gemm(c'N', c'N', N, M, D, xt, N, W, D, 0, xt + N * D, N)
+                _transpose_add(z, xt + N * D, b, N, M, sigmoid)
+                free(xt)
+                return
         # Column-major: zᵀ (M,N) = W (M,D) · xᵀ (D,N); W is stored as Wᵀ, so transpose it.
         for n in range(N):
             memcpy(z + n * M, b, M * sizeof(floating))
@@ -742,9 +860,17 @@ cdef inline void _transpose_add(floating* z, const floating* zt, const floating*
                                 Py_ssize_t N, Py_ssize_t M, bint sigmoid) noexcept nogil:
     """z = ztᵀ + b (sigmoid: σ(ztᵀ + b)), zt (M, N) → z (N, M); no overlaps."""
     if floating is float:
-        fg_transadd_f(z, zt, b, N, M, sigmoid)
+        fg_transpose_f(z, zt, b, M, N, sigmoid)
     else:
-        fg_transadd_d(z, zt, b, N, M, sigmoid)
+        fg_transpose_d(z, zt, b, M, N, sigmoid)
+
+
+cdef inline void _transpose(floating* t, const floating* a, Py_ssize_t R, Py_ssize_t C) noexcept nogil:
+    """t = aᵀ, a (R, C) → t (C, R); no overlap."""
+    if floating is float:
+        fg_transpose_f(t, a, NULL, R, C, 0)
+    else:
+        fg_transpose_d(t, a, NULL, R, C, 0)
 
 
 cdef inline void _sigmoid(const floating* z, floating* h, Py_ssize_t size) noexcept nogil:
