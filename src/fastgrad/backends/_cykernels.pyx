@@ -533,22 +533,24 @@ cdef extern from *:
 
     #if FG_VECTORS
     #define FG_TRANSPOSE(T, L, BYTES, ISA, TARGET)                                           \\
-    /* One L x L block: t[j, i] = a[i, j] (+ b[i]) (then sigma), rows of a C apart, of t R. */ \\
+    /* One L x L block: t[j, i] = a[i, j] (+ b[i]), rows of a C apart, of t R; the block's  \\
+       vectors stay in registers (loops unrolled; sigma, if any, is the caller's next pass). */ \\
     TARGET static inline void fg_tblock_##T##_##ISA(T *restrict t, const T *restrict a,      \\
                                                     const T *restrict b, Py_ssize_t R,        \\
-                                                    Py_ssize_t C, int sig) {                 \\
+                                                    Py_ssize_t C) {                          \\
         typedef fg_##T##_##ISA V;                                                            \\
         typedef fg_i##T##_##ISA VI;                                                          \\
         V v[L], c;                                                                           \\
-        int i;                                                                               \\
-        for (i = 0; i < L; i++) __builtin_memcpy(&v[i], a + i * C, BYTES);                  \\
+        _Pragma("GCC unroll 16")                                                             \\
+        for (int i = 0; i < L; i++) __builtin_memcpy(&v[i], a + i * C, BYTES);              \\
         FG_VT_##L(VI, v);                                                                    \\
         if (b != NULL) {                                                                     \\
             __builtin_memcpy(&c, b, BYTES);                                                  \\
-            for (i = 0; i < L; i++) v[i] += c;                                               \\
+            _Pragma("GCC unroll 16")                                                         \\
+            for (int i = 0; i < L; i++) v[i] += c;                                           \\
         }                                                                                    \\
-        if (sig) for (i = 0; i < L; i++) v[i] = fg_vsigmoid_##T##_##ISA(v[i]);              \\
-        for (i = 0; i < L; i++) __builtin_memcpy(t + i * R, &v[i], BYTES);                  \\
+        _Pragma("GCC unroll 16")                                                             \\
+        for (int i = 0; i < L; i++) __builtin_memcpy(t + i * R, &v[i], BYTES);              \\
     }                                                                                        \\
     /* t (C, R) = a (R, C) transposed, plus b[r] on t's column r if b, then sigma if sig;    \\
        whole blocks in registers, the ragged edges element by element. No overlaps. */     \\
@@ -563,7 +565,13 @@ cdef extern from *:
                 T *tb = t + c0 * R + r0;                                                     \\
                 const T *ab = a + r0 * C + c0;                                               \\
                 if (rn == L && cn == L) {                                                    \\
-                    fg_tblock_##T##_##ISA(tb, ab, b != NULL ? b + r0 : NULL, R, C, sig);      \\
+                    fg_tblock_##T##_##ISA(tb, ab, b != NULL ? b + r0 : NULL, R, C);           \\
+                    if (sig) for (c = 0; c < L; c++) {       /* the block, still in L1 */    \\
+                        fg_##T##_##ISA v;                                                    \\
+                        __builtin_memcpy(&v, tb + c * R, BYTES);                             \\
+                        v = fg_vsigmoid_##T##_##ISA(v);                                      \\
+                        __builtin_memcpy(tb + c * R, &v, BYTES);                             \\
+                    }                                                                        \\
                     continue;                                                                \\
                 }                                                                            \\
                 for (c = 0; c < cn; c++) {                                                   \\
