@@ -228,7 +228,11 @@ cdef extern from *:
     #define FG_TARGET(t) __attribute__((target(t)))
     /* Keep element loops as loops: gcc turns a copy loop into a call to memcpy, ~20 ns,
        as long as a whole batch-1 sigma of 10 elements. */
+    #ifdef __clang__
+    #define FG_NO_LIBCALLS
+    #else
     #define FG_NO_LIBCALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+    #endif
     #else
     #define FG_VECTORS 0
     #endif
@@ -527,7 +531,7 @@ cdef extern from *:
         FG_VT_PAIR(v, 8, 9, lo1_, hi1_); FG_VT_PAIR(v, 10, 11, lo1_, hi1_); FG_VT_PAIR(v, 12, 13, lo1_, hi1_); FG_VT_PAIR(v, 14, 15, lo1_, hi1_); \\
     } while (0)
 
-    #if FG_VECTORS
+    #if FG_VECTORS && !defined(__clang__)     /* __builtin_shuffle is GCC's */
     #define FG_TRANSPOSE(T, L, BYTES, ISA, TARGET)                                           \\
     /* One L x L block: t[j, i] = a[i, j] (+ b[i]), rows of a C apart, of t R; the block's  \\
        vectors stay in registers (loops unrolled; sigma, if any, is the caller's next pass). */ \\
