@@ -703,7 +703,9 @@ def test_numpy_and_scipy_blas_paths_agree(dtype):
         for N, D, M in [(2, 1, 1), (3, 5, 7), (7, 5, 3), (33, 17, 65), (65, 9, 31),
                         (64, 100, 33), (64, 784, 256), (256, 64, 10)]:
             expected = [_call_dense(reference, n, N, D, M, dtype) for n in names]
-            for tuning in [dict(numpy_matmul=1 << 62), dict(numpy_matmul=0, affine_transposed=0),
+            for tuning in [dict(numpy_matmul=1 << 62, affine_nn=1e300),
+                           dict(numpy_matmul=1 << 62, affine_nn=0),
+                           dict(numpy_matmul=0, affine_transposed=0),
                            dict(numpy_matmul=0, affine_transposed=1)]:
                 _cykernels._tuning(**tuning)
                 for name, want in zip(names, expected, strict=True):
@@ -714,6 +716,34 @@ def test_numpy_and_scipy_blas_paths_agree(dtype):
                     assert _call_dense_out(name, N, D, M, dtype, out) is out
                     assert_close(out, want, dtype)
     finally:
+        _cykernels._tuning(**saved)
+    assert _cykernels._tuning() == saved
+
+
+@needs_cython
+@pytest.mark.parametrize("isa", ["base", "avx2", "avx512"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_affine_layouts_agree(isa, dtype):
+    """affine_forward's scipy-BLAS path either calls gemm 'T','N' on x and W as stored, or
+    transposes x into scratch, calls 'N','N' and transposes zᵀ back adding b (and σ), the
+    transposes in L x L register blocks with ragged edges: sizes around 2, 4, 8 and 16
+    lanes, N ≥ 16 (the layout's minimum), D or M of 1."""
+    used, saved = _cykernels.ISA, _cykernels._tuning()
+    names = ["affine_forward", "affine_sigmoid_forward"]
+    try:
+        _cykernels._select_isa(isa)
+        for N, D, M in [(16, 1, 1), (16, 16, 16), (17, 33, 65), (31, 8, 9), (32, 64, 64),
+                        (33, 5, 7), (48, 100, 33), (64, 64, 10), (100, 20, 100)]:
+            expected = [_call_dense(reference, n, N, D, M, dtype) for n in names]
+            for affine_nn in [1e300, 0]:  # 'T','N' always; 'N','N' from 16 rows on
+                _cykernels._tuning(affine=0, numpy_matmul=1 << 62, affine_nn=affine_nn)
+                for name, want in zip(names, expected, strict=True):
+                    assert_close(_call_dense(_cykernels, name, N, D, M, dtype), want, dtype)
+                    out = np.full(want.shape, np.nan, dtype)
+                    assert _call_dense_out(name, N, D, M, dtype, out) is out
+                    assert_close(out, want, dtype)
+    finally:
+        _cykernels._select_isa(used)
         _cykernels._tuning(**saved)
     assert _cykernels._tuning() == saved
 
