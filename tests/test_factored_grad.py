@@ -123,9 +123,9 @@ def test_sgd_applies_the_factored_gradient_as_the_array_would(backend, dtype, mo
         W_hand = W_hand - 0.5 * v_hand
     rtol = 1e-12 if dtype == np.float64 else 2e-5
     np.testing.assert_allclose(Wa.data, W_hand, rtol=rtol, atol=rtol)
-    np.testing.assert_allclose(Wa.data, Wb.data, rtol=rtol, atol=rtol)
-    if backend == "cython":  # same loops, same order: the very same bits
-        np.testing.assert_array_equal(Wa.data, Wb.data)
+    # The same arithmetic in another order (one fused pass): equal to a few roundings.
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(Wa.data, Wb.data, rtol=8 * eps, atol=8 * eps)
 
 
 def test_grad_after_the_step_is_still_the_gradient(backend):

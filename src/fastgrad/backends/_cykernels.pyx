@@ -613,6 +613,22 @@ cdef extern from *:
             }                                                                                \\
         }                                                                                    \\
     }                                                                                        \\
+    /* The SGD step above on dW = c x (one row of a rank-1 weight gradient), in one pass:  \\
+       W and v do not overlap x. */                                                          \\
+    TARGET static void fg_sgdrank1_##T##_##ISA(T *restrict W, T c, const T *restrict x,    \\
+                                               T *restrict v, Py_ssize_t n, T lr, T mu,     \\
+                                               T wd) {                                      \\
+        Py_ssize_t i;                                                                        \\
+        if (v == NULL) {                                                                     \\
+            for (i = 0; i < n; i++) W[i] -= lr * (c * x[i] + wd * W[i]);                     \\
+        } else {                                                                             \\
+            for (i = 0; i < n; i++) {                                                        \\
+                T g = mu * v[i] + c * x[i] + wd * W[i];                                      \\
+                v[i] = g;                                                                    \\
+                W[i] -= lr * g;                                                              \\
+            }                                                                                \\
+        }                                                                                    \\
+    }                                                                                        \\
     /* out[i] = sum_n dz[n, i] over the N rows of dz (N, M); out does not overlap dz. */    \\
     TARGET static void fg_colsum_##T##_##ISA(const T *restrict dz, T *restrict out,        \\
                                              Py_ssize_t N, Py_ssize_t M) {                  \\
@@ -668,6 +684,8 @@ cdef extern from *:
     static void (*fg_lincomb_##S)(T*, const T*, Py_ssize_t, const T*, Py_ssize_t,           \\
                                   Py_ssize_t) = fg_lincomb_##T##_base;                      \\
     static void (*fg_sgd_##S)(T*, const T*, T*, Py_ssize_t, T, T, T) = fg_sgd_##T##_base;   \\
+    static void (*fg_sgdrank1_##S)(T*, T, const T*, T*, Py_ssize_t, T, T, T) =              \\
+        fg_sgdrank1_##T##_base;                                                             \\
     static void (*fg_colsum_##S)(const T*, T*, Py_ssize_t, Py_ssize_t) = fg_colsum_##T##_base; \\
     static void (*fg_sigback_##S)(const T*, const T*, T*, Py_ssize_t) = fg_sigback_##T##_base; \\
     static void (*fg_addrows_##S)(T*, const T*, Py_ssize_t, Py_ssize_t, int) =              \\
@@ -684,7 +702,7 @@ cdef extern from *:
         fg_sgd_##S = fg_sgd_##T##_##ISA; fg_colsum_##S = fg_colsum_##T##_##ISA;             \\
         fg_sigback_##S = fg_sigback_##T##_##ISA; fg_addrows_##S = fg_addrows_##T##_##ISA;  \\
         fg_transpose_##S = fg_transpose_##T##_##ISA; fg_sigmoid_##S = fg_sigmoid_##T##_##ISA; \\
-        fg_expsum_##S = fg_expsum_##T##_##ISA;
+        fg_expsum_##S = fg_expsum_##T##_##ISA; fg_sgdrank1_##S = fg_sgdrank1_##T##_##ISA;
 
     /* Pick the widest ISA this CPU runs; returns its name. */
     static const char *fg_select_isa(int limit) {
@@ -715,6 +733,10 @@ cdef extern from *:
                   double wd) noexcept nogil
     void fg_sgd_f(float* W, const float* dW, float* v, Py_ssize_t n, float lr, float mu,
                   float wd) noexcept nogil
+    void fg_sgdrank1_d(double* W, double c, const double* x, double* v, Py_ssize_t n, double lr,
+                       double mu, double wd) noexcept nogil
+    void fg_sgdrank1_f(float* W, float c, const float* x, float* v, Py_ssize_t n, float lr,
+                       float mu, float wd) noexcept nogil
     void fg_colsum_d(const double* dz, double* out, Py_ssize_t N, Py_ssize_t M) noexcept nogil
     void fg_colsum_f(const float* dz, float* out, Py_ssize_t N, Py_ssize_t M) noexcept nogil
     void fg_sigback_d(const double* h, const double* dh, double* dz, Py_ssize_t n) noexcept nogil
@@ -961,14 +983,21 @@ cdef void _sgd_outer(floating* W, const floating* dz, const floating* x, floatin
                      floating* row, Py_ssize_t N, Py_ssize_t M, Py_ssize_t D, floating lr,
                      floating momentum, floating weight_decay) noexcept nogil:
     """sgd on W̄ = z̄ᵀ x without storing W̄: row i of W̄ (Σₙ z̄ₙᵢ xₙ) is built in ``row``
-    (D elements, stays in L1) and applied at once, so W is read and written in one pass."""
+    (D elements, stays in L1) and applied at once — at N = 1 formed and applied in the
+    same loop — so W is read and written in one pass."""
     cdef Py_ssize_t i
     cdef floating* vi = NULL
     for i in range(M):
-        _lincomb(row, dz + i, M, x, N, D)
         if v != NULL:
             vi = v + i * D
-        _sgd(W + i * D, row, vi, D, lr, momentum, weight_decay)
+        if N == 1:  # per example: row i of W̄ is dz[i] x, applied as it is formed
+            if floating is float:
+                fg_sgdrank1_f(W + i * D, dz[i], x, vi, D, lr, momentum, weight_decay)
+            else:
+                fg_sgdrank1_d(W + i * D, dz[i], x, vi, D, lr, momentum, weight_decay)
+        else:
+            _lincomb(row, dz + i, M, x, N, D)
+            _sgd(W + i * D, row, vi, D, lr, momentum, weight_decay)
 
 
 cdef void _adam(floating* W, const floating* dW, floating* m, floating* v, Py_ssize_t size,
