@@ -716,6 +716,8 @@ def _shape_only(shape) -> _ShapeOnly:
 # ---------------------------------------------------------------- backward sweep --
 
 
+@cython.final
+@cython.cclass
 class OuterGrad:
     """A linear layer's weight gradient W̄ = z̄ᵀ x kept as its two factors.
 
@@ -727,7 +729,8 @@ class OuterGrad:
     The factors are private copies, so later writes to x cannot change the gradient.
     """
 
-    __slots__ = ("dz", "x")
+    dz = cython.declare(object, visibility="public")
+    x = cython.declare(object, visibility="public")
 
     def __init__(self, dz, x):
         self.dz = dz
