@@ -25,7 +25,9 @@ def close(a, b, dtype):
 
 
 def run_once(dtype, rng):
-    for N, D, M in [(1, 7, 5), (1, 33, 17), (3, 7, 5), (0, 4, 3), (2, 0, 3), (2, 4, 0)]:
+    # ... and (32, 64, 64), (17, 50, 70): the 'N','N' layout on a transposed x, ragged blocks.
+    for N, D, M in [(1, 7, 5), (1, 33, 17), (3, 7, 5), (0, 4, 3), (2, 0, 3), (2, 4, 0),
+                    (32, 64, 64), (17, 50, 70)]:
         x = rng.standard_normal((N, D)).astype(dtype)
         W = rng.standard_normal((M, D)).astype(dtype)
         b = rng.standard_normal(M).astype(dtype)
@@ -37,8 +39,16 @@ def run_once(dtype, rng):
         close(C.bias_grad(dz), R.bias_grad(dz), dtype)
         out = np.empty((N, M), dtype)
         assert C.affine_forward(x, W, b, out=out) is out
+        for momentum, velocity in ((0.0, None), (0.9, np.zeros((M, D), dtype))):
+            Wc, Wr = W.copy(), W.copy()
+            vr = None if velocity is None else velocity.copy()
+            C.sgd_outer_update(Wc, dz, x, 0.1, momentum, velocity, 0.01)
+            R.sgd_outer_update(Wr, dz, x, 0.1, momentum, vr, 0.01)
+            close(Wc, Wr, dtype)
         if N == M and D == M:  # out aliasing an input
             close(C.affine_forward(x, W, b, out=x.copy()), R.affine_forward(x, W, b), dtype)
+    long = (rng.standard_normal(1003) * 30).astype(dtype)  # full vectors and a ragged tail
+    close(C.sigmoid_forward(long), R.sigmoid_forward(long), dtype)
     z = (rng.standard_normal((4, 5)) * 30).astype(dtype)
     z[0, :3] = [1000, -1000, 0]
     h = C.sigmoid_forward(z)
@@ -76,6 +86,7 @@ def run_once(dtype, rng):
         lambda: C.outer_grad(np.ones((2, 3), dtype), np.ones((3, 3), dtype)),
         lambda: C.bias_grad(np.ones((2, 3), dtype), out=np.empty(4, dtype)),
         lambda: C.softmax_cross_entropy_forward(z, np.array([0, 9, 2, 1])),
+        lambda: C.sgd_outer_update(np.ones((3, 4), dtype), np.ones((2, 3), dtype), np.ones((2, 5), dtype), 0.1),
     ]
     for call in bad:
         try:
