@@ -480,6 +480,41 @@ def test_sgd_outer_update_agrees_with_outer_grad_then_sgd_update(isa, N, dtype):
 
 
 @pytest.mark.parametrize("kernels", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("momentum,weight_decay", [(0.0, 0.0), (0.9, 5e-3)])
+def test_sgd_update_many_is_sgd_update_on_each(kernels, dtype, momentum, weight_decay):
+    shapes = [(100, 784), (100,), (10, 100), (10,), (1, 1), (3, 5, 2)]
+    Ws = [data(s, dtype, 80 + k) for k, s in enumerate(shapes)]
+    dWs = [data(s, dtype, 90 + k) for k, s in enumerate(shapes)]
+    vs = [data(s, dtype, 100 + k) for k, s in enumerate(shapes)] if momentum else None
+    expected = [_sgd_by_hand(W, dW, 0.1, momentum, None if vs is None else vs[k], weight_decay)
+                for k, (W, dW) in enumerate(zip(Ws, dWs, strict=True))]
+    assert kernels.sgd_update_many(Ws, dWs, 0.1, momentum, vs, weight_decay) is None
+    for k, (W_hand, v_hand) in enumerate(expected):
+        assert_close(Ws[k], W_hand, dtype)
+        if vs is not None:
+            assert_close(vs[k], v_hand, dtype)
+
+
+@pytest.mark.parametrize("kernels", BACKENDS)
+def test_sgd_update_many_checks_everything_before_writing(kernels):
+    Ws = [z2(3, 4) + 1, z2(2) + 1, z2(5) + 1]
+    before = [W.copy() for W in Ws]
+    bad_grads = [z2(3, 4), z2(2), z2(4)]  # the third does not fit its parameter
+    with pytest.raises(ValueError, match=r"parameter 2: .*dW \(4,\) .* W \(5,\)"):
+        kernels.sgd_update_many(Ws, bad_grads, 0.1)
+    for W, W0 in zip(Ws, before, strict=True):
+        np.testing.assert_array_equal(W, W0)  # the first two were not updated either
+    with pytest.raises(TypeError, match=r"parameter 1: .*W float64, dW float32"):
+        kernels.sgd_update_many(Ws, [z2(3, 4), z2(2, dtype=f32), z2(5)], 0.1)
+    with pytest.raises(ValueError, match=r"3 params, 2 grads"):
+        kernels.sgd_update_many(Ws, bad_grads[:2], 0.1)
+    with pytest.raises(ValueError, match=r"parameter 0: .*momentum=0.9 needs a velocity"):
+        kernels.sgd_update_many(Ws, [z2(3, 4), z2(2), z2(5)], 0.1, momentum=0.9)
+    kernels.sgd_update_many([], [], 0.1)  # nothing to do is fine
+
+
+@pytest.mark.parametrize("kernels", BACKENDS)
 def test_sgd_outer_update_reads_factors_that_overlap_W(kernels):
     # x is a view into W itself: the update must use x as it was before W is written.
     W = data((4, 6), np.float64, 70)

@@ -131,8 +131,10 @@ class Optimizer:
                 )
             todo.append((i, p, W, dW, guarded))
         # Every parameter was checked first, so a bad one does not leave a half-taken step.
-        hyper = self._hyper()
-        backend = kernels()
+        self._apply_updates(kernels(), todo, self._hyper())
+
+    def _apply_updates(self, backend, todo, hyper):
+        """Update each (index, parameter, array, gradient, guarded) of ``todo``."""
         state = self.state
         for i, p, W, dW, guarded in todo:
             if not guarded:
@@ -233,13 +235,37 @@ class SGD(Optimizer):
     def _hyper(self):
         return (_check_number("SGD", "lr", self.lr), self.momentum, self.weight_decay)
 
+    def _apply_updates(self, backend, todo, hyper):
+        # The usual case — array gradients, no live graph holding the parameters — is one
+        # kernel call for all of them (sgd_update_many checks every one before writing).
+        # fastgrad.compile's tracer records each parameter's _update: it gets those.
+        many = getattr(backend, "sgd_update_many", None)
+        if many is None or _tape._tracer is not None:
+            return super()._apply_updates(backend, todo, hyper)
+        batch, rest = [], []
+        for item in todo:
+            (rest if item[4] or type(item[3]) is not np.ndarray else batch).append(item)
+        if batch:
+            lr, momentum, weight_decay = hyper
+            velocities = [self._velocity(self.state[item[0]], item[2]) for item in batch] if momentum else None
+            try:
+                many([item[2] for item in batch], [item[3] for item in batch], lr, momentum, velocities,
+                     weight_decay)
+            except (TypeError, ValueError):
+                rest = batch + rest  # nothing was written: each on its own path below
+        if rest:
+            super()._apply_updates(backend, rest, hyper)
+
+    @staticmethod
+    def _velocity(state, W):
+        velocity = state.get("velocity")
+        if velocity is None:
+            velocity = state["velocity"] = np.zeros_like(W)
+        return velocity
+
     def _update(self, backend, state, W, dW, hyper):
         lr, momentum, weight_decay = hyper
-        velocity = None
-        if momentum:
-            velocity = state.get("velocity")
-            if velocity is None:
-                velocity = state["velocity"] = np.zeros_like(W)
+        velocity = self._velocity(state, W) if momentum else None
         if type(dW) is OuterGrad:  # W̄ = z̄ᵀ x never stored: one pass over W
             try:
                 backend.sgd_outer_update(W, dW.dz, dW.x, lr, momentum, velocity, weight_decay)

@@ -17,6 +17,7 @@ KERNELS = (
     "softmax_cross_entropy_forward",
     "softmax_cross_entropy_backward",
     "sgd_update",
+    "sgd_update_many",
     "sgd_outer_update",
     "adam_update",
 )

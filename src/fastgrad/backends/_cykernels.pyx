@@ -1263,15 +1263,15 @@ def softmax_cross_entropy_backward(probs, labels, out=None):
     return dz
 
 
-def sgd_update(W, dW, lr, momentum=0.0, velocity=None, weight_decay=0.0):
-    """In place: v = μ v + W̄ + λ W, W −= η v; without ``velocity``: W −= η (W̄ + λ W)."""
+cdef tuple _sgd_arguments(object W, object dW, object velocity, double mu, str fname):
+    """sgd_update's checks: (W, dW, velocity) as arrays the loop may use (dW copied where
+    it overlaps what the loop writes), or a TypeError/ValueError naming the argument."""
     cdef cnp.ndarray aW = _check("W", W, -1)
     cdef cnp.ndarray adW = _check("dW", dW, -1)
     _same_dtype("W", aW, "dW", adW)
     _fits("dW", adW, "W", aW)
     _writeable("W", aW)
     cdef cnp.ndarray av = None
-    cdef double lr_ = lr, mu = momentum, wd = weight_decay
     if velocity is not None:
         av = _check("velocity", velocity, -1)
         _same_dtype("W", aW, "velocity", av)
@@ -1281,17 +1281,52 @@ def sgd_update(W, dW, lr, momentum=0.0, velocity=None, weight_decay=0.0):
         if _overlap(adW, av):
             adW = adW.copy()
     elif mu != 0:
-        raise ValueError(f"sgd_update: momentum={momentum!r} needs a velocity array of W's shape {_shp(aW)}")
-    adW = _unshared(adW, aW)
+        raise ValueError(f"{fname}: momentum={mu!r} needs a velocity array of W's shape {_shp(aW)}")
+    return aW, _unshared(adW, aW), av
+
+
+cdef void _sgd_arrays(cnp.ndarray aW, cnp.ndarray adW, cnp.ndarray av, double lr, double mu,
+                      double wd) noexcept:
     cdef Py_ssize_t size = cnp.PyArray_SIZE(aW)
+    cdef void* pW = _data(aW)
+    cdef void* pdW = _data(adW)
     cdef void* pv = NULL if av is None else _data(av)
     if _is64(aW):
         with nogil:
-            _sgd(<double*>cnp.PyArray_DATA(aW), <double*>cnp.PyArray_DATA(adW), <double*>pv, size, lr_, mu, wd)
+            _sgd(<double*>pW, <double*>pdW, <double*>pv, size, lr, mu, wd)
     else:
         with nogil:
-            _sgd(<float*>cnp.PyArray_DATA(aW), <float*>cnp.PyArray_DATA(adW), <float*>pv, size, <float>lr_, <float>mu,
-                 <float>wd)
+            _sgd(<float*>pW, <float*>pdW, <float*>pv, size, <float>lr, <float>mu, <float>wd)
+
+
+def sgd_update(W, dW, lr, momentum=0.0, velocity=None, weight_decay=0.0):
+    """In place: v = μ v + W̄ + λ W, W −= η v; without ``velocity``: W −= η (W̄ + λ W)."""
+    cdef double lr_ = lr, mu = momentum, wd = weight_decay
+    aW, adW, av = _sgd_arguments(W, dW, velocity, mu, "sgd_update")
+    _sgd_arrays(aW, adW, av, lr_, mu, wd)
+
+
+def sgd_update_many(params, grads, lr, momentum=0.0, velocities=None, weight_decay=0.0):
+    """``sgd_update(params[i], grads[i], lr, momentum, velocities[i], weight_decay)`` for
+    every i, in one call (an optimizer step over all its parameters). Every argument is
+    checked before anything is written; an error names the index."""
+    cdef double lr_ = lr, mu = momentum, wd = weight_decay
+    cdef Py_ssize_t n = len(params), i
+    if len(grads) != n or (velocities is not None and len(velocities) != n):
+        raise ValueError(
+            f"sgd_update_many: {n} params, {len(grads)} grads"
+            + ("" if velocities is None else f", {len(velocities)} velocities")
+            + ": the lists must have one length")
+    cdef list checked = []
+    for i in range(n):
+        try:
+            checked.append(_sgd_arguments(params[i], grads[i],
+                                          None if velocities is None else velocities[i],
+                                          mu, "sgd_update_many"))
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"sgd_update_many: parameter {i}: {exc}") from None
+    for arrays in checked:
+        _sgd_arrays(arrays[0], arrays[1], arrays[2], lr_, mu, wd)
 
 
 def sgd_outer_update(W, dz, x, lr, momentum=0.0, velocity=None, weight_decay=0.0):

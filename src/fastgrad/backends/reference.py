@@ -136,8 +136,8 @@ def softmax_cross_entropy_backward(probs, labels, out=None):
     return out
 
 
-def sgd_update(W, dW, lr, momentum=0.0, velocity=None, weight_decay=0.0):
-    """In place: v = μ v + W̄ + λ W, W −= η v; without ``velocity``: W −= η (W̄ + λ W)."""
+def _sgd_arguments(W, dW, momentum, velocity, name):
+    """sgd_update's checks; dW, copied if it shares memory with what the update writes."""
     check_array("W", W, contiguous=False)
     check_array("dW", dW, contiguous=False)
     check_same_dtype(W=W, dW=dW)
@@ -146,10 +146,9 @@ def sgd_update(W, dW, lr, momentum=0.0, velocity=None, weight_decay=0.0):
     if velocity is None:
         if momentum != 0:
             raise ValueError(
-                f"sgd_update: momentum={momentum!r} needs a velocity array of W's shape {W.shape}"
+                f"{name}: momentum={momentum!r} needs a velocity array of W's shape {W.shape}"
             )
-        W -= lr * (dW + weight_decay * W)
-        return
+        return dW
     check_array("velocity", velocity, contiguous=False)
     check_same_dtype(W=W, velocity=velocity)
     check_fits("velocity", velocity, "W", W)
@@ -159,10 +158,43 @@ def sgd_update(W, dW, lr, momentum=0.0, velocity=None, weight_decay=0.0):
                          "(both are updated in place)")
     if np.may_share_memory(dW, velocity) or np.may_share_memory(dW, W):
         dW = dW.copy()  # read it whole before velocity and W are written
+    return dW
+
+
+def _sgd_step(W, dW, lr, momentum, velocity, weight_decay):
+    if velocity is None:
+        W -= lr * (dW + weight_decay * W)
+        return
     velocity *= momentum
     velocity += dW
     velocity += weight_decay * W
     W -= lr * velocity
+
+
+def sgd_update(W, dW, lr, momentum=0.0, velocity=None, weight_decay=0.0):
+    """In place: v = μ v + W̄ + λ W, W −= η v; without ``velocity``: W −= η (W̄ + λ W)."""
+    dW = _sgd_arguments(W, dW, momentum, velocity, "sgd_update")
+    _sgd_step(W, dW, lr, momentum, velocity, weight_decay)
+
+
+def sgd_update_many(params, grads, lr, momentum=0.0, velocities=None, weight_decay=0.0):
+    """``sgd_update(params[i], grads[i], lr, momentum, velocities[i], weight_decay)`` for
+    every i, in one call. Every argument is checked before anything is written."""
+    n = len(params)
+    if len(grads) != n or (velocities is not None and len(velocities) != n):
+        counts = f"{n} params, {len(grads)} grads"
+        if velocities is not None:
+            counts += f", {len(velocities)} velocities"
+        raise ValueError(f"sgd_update_many: {counts}: the lists must have one length")
+    velocities = [None] * n if velocities is None else list(velocities)
+    checked = []
+    for i, (W, dW, v) in enumerate(zip(params, grads, velocities, strict=True)):
+        try:
+            checked.append((W, _sgd_arguments(W, dW, momentum, v, "sgd_update_many"), v))
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"sgd_update_many: parameter {i}: {exc}") from None
+    for W, dW, v in checked:
+        _sgd_step(W, dW, lr, momentum, v, weight_decay)
 
 
 def sgd_outer_update(W, dz, x, lr, momentum=0.0, velocity=None, weight_decay=0.0):
