@@ -758,6 +758,7 @@ def leaf_grad(node):
     return g
 
 
+@cython.cfunc
 def _add_signals(old, new):
     """Fan-out: v̄ = Σ of the contributions (factored ones computed first)."""
     if type(old) is OuterGrad:
@@ -889,6 +890,8 @@ def _check_written(node):
             )
 
 
+@cython.cfunc
+@cython.locals(node=Node, handed_out=set)
 def _accumulate_leaf(node, g, handed_out):
     if type(g) is OuterGrad:  # factored (private copies): kept so until read
         node.grad = g if node.grad is None else _add_signals(node.grad, g)
