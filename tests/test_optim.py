@@ -22,24 +22,14 @@ def _grads(rng, shape, steps, dtype):
     return [rng.standard_normal(shape).astype(dtype) for _ in range(steps)]
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    with fg.use_backend(request.param):
-        yield request.param
-
-
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("momentum,weight_decay", [(0.0, 0.0), (0.9, 0.0), (0.5, 0.01)])
-def test_sgd_matches_formula(backend, dtype, momentum, weight_decay):
-    rng = np.random.default_rng(0)
-    w0 = rng.standard_normal((3, 4)).astype(dtype)
-    b0 = rng.standard_normal(4).astype(dtype)
-    params = [Param(w0), Param(b0)]
+def _sgd_steps_match_formula(params, start, rng, dtype, momentum, weight_decay, steps):
+    """Step an SGD(lr=0.1) over ``params`` with random gradients; after each step every
+    parameter must equal the formula in float64: d = g + λw, v = μv + d, w −= 0.1 v."""
     opt = optim.SGD(params, lr=0.1, momentum=momentum, weight_decay=weight_decay)
-    expected = [w0.astype(np.float64), b0.astype(np.float64)]
+    expected = [w.astype(np.float64) for w in start]
     velocity = [np.zeros_like(e) for e in expected]
-    for _step in range(4):
-        grads = [_grads(rng, e.shape, 1, dtype)[0] for e in expected]
+    for _step in range(steps):
+        grads = [rng.standard_normal(e.shape).astype(dtype) for e in expected]
         for p, g in zip(params, grads, strict=True):
             p.grad = g
         opt.step()
@@ -52,6 +42,20 @@ def test_sgd_matches_formula(backend, dtype, momentum, weight_decay):
         for p, e in zip(params, expected, strict=True):
             assert p.data.dtype == dtype
             np.testing.assert_allclose(p.data, e, **TOL[dtype])
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    with fg.use_backend(request.param):
+        yield request.param
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("momentum,weight_decay", [(0.0, 0.0), (0.9, 0.0), (0.5, 0.01)])
+def test_sgd_matches_formula(backend, dtype, momentum, weight_decay):
+    rng = np.random.default_rng(0)
+    start = [rng.standard_normal((3, 4)).astype(dtype), rng.standard_normal(4).astype(dtype)]
+    _sgd_steps_match_formula([Param(w) for w in start], start, rng, dtype, momentum, weight_decay, 4)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -96,29 +100,12 @@ def test_sgd_on_tensors_matches_formula(backend, dtype, momentum, weight_decay, 
     # Tensors right after a backward take one kernel call for all (sgd_update_many); a
     # strided parameter among them sends every one to its own path. Same numbers either way.
     rng = np.random.default_rng(5)
-    shapes = [(4, 6), (4,), (3, 4), (3,)]
-    start = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    start = [rng.standard_normal(s).astype(dtype) for s in [(4, 6), (4,), (3, 4), (3,)]]
     params = [fg.tensor(w, requires_grad=True) for w in start]
     if strided:
         params[2] = fg.from_numpy(np.ascontiguousarray(start[2].T).T)  # a transposed view
         params[2].requires_grad = True
-    opt = optim.SGD(params, lr=0.1, momentum=momentum, weight_decay=weight_decay)
-    expected = [w.astype(np.float64) for w in start]
-    velocity = [np.zeros_like(e) for e in expected]
-    for _step in range(3):
-        grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
-        for p, g in zip(params, grads, strict=True):
-            p.grad = g
-        opt.step()
-        for k, g in enumerate(grads):
-            d = g + weight_decay * expected[k]
-            if momentum:
-                velocity[k] = momentum * velocity[k] + d
-                d = velocity[k]
-            expected[k] = expected[k] - 0.1 * d
-    for p, e in zip(params, expected, strict=True):
-        assert p.data.dtype == dtype
-        np.testing.assert_allclose(p.data, e, **TOL[dtype])
+    _sgd_steps_match_formula(params, start, rng, dtype, momentum, weight_decay, 3)
 
 
 def test_parameters_without_grad_are_skipped():
