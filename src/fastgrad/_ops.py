@@ -254,16 +254,27 @@ def _linear(x, W, b=None):
     return z.reshape(xs[:-1] + (M,))
 
 
+# The adjoints on arrays: the kernel straight away (the backward's hot path), and only if it
+# refuses the arrays, _kernel's casts.
 def _transpose_matvec(W, dz):
-    return _kernel("transpose_matvec", W, dz)
+    try:
+        return _kernels().transpose_matvec(W, dz)
+    except (TypeError, ValueError):
+        return _kernel("transpose_matvec", W, dz)
 
 
 def _outer_grad(dz, x):
-    return _kernel("outer_grad", dz, x)
+    try:
+        return _kernels().outer_grad(dz, x)
+    except (TypeError, ValueError):
+        return _kernel("outer_grad", dz, x)
 
 
 def _bias_grad(dz):
-    return _kernel("bias_grad", dz)
+    try:
+        return _kernels().bias_grad(dz)
+    except (TypeError, ValueError):
+        return _kernel("bias_grad", dz)
 
 
 linear = primitive(_linear, "linear")
@@ -280,30 +291,21 @@ def _rows(a, width):
 # tensors (a recorded backward) they go through the primitives.
 def _linear_x(g, ans, x, W, b=None):  # x̄ = z̄ W   (each row: Wᵀ z̄)
     if type(g) is np.ndarray and type(W) is np.ndarray and type(x) is np.ndarray and g.ndim == 2 == x.ndim:
-        try:
-            return _kernels().transpose_matvec(W, g)
-        except (TypeError, ValueError):
-            return _transpose_matvec(W, g)
+        return _transpose_matvec(W, g)
     x_bar = transpose_matvec(W, _rows(g, shape_of(W)[0]))
     return x_bar if shape_of(x_bar) == shape_of(x) else reshape(x_bar, shape_of(x))
 
 
 def _linear_W(g, ans, x, W, b=None):  # W̄ = z̄ᵀ x  (the outer products z̄ xᵀ, summed)
     if type(g) is np.ndarray and type(x) is np.ndarray and g.ndim == 2 == x.ndim:
-        try:
-            return _kernels().outer_grad(g, x)
-        except (TypeError, ValueError):
-            return _outer_grad(g, x)
+        return _outer_grad(g, x)
     M, D = shape_of(W)
     return outer_grad(_rows(g, M), _rows(x, D))
 
 
 def _linear_b(g, ans, x, W, b=None):  # b̄ = Σₙ z̄ₙ
     if type(g) is np.ndarray and g.ndim == 2:
-        try:
-            return _kernels().bias_grad(g)
-        except (TypeError, ValueError):
-            return _bias_grad(g)
+        return _bias_grad(g)
     return bias_grad(_rows(g, shape_of(W)[0]))
 
 
