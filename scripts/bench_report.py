@@ -17,10 +17,13 @@ range; prefer those for ratios.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
 from collections import defaultdict
+
+from fastgrad.bench import runner
 
 IMPL_ORDER = [
     "numpy",
@@ -40,28 +43,10 @@ def _order(names):
     return sorted(names, key=lambda n: (IMPL_ORDER.index(n) if n in IMPL_ORDER else 99, n))
 
 
-def fmt_time(s):
-    if s is None:
-        return "–"
-    if s < 1e-3:
-        return f"{s * 1e6:.1f} µs"
-    if s < 1:
-        return f"{s * 1e3:.2f} ms"
-    return f"{s:.2f} s"
-
-
-def fmt_ratio(r, spread=True):
-    if r is None:
-        return "–"
-    if isinstance(r, dict):
-        m, lo, hi = r["median"], r["min"], r["max"]
-    else:
-        m, lo, hi, spread = r, None, None, False
-    d = 2 if m < 10 else 1 if m < 100 else 0
-    text = f"{m:.{d}f}"
-    if spread:
-        text += f" ({lo:.{d}f}–{hi:.{d}f})"
-    return text
+# The runner's formatting (fastgrad bench prints the same numbers), with an en dash for
+# a missing value in Markdown tables.
+fmt_time = functools.partial(runner.fmt_time, missing="–")
+fmt_ratio = functools.partial(runner.fmt_ratio, missing="–")
 
 
 def table(header, rows):

@@ -267,9 +267,10 @@ def _cpu_model():
 # the table
 
 
-def _fmt_time(s):
+def fmt_time(s, missing="-"):
+    """Seconds as µs, ms or s (``missing`` for None)."""
     if s is None:
-        return "-"
+        return missing
     if s < 1e-3:
         return f"{s * 1e6:.1f} µs"
     if s < 1:
@@ -277,14 +278,18 @@ def _fmt_time(s):
     return f"{s:.2f} s"
 
 
-def _fmt_ratio(r, spread=True):
-    if not r:
-        return "-"
-    m = r["median"]
+def fmt_ratio(r, spread=True, missing="-"):
+    """A ratio: a number, or a {"median", "min", "max"} summary shown as "m (min–max)"."""
+    if r is None or (isinstance(r, dict) and not r):
+        return missing
+    if isinstance(r, dict):
+        m, lo, hi = r["median"], r["min"], r["max"]
+    else:
+        m, lo, hi, spread = r, None, None, False
     digits = 2 if m < 10 else 1 if m < 100 else 0
     text = f"{m:.{digits}f}"
     if spread:
-        text += f" ({r['min']:.{digits}f}–{r['max']:.{digits}f})"
+        text += f" ({lo:.{digits}f}–{hi:.{digits}f})"
     return text
 
 
@@ -320,10 +325,10 @@ def format_table(report) -> str:
             else:
                 extra = f"{med['fwd+bwd'] / entry['n_ops'] * 1e6:9.3f}"
             lines.append(
-                f"{name:<20}{_fmt_time(med.get('forward')):>11}{_fmt_time(med.get('fwd+bwd')):>11}"
-                f"{_fmt_time(med.get('step')):>11}  {_fmt_ratio(ratio.get('step')):<20}"
-                f"{_fmt_ratio(ratio.get('fwd+bwd')):<20}{_fmt_ratio(ratio.get('forward')):<20}"
-                f"{_fmt_ratio(row.get('bwd_over_fwd'), spread=False):<8}{extra}"
+                f"{name:<20}{fmt_time(med.get('forward')):>11}{fmt_time(med.get('fwd+bwd')):>11}"
+                f"{fmt_time(med.get('step')):>11}  {fmt_ratio(ratio.get('step')):<20}"
+                f"{fmt_ratio(ratio.get('fwd+bwd')):<20}{fmt_ratio(ratio.get('forward')):<20}"
+                f"{fmt_ratio(row.get('bwd_over_fwd'), spread=False):<8}{extra}"
             )
         for name, secs in entry["compile_s"].items():
             if secs:
