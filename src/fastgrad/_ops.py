@@ -13,7 +13,7 @@ are primitives too so second derivatives stay closed), reductions, shape and ind
 
 import numpy as np
 
-from . import _backend
+from ._backend import kernels as _kernels
 from ._tape import OuterGrad, Primitive, Tensor, _apply, _mode, inplace_update
 
 # ----------------------------------------------------------------------- helpers --
@@ -86,12 +86,6 @@ def _check_real(a):
     # Casting would drop an imaginary part or coerce objects: refuse instead of a wrong answer.
     if a.dtype.kind not in "biu":
         raise TypeError(f"expected real numbers, got dtype {a.dtype} (shape {a.shape})")
-
-
-def _kernels():
-    """The kernel module in force (no use_backend block open anywhere: the default, read
-    without the thread-local lookup)."""
-    return _backend.kernels() if _backend._overrides else _backend._default
 
 
 def _kernel(name, *arrays):

@@ -26,6 +26,8 @@ import threading
 
 import numpy as np
 
+from ._backend import kernels
+
 try:
     import cython
 except ImportError:  # Cython is needed to build, not to run: the hints become no-ops
@@ -745,8 +747,6 @@ class OuterGrad:
         return self.dz.dtype
 
     def array(self):
-        from ._backend import kernels
-
         return kernels().outer_grad(self.dz, self.x)
 
 

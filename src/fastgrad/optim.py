@@ -21,6 +21,7 @@ differentiate with the new weights.
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Iterable
 
@@ -48,8 +49,9 @@ def _check_number(owner, name, value, low=0.0, high=None, high_open=False):
     return value
 
 
-class Optimizer:
-    """Holds the parameters and per-parameter state; subclasses define ``_update``."""
+class Optimizer(abc.ABC):
+    """Holds the parameters and per-parameter state; subclasses define ``_hyper`` and
+    ``_update``."""
 
     def __init__(self, params: Iterable, **hyper):
         if hasattr(params, "data") and hasattr(params, "grad"):
@@ -160,12 +162,14 @@ class Optimizer:
         """Can _update apply this factored gradient (an OuterGrad) without its array?"""
         return False
 
+    @abc.abstractmethod
     def _hyper(self):
         """The hyper-parameters of this step, checked once (they may have been reassigned)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _update(self, backend, state, W, dW, hyper):
-        raise NotImplementedError
+        """Update W in place from its gradient dW (an array, or an OuterGrad where
+        ``_applies_outer`` says so) and its ``state`` dict."""
 
     def state_dict(self) -> dict:
         """Hyper-parameters and per-parameter buffers (copies), for checkpoints."""

@@ -1263,6 +1263,21 @@ def softmax_cross_entropy_backward(probs, labels, out=None):
     return dz
 
 
+cdef cnp.ndarray _velocity_argument(object velocity, cnp.ndarray aW, double mu, str fname):
+    """The SGD updates' velocity: None, or an array like W that the loop may write, which
+    momentum ≠ 0 requires."""
+    if velocity is None:
+        if mu != 0:
+            raise ValueError(f"{fname}: momentum={mu!r} needs a velocity array of W's shape {_shp(aW)}")
+        return None
+    cdef cnp.ndarray av = _check("velocity", velocity, -1)
+    _same_dtype("W", aW, "velocity", av)
+    _fits("velocity", av, "W", aW)
+    _writeable("velocity", av)
+    _disjoint("velocity", av, "W", aW)
+    return av
+
+
 cdef tuple _sgd_arguments(object W, object dW, object velocity, double mu, str fname):
     """sgd_update's checks: (W, dW, velocity) as arrays the loop may use (dW copied where
     it overlaps what the loop writes), or a TypeError/ValueError naming the argument."""
@@ -1271,17 +1286,9 @@ cdef tuple _sgd_arguments(object W, object dW, object velocity, double mu, str f
     _same_dtype("W", aW, "dW", adW)
     _fits("dW", adW, "W", aW)
     _writeable("W", aW)
-    cdef cnp.ndarray av = None
-    if velocity is not None:
-        av = _check("velocity", velocity, -1)
-        _same_dtype("W", aW, "velocity", av)
-        _fits("velocity", av, "W", aW)
-        _writeable("velocity", av)
-        _disjoint("velocity", av, "W", aW)
-        if _overlap(adW, av):
-            adW = adW.copy()
-    elif mu != 0:
-        raise ValueError(f"{fname}: momentum={mu!r} needs a velocity array of W's shape {_shp(aW)}")
+    cdef cnp.ndarray av = _velocity_argument(velocity, aW, mu, fname)
+    if av is not None and _overlap(adW, av):
+        adW = adW.copy()
     return aW, _unshared(adW, aW), av
 
 
@@ -1342,16 +1349,8 @@ def sgd_outer_update(W, dz, x, lr, momentum=0.0, velocity=None, weight_decay=0.0
             f"sgd_outer_update: W {_shp(aW)}, dz {_shp(adz)}, x {_shp(ax)} do not fit "
             "(need W (M, D), dz (N, M), x (N, D))")
     _writeable("W", aW)
-    cdef cnp.ndarray av = None
     cdef double lr_ = lr, mu = momentum, wd = weight_decay
-    if velocity is not None:
-        av = _check("velocity", velocity, 2)
-        _same_dtype("W", aW, "velocity", av)
-        _fits("velocity", av, "W", aW)
-        _writeable("velocity", av)
-        _disjoint("velocity", av, "W", aW)
-    elif mu != 0:
-        raise ValueError(f"sgd_outer_update: momentum={momentum!r} needs a velocity array of W's shape {_shp(aW)}")
+    cdef cnp.ndarray av = _velocity_argument(velocity, aW, mu, "sgd_outer_update")
     # dz and x are read for every row: copy them if W or the velocity is written over them.
     if _overlap(adz, aW) or (av is not None and _overlap(adz, av)):
         adz = adz.copy()
