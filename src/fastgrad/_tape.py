@@ -289,7 +289,7 @@ class Node:
     def _unprotect(self):
         """Give back the saved-data protection this node holds (counts, frozen arrays)."""
         args = self.args
-        if args is not None and self.prim.saves_args:
+        if args is not None and cython.cast(Primitive, self.prim).saves_args:
             for a in args:
                 if isinstance(a, _TensorFields):
                     cython.cast(_TensorFields, a)._saves -= 1
@@ -576,6 +576,7 @@ class Tensor(_TensorFields):
 # -------------------------------------------------------------------- primitives --
 
 
+@cython.cclass
 class Primitive:
     """A function with local derivative rules, recorded when a tensor input needs grad.
 
@@ -583,10 +584,22 @@ class Primitive:
     output's, ``g``. Rules are written with primitives, so they can themselves be
     recorded (grad of grad). ``saves_args`` / ``saves_ans`` say what the rules read, so
     only that data is kept alive and protected.
+
+    Compiled, an extension type: calling it and reading its fields are C operations (the
+    forward records and the backward sweeps read them once per node); other attributes
+    (``__name__``, ``__doc__``, ...) live in its ``__dict__``.
     """
 
-    __slots__ = ("fun", "name", "vjps", "deferred_vjps", "saves_args", "saves_ans", "__name__",
-                 "__wrapped__", "__dict__")
+    fun = cython.declare(object, visibility="public")
+    name = cython.declare(object, visibility="public")
+    vjps = cython.declare(object, visibility="public")
+    # argnum -> rule giving that argument's error signal in factored form (an OuterGrad)
+    # or None; used only for a leaf's .grad in a first-order backward (see OuterGrad).
+    deferred_vjps = cython.declare(object, visibility="public")
+    saves_args = cython.declare(cython.bint, visibility="public")
+    saves_ans = cython.declare(cython.bint, visibility="public")
+    __dict__ = cython.declare(dict)
+    __weakref__ = cython.declare(object)
 
     def __init__(self, fun, name=None):
         self.fun = fun
@@ -595,8 +608,6 @@ class Primitive:
         self.__doc__ = fun.__doc__
         self.__wrapped__ = fun
         self.vjps = {}
-        # argnum -> rule giving that argument's error signal in factored form (an OuterGrad)
-        # or None; used only for a leaf's .grad in a first-order backward (see OuterGrad).
         self.deferred_vjps = None
         self.saves_args = True
         self.saves_ans = False
@@ -614,7 +625,7 @@ class Primitive:
 
     def __call__(self, *args, **kwargs):
         for a in args:
-            if isinstance(a, Tensor):
+            if isinstance(a, _TensorFields):
                 return _apply(self, args, kwargs)
         if kwargs:
             return self.fun(*args, **kwargs)
@@ -625,8 +636,9 @@ def _shapes(args):
     return ", ".join(str(_shape_of(a)) for a in args)
 
 
-@cython.locals(raw=list, parents=list, i=cython.Py_ssize_t, constants=cython.bint, node=Node,
-               t=_TensorFields)
+@cython.ccall
+@cython.locals(prim=Primitive, args=tuple, raw=list, parents=list, i=cython.Py_ssize_t,
+               constants=cython.bint, node=Node, t=_TensorFields)
 def _apply(prim, args, kwargs):
     if _tracer is not None:
         return _tracer.apply(prim, args, kwargs)  # runs this function eagerly and records it
@@ -788,8 +800,8 @@ def _needed_nodes(roots, targets):
     return needed
 
 
-@cython.locals(node=Node, parent=Node, grads=dict, heap=list, handed_out=set, results=dict,
-               check_writes=cython.bint)
+@cython.locals(node=Node, parent=Node, prim=Primitive, grads=dict, heap=list, handed_out=set,
+               results=dict, check_writes=cython.bint)
 def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=None, defer=True):
     """The lecture's backward pass from ``roots`` seeded with ``seeds``.
 
