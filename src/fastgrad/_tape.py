@@ -20,7 +20,6 @@ declarations below are hints, and no-ops when the file runs as plain Python). Co
 ``Node`` is an extension type with C fields and the hot loops get typed locals.
 """
 
-import heapq
 import itertools
 import threading
 
@@ -820,13 +819,12 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
         return _tracer.backward(roots, seeds, retain_graph, create_graph, targets)
     needed = _needed_nodes(roots, targets) if create_graph and targets is not None else None
     grads = {}
-    heap = []
-    push, pop = heapq.heappush, heapq.heappop
+    heap = []  # the nodes waiting for their error signal, highest recording number first
     for node, seed in zip(roots, seeds):
         old = grads.get(node)
         if old is None:
             grads[node] = seed
-            push(heap, (-node.seq, node))
+            _heap_push(heap, node)
         else:
             grads[node] = old + seed
     handed_out = set()  # ids of arrays given to a leaf this sweep (never alias two .grads)
@@ -835,7 +833,7 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
     results = None if targets is None else dict.fromkeys(targets)
     defer = defer and results is None and not create_graph and anomaly is None
     while heap:
-        node = pop(heap)[1]
+        node = _heap_pop(heap)
         g = grads.pop(node)
         prim = node.prim
         if results is not None and node in results:
@@ -868,10 +866,15 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
                 pg = vjps[argnum](g, ans, *args, **kwargs) if kwargs else vjps[argnum](g, ans, *args)
             if anomaly is not None:
                 anomaly.backward(node, argnum, pg)
+            if parent.prim is None and results is None:
+                # A leaf adds each contribution to .grad as it arrives (the same sum, and
+                # no wait in the heap for the rest of the sweep).
+                _accumulate_leaf(parent, pg, handed_out)
+                continue
             old = grads.get(parent)
             if old is None:
                 grads[parent] = pg
-                push(heap, (-parent.seq, parent))
+                _heap_push(heap, parent)
             elif type(old) is np.ndarray and type(pg) is np.ndarray:
                 grads[parent] = old + pg  # fan-out: the multivariate chain rule sums
             else:
@@ -879,6 +882,51 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
         if not retain_graph:
             node.release()
     return None if results is None else [results[t] for t in targets]
+
+
+# The heap of waiting nodes, ordered by recording number (children before parents).
+# Compiled, C comparisons of ``seq``; no (key, node) tuples.
+@cython.cfunc
+@cython.locals(heap=list, node=Node, parent_node=Node, i=cython.Py_ssize_t,
+               up=cython.Py_ssize_t, seq=cython.Py_ssize_t)
+def _heap_push(heap, node):
+    heap.append(node)
+    i = len(heap) - 1
+    seq = node.seq
+    while i > 0:
+        up = (i - 1) >> 1
+        parent_node = heap[up]
+        if parent_node.seq >= seq:
+            break
+        heap[i] = parent_node
+        i = up
+    heap[i] = node
+
+
+@cython.cfunc
+@cython.locals(heap=list, top=Node, last=Node, child=Node, i=cython.Py_ssize_t,
+               c=cython.Py_ssize_t, n=cython.Py_ssize_t, seq=cython.Py_ssize_t)
+def _heap_pop(heap):
+    top = heap[0]
+    last = heap.pop()
+    n = len(heap)
+    if n == 0:
+        return top
+    seq = last.seq
+    i = 0
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            break
+        if c + 1 < n and cython.cast(Node, heap[c + 1]).seq > cython.cast(Node, heap[c]).seq:
+            c += 1
+        child = heap[c]
+        if child.seq <= seq:
+            break
+        heap[i] = child
+        i = c
+    heap[i] = last
+    return top
 
 
 def _raise_freed(prim):
@@ -919,11 +967,15 @@ def _accumulate_leaf(node, g, handed_out):
             f"the error signal of a real tensor of shape {g.shape} came out complex: a complex "
             "value entered the computation, and fastgrad does not differentiate complex numbers"
         )
-    handed_out.add(id(g))
     if node.grad is None:
+        handed_out.add(id(g))
         node.grad = g
     else:
-        node.grad = node.grad + g
+        total = node.grad + g
+        if type(total) is not np.ndarray:  # 0-d + 0-d gives a NumPy scalar: keep an array
+            total = np.asarray(total)
+        handed_out.add(id(total))
+        node.grad = total
 
 
 from . import _ops  # noqa: E402,F401  (attaches the operators to Tensor)
