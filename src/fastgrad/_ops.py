@@ -312,17 +312,42 @@ def _sigmoid_vjp(g, ans, z):  # z̄ = h̄ ∘ h ∘ (1 − h)
 def _linear_W_factored(g, ans, x, W, b=None):
     """W̄ = z̄ᵀ x left factored when z̄ and x hold under a quarter of W̄'s numbers (a batch
     much smaller than the layer: per-example SGD). None: compute it as usual."""
-    if type(g) is np.ndarray and type(x) is np.ndarray and g.ndim == 2 == x.ndim and g.dtype == x.dtype:
-        N, M = g.shape
-        D = x.shape[1]
-        if 4 * N * (M + D) <= M * D:
-            return OuterGrad(g.copy(), x.copy())
+    if type(g) is np.ndarray and type(x) is np.ndarray and g.ndim == 2 == x.ndim:
+        return _factored(g, x)
     return None
+
+
+def _factored(g, x):  # (2-D arrays)
+    N, M = g.shape
+    D = x.shape[1]
+    if 4 * N * (M + D) <= M * D and g.dtype == x.dtype:
+        return OuterGrad(g.copy(), x.copy())
+    return None
+
+
+def _linear_joint(parents, g, ans, defer, x, W, b=None):
+    """x̄, W̄, b̄ (those ``parents`` ask for) from one call in a first-order sweep: the same
+    kernels as the rules above, one dispatch and one set of checks instead of three."""
+    if type(g) is not np.ndarray or type(x) is not np.ndarray or type(W) is not np.ndarray:
+        return None
+    if g.ndim != 2 or x.ndim != 2:
+        return None
+    signals = []
+    for argnum, parent in parents:
+        if argnum == 0:
+            signals.append(_transpose_matvec(W, g))
+        elif argnum == 1:
+            W_bar = _factored(g, x) if defer and parent.prim is None else None
+            signals.append(_outer_grad(g, x) if W_bar is None else W_bar)
+        else:
+            signals.append(_bias_grad(g))
+    return signals
 
 
 # z = x Wᵀ + b
 defvjp(linear, _linear_x, _linear_W, _linear_b)
 linear.deferred_vjps = {1: _linear_W_factored}
+linear.joint_vjp = _linear_joint
 # The adjoints are linear maps; their own adjoints close the table for grad of grad.
 defvjp(transpose_matvec,  # X = dz W
        lambda G, ans, W, dz: outer_grad(dz, G), lambda G, ans, W, dz: matmul(G, transpose(W)))

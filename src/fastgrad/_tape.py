@@ -595,6 +595,11 @@ class Primitive:
     # argnum -> rule giving that argument's error signal in factored form (an OuterGrad)
     # or None; used only for a leaf's .grad in a first-order backward (see OuterGrad).
     deferred_vjps = cython.declare(object, visibility="public")
+    # joint_vjp(parents, g, ans, defer, *args): every parent's error signal from one call
+    # (a list in the order of ``parents``, factored where ``defer`` allows it as above), or
+    # None to use the rules one by one. Only in a first-order sweep without keyword
+    # arguments: it saves a dispatch per argument on a hot primitive (linear).
+    joint_vjp = cython.declare(object, visibility="public")
     saves_args = cython.declare(cython.bint, visibility="public")
     saves_ans = cython.declare(cython.bint, visibility="public")
     __dict__ = cython.declare(dict)
@@ -608,6 +613,7 @@ class Primitive:
         self.__wrapped__ = fun
         self.vjps = {}
         self.deferred_vjps = None
+        self.joint_vjp = None
         self.saves_args = True
         self.saves_ans = False
 
@@ -800,7 +806,7 @@ def _needed_nodes(roots, targets):
 
 
 @cython.locals(node=Node, parent=Node, prim=Primitive, grads=dict, heap=list, handed_out=set,
-               results=dict, check_writes=cython.bint)
+               results=dict, check_writes=cython.bint, k=cython.Py_ssize_t)
 def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=None, defer=True):
     """The lecture's backward pass from ``roots`` seeded with ``seeds``.
 
@@ -856,14 +862,22 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
             args, ans = node.raw, node.ans
         kwargs, vjps = node.kwargs, prim.vjps
         deferred = prim.deferred_vjps if defer else None
+        signals = None
+        if prim.joint_vjp is not None and not create_graph and not kwargs:
+            signals = prim.joint_vjp(parents, g, ans, defer, *args)
+        k = -1
         for argnum, parent in parents:
+            k += 1
             if needed is not None and parent not in needed:
                 continue
-            pg = None
-            if deferred is not None and parent.prim is None and argnum in deferred:
-                pg = deferred[argnum](g, ans, *args)  # factored, or None: not worth it here
-            if pg is None:
-                pg = vjps[argnum](g, ans, *args, **kwargs) if kwargs else vjps[argnum](g, ans, *args)
+            if signals is not None:
+                pg = signals[k]
+            else:
+                pg = None
+                if deferred is not None and parent.prim is None and argnum in deferred:
+                    pg = deferred[argnum](g, ans, *args)  # factored, or None: not worth it here
+                if pg is None:
+                    pg = vjps[argnum](g, ans, *args, **kwargs) if kwargs else vjps[argnum](g, ans, *args)
             if anomaly is not None:
                 anomaly.backward(node, argnum, pg)
             if parent.prim is None and results is None:
