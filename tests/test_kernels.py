@@ -344,6 +344,54 @@ def test_softmax_cross_entropy_by_hand(kernels, dtype, N, K):
 
 @pytest.mark.parametrize("kernels", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 10), (32, 10), (7, 3, 2), (5,), ()])
+def test_squared_error_by_hand(kernels, dtype, shape):
+    y, t = data(shape, dtype, 21), data(shape, dtype, 22)
+    n = shape[0] if shape else 1
+    d = y.astype(np.float64) - t.astype(np.float64)
+    loss = kernels.squared_error_forward(y, t)
+    assert isinstance(loss, float)
+    assert loss == pytest.approx(0.5 * np.sum(d * d) / n, rel=RTOL[np.dtype(dtype)])
+
+    dy = kernels.squared_error_backward(y, t, 0.25)
+    assert dy.dtype == dtype and dy.shape == shape
+    assert_close(dy, 0.25 * d, dtype)
+    out = np.empty_like(y)
+    assert kernels.squared_error_backward(y, t, -2.0, out=out) is out
+    assert_close(out, -2.0 * d, dtype)
+    y_again = y.copy()
+    assert kernels.squared_error_backward(y_again, t, 0.25, out=y_again) is y_again  # in place
+    assert_close(y_again, dy, dtype)
+
+
+@pytest.mark.parametrize("kernels", BACKENDS)
+def test_squared_error_shifted_out_and_empty_batch(kernels):
+    buf = data((12,), np.float64, 23)
+    y, t = buf[:10].copy(), data((10,), np.float64, 24)
+    expected = 0.5 * (y - t)
+    y_view = buf[:10]
+    out = buf[2:]  # overlaps y, shifted by two elements
+    kernels.squared_error_backward(y_view, t, 0.5, out=out)
+    assert_close(out, expected, np.float64)
+    empty = np.empty((0, 3))
+    assert np.isnan(kernels.squared_error_forward(empty, empty))
+
+
+@pytest.mark.parametrize("kernels", BACKENDS)
+def test_squared_error_bad_input(kernels):
+    y = np.zeros((4, 3))
+    with pytest.raises(ValueError, match=r"y \(4, 3\) and t \(4, 2\)"):
+        kernels.squared_error_forward(y, np.zeros((4, 2)))
+    with pytest.raises(TypeError, match="one dtype"):
+        kernels.squared_error_backward(y, np.zeros((4, 3), np.float32), 1.0)
+    with pytest.raises(TypeError, match="t must be a numpy.ndarray"):
+        kernels.squared_error_forward(y, [[0.0] * 3] * 4)
+    with pytest.raises(ValueError, match="out must have shape"):
+        kernels.squared_error_backward(y, y, 1.0, out=np.zeros(3))
+
+
+@pytest.mark.parametrize("kernels", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_softmax_cross_entropy_large_logits(kernels, dtype):
     z = np.array([[1000.0, -1000.0, 0.0], [-1000.0, -1000.0, -999.0]], dtype)
     t = np.array([1, 2])

@@ -613,15 +613,21 @@ def _batch(y):
 
 
 def _squared_error(y, t):
+    if type(y) is np.ndarray and type(t) is np.ndarray:
+        try:  # arrays of one shape and dtype (the usual case): one pass in the kernel
+            return y.dtype.type(_kernels().squared_error_forward(y, t))
+        except (TypeError, ValueError):
+            pass  # broadcasting, mixed dtypes, strides: NumPy
     d = np.subtract(y, t)
     return np.vdot(d, d) * (0.5 / _batch(y))
 
 
 def _squared_error_y(g, ans, y, t):  # ȳ = ℒ̄ (y − t) / N
-    if type(y) is np.ndarray and type(t) is np.ndarray and y.shape == t.shape and y.dtype == t.dtype:
-        d = np.subtract(y, t)  # arrays of one shape (the usual first-order case): two passes
-        d *= g * (1.0 / _batch(y))
-        return d
+    if type(y) is np.ndarray and type(t) is np.ndarray and isinstance(g, (np.generic, np.ndarray)):
+        try:
+            return _kernels().squared_error_backward(y, t, float(g) / _batch(y))
+        except (TypeError, ValueError):
+            pass
     return unbroadcast(g * (1.0 / _batch(y)) * (y - t), y)
 
 

@@ -16,6 +16,8 @@ KERNELS = (
     "affine_sigmoid_forward",
     "softmax_cross_entropy_forward",
     "softmax_cross_entropy_backward",
+    "squared_error_forward",
+    "squared_error_backward",
     "sgd_update",
     "sgd_update_many",
     "sgd_outer_update",

@@ -1410,3 +1410,71 @@ def adam_update(W, dW, m, v, lr, beta1, beta2, eps, step):
         with nogil:
             _adam(<float*>cnp.PyArray_DATA(aW), <float*>cnp.PyArray_DATA(adW), <float*>cnp.PyArray_DATA(am), <float*>cnp.PyArray_DATA(av),
                   size, <float>lr_, <float>b1, <float>b2, <float>eps_, <float>c1, <float>c2)
+
+
+# ---------------------------------------------------------------------------------------
+# Squared error: L = (1/N) Σₙ ½ ‖yₙ − tₙ‖² and ȳ = scale · (y − t), one pass each.
+# ---------------------------------------------------------------------------------------
+
+cdef double _sq_sum(const floating* y, const floating* t, Py_ssize_t size) noexcept nogil:
+    cdef double s = 0.0, d
+    cdef Py_ssize_t i
+    for i in range(size):
+        d = <double>y[i] - <double>t[i]
+        s += d * d
+    return s
+
+
+cdef void _scaled_diff(const floating* y, const floating* t, floating* out, floating scale,
+                       Py_ssize_t size) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(size):
+        out[i] = scale * (y[i] - t[i])
+
+
+cdef tuple _squared_error_arguments(object y, object t, str fname):
+    cdef cnp.ndarray ay = _check("y", y, -1)
+    cdef cnp.ndarray at = _check("t", t, -1)
+    _same_dtype("y", ay, "t", at)
+    if not _same_shape(ay, at):
+        raise ValueError(f"{fname}: y {_shp(ay)} and t {_shp(at)} must have one shape")
+    return ay, at
+
+
+def squared_error_forward(y, t):
+    """L = (1/N) Σₙ ½ ‖yₙ − tₙ‖², N the rows of y (1 for a 0-d y), as a Python float
+    (summed in float64)."""
+    cdef cnp.ndarray ay, at
+    ay, at = _squared_error_arguments(y, t, "squared_error_forward")
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(ay)
+    cdef Py_ssize_t N = cnp.PyArray_DIMS(ay)[0] if cnp.PyArray_NDIM(ay) > 0 else 1
+    cdef double s
+    if _is64(ay):
+        with nogil:
+            s = _sq_sum(<double*>cnp.PyArray_DATA(ay), <double*>cnp.PyArray_DATA(at), size)
+    else:
+        with nogil:
+            s = _sq_sum(<float*>cnp.PyArray_DATA(ay), <float*>cnp.PyArray_DATA(at), size)
+    return 0.5 * s / N if N > 0 else float("nan")  # the mean over no rows
+
+
+def squared_error_backward(y, t, scale, out=None):
+    """ȳ = scale · (y − t): the error signal of y (scale = L̄ / N for the mean loss above)."""
+    cdef cnp.ndarray ay, at
+    ay, at = _squared_error_arguments(y, t, "squared_error_backward")
+    cdef double c = scale
+    cdef cnp.ndarray o = _out(out, ay, cnp.PyArray_NDIM(ay), cnp.PyArray_DIMS(ay))
+    if ((_overlap(o, ay) and cnp.PyArray_DATA(o) != cnp.PyArray_DATA(ay))
+            or (_overlap(o, at) and cnp.PyArray_DATA(o) != cnp.PyArray_DATA(at))):
+        o[...] = squared_error_backward(ay, at, c)  # out shifted against y or t: go through a copy
+        return o
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(ay)
+    if _is64(ay):
+        with nogil:
+            _scaled_diff(<double*>cnp.PyArray_DATA(ay), <double*>cnp.PyArray_DATA(at),
+                         <double*>cnp.PyArray_DATA(o), c, size)
+    else:
+        with nogil:
+            _scaled_diff(<float*>cnp.PyArray_DATA(ay), <float*>cnp.PyArray_DATA(at),
+                         <float*>cnp.PyArray_DATA(o), <float>c, size)
+    return o

@@ -136,6 +136,32 @@ def softmax_cross_entropy_backward(probs, labels, out=None):
     return out
 
 
+def _squared_error_arguments(y, t, name):
+    check_array("y", y, contiguous=False)
+    check_array("t", t, contiguous=False)
+    check_same_dtype(y=y, t=t)
+    if y.shape != t.shape:
+        raise ValueError(f"{name}: y {y.shape} and t {t.shape} must have one shape")
+
+
+def squared_error_forward(y, t):
+    """L = (1/N) Σₙ ½ ‖yₙ − tₙ‖², N the rows of y (1 for a 0-d y), as a Python float
+    (summed in float64)."""
+    _squared_error_arguments(y, t, "squared_error_forward")
+    d = np.subtract(y, t, dtype=np.float64)
+    n = y.shape[0] if y.ndim else 1
+    return 0.5 * float(np.vdot(d, d)) / n if n else float("nan")  # (the mean over no rows)
+
+
+def squared_error_backward(y, t, scale, out=None):
+    """ȳ = scale · (y − t): the error signal of y (scale = L̄ / N for the mean loss above)."""
+    _squared_error_arguments(y, t, "squared_error_backward")
+    out = check_out(out, y.shape, y.dtype)
+    np.subtract(y, t, out=out)
+    out *= y.dtype.type(scale)
+    return out
+
+
 def _sgd_arguments(W, dW, momentum, velocity, name):
     """sgd_update's checks; dW, copied if it shares memory with what the update writes."""
     check_array("W", W, contiguous=False)
