@@ -545,6 +545,38 @@ def test_sgd_update_many_is_sgd_update_on_each(kernels, dtype, momentum, weight_
 
 
 @pytest.mark.parametrize("kernels", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("momentum,weight_decay", [(0.0, 0.0), (0.9, 0.01)])
+def test_sgd_update_many_takes_factored_gradients(kernels, dtype, momentum, weight_decay):
+    # A (dz, x) pair stands for W̄ = dzᵀ x (a linear layer's weight gradient, not formed).
+    W1, dz1, x1 = data((100, 784), dtype, 110), data((1, 100), dtype, 111), data((1, 784), dtype, 112)
+    W2, dz2, x2 = data((10, 100), dtype, 113), data((3, 10), dtype, 114), data((3, 100), dtype, 115)
+    b, db = data((10,), dtype, 116), data((10,), dtype, 117)
+    vs = [data(W.shape, dtype, 120 + k) for k, W in enumerate((W1, b, W2))] if momentum else None
+    expected = [
+        _sgd_by_hand(W, dW, 0.1, momentum, None if vs is None else vs[k], weight_decay)
+        for k, (W, dW) in enumerate(((W1, dz1.T @ x1), (b, db), (W2, dz2.T @ x2)))
+    ]
+    kernels.sgd_update_many([W1, b, W2], [(dz1, x1), db, (dz2, x2)], 0.1, momentum, vs, weight_decay)
+    for k, (W, (W_hand, v_hand)) in enumerate(zip((W1, b, W2), expected, strict=True)):
+        assert_close(W, W_hand, dtype)
+        if vs is not None:
+            assert_close(vs[k], v_hand, dtype)
+
+
+@pytest.mark.parametrize("kernels", BACKENDS)
+def test_sgd_update_many_checks_factored_gradients_before_writing(kernels):
+    Ws = [z2(3, 4) + 1, z2(5, 2) + 1]
+    before = [W.copy() for W in Ws]
+    with pytest.raises(ValueError, match=r"parameter 1: .*W \(5, 2\), dz \(1, 4\), x \(1, 2\) do not fit"):
+        kernels.sgd_update_many(Ws, [(z2(1, 3), z2(1, 4)), (z2(1, 4), z2(1, 2))], 0.1)
+    with pytest.raises(TypeError, match=r"parameter 0: .*one dtype"):
+        kernels.sgd_update_many(Ws, [(z2(1, 3, dtype=f32), z2(1, 4)), (z2(1, 5), z2(1, 2))], 0.1)
+    for W, W0 in zip(Ws, before, strict=True):
+        np.testing.assert_array_equal(W, W0)
+
+
+@pytest.mark.parametrize("kernels", BACKENDS)
 def test_sgd_update_many_checks_everything_before_writing(kernels):
     Ws = [z2(3, 4) + 1, z2(2) + 1, z2(5) + 1]
     before = [W.copy() for W in Ws]

@@ -239,26 +239,44 @@ class SGD(Optimizer):
     def _hyper(self):
         return (_check_number("SGD", "lr", self.lr), self.momentum, self.weight_decay)
 
-    def _apply_updates(self, backend, todo, hyper):
-        # The usual case — array gradients, no live graph holding the parameters — is one
-        # kernel call for all of them (sgd_update_many checks every one before writing).
-        # fastgrad.compile's tracer records each parameter's _update: it gets those.
-        many = getattr(backend, "sgd_update_many", None)
-        if many is None or _tape._tracer is not None:
-            return super()._apply_updates(backend, todo, hyper)
-        batch, rest = [], []
-        for item in todo:
-            (rest if item[4] or type(item[3]) is not np.ndarray else batch).append(item)
-        if batch:
-            lr, momentum, weight_decay = hyper
-            velocities = [self._velocity(self.state[item[0]], item[2]) for item in batch] if momentum else None
-            try:
-                many([item[2] for item in batch], [item[3] for item in batch], lr, momentum, velocities,
-                     weight_decay)
-            except (TypeError, ValueError):
-                rest = batch + rest  # nothing was written: each on its own path below
-        if rest:
-            super()._apply_updates(backend, rest, hyper)
+    def step(self) -> None:
+        """Update every parameter that has a gradient, in place."""
+        # The usual case: every parameter a tensor that no live graph holds, its gradient
+        # from a backward pass. Then the whole step is one kernel call (sgd_update_many
+        # checks every parameter before writing; a factored W̄ goes in as its (z̄, x)
+        # pair). Anything else — and fastgrad.compile's tracer, which records each
+        # parameter's _update — takes Optimizer.step's general path.
+        if _tape._tracer is None and not _tape._frozen:
+            many = getattr(kernels(), "sgd_update_many", None)
+            if many is not None and self._step_all(many, self._hyper()):
+                return
+        super().step()
+
+    def _step_all(self, many, hyper):
+        """The step as one sgd_update_many call; False (nothing written) if it does not apply."""
+        lr, momentum, weight_decay = hyper
+        params, grads = [], []
+        velocities = [] if momentum else None
+        state = self.state
+        i = -1
+        for p in self.params:
+            i += 1
+            if type(p) is not Tensor or p._saves:
+                return False
+            node = p._node
+            dW = node.grad if node is not None and node.prim is None else p._grad
+            if dW is None:
+                continue
+            W = p._data
+            params.append(W)
+            grads.append((dW.dz, dW.x) if type(dW) is OuterGrad else dW)
+            if momentum:
+                velocities.append(self._velocity(state[i], W))
+        try:
+            many(params, grads, lr, momentum, velocities, weight_decay)
+        except (TypeError, ValueError):
+            return False  # the general path converts the gradient or names the bad parameter
+        return True
 
     @staticmethod
     def _velocity(state, W):

@@ -1315,8 +1315,9 @@ def sgd_update(W, dW, lr, momentum=0.0, velocity=None, weight_decay=0.0):
 
 def sgd_update_many(params, grads, lr, momentum=0.0, velocities=None, weight_decay=0.0):
     """``sgd_update(params[i], grads[i], lr, momentum, velocities[i], weight_decay)`` for
-    every i, in one call (an optimizer step over all its parameters). Every argument is
-    checked before anything is written; an error names the index."""
+    every i, in one call (an optimizer step over all its parameters). A gradient given as
+    a pair ``(dz, x)`` stands for W̄ = dzᵀ x and is applied as ``sgd_outer_update`` does.
+    Every argument is checked before anything is written; an error names the index."""
     cdef double lr_ = lr, mu = momentum, wd = weight_decay
     cdef Py_ssize_t n = len(params), i
     if len(grads) != n or (velocities is not None and len(velocities) != n):
@@ -1326,19 +1327,28 @@ def sgd_update_many(params, grads, lr, momentum=0.0, velocities=None, weight_dec
             + ": the lists must have one length")
     cdef list checked = []
     for i in range(n):
+        grad = grads[i]
+        velocity = None if velocities is None else velocities[i]
         try:
-            checked.append(_sgd_arguments(params[i], grads[i],
-                                          None if velocities is None else velocities[i],
-                                          mu, "sgd_update_many"))
+            if type(grad) is tuple and len(<tuple>grad) == 2:
+                checked.append(_sgd_outer_arguments(params[i], (<tuple>grad)[0], (<tuple>grad)[1],
+                                                    velocity, mu, "sgd_update_many"))
+            else:
+                checked.append(_sgd_arguments(params[i], grad, velocity, mu, "sgd_update_many"))
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"sgd_update_many: parameter {i}: {exc}") from None
+    cdef tuple arrays
     for arrays in checked:
-        _sgd_arrays(arrays[0], arrays[1], arrays[2], lr_, mu, wd)
+        if len(arrays) == 4:
+            _sgd_outer_arrays(arrays[0], arrays[1], arrays[2], arrays[3], lr_, mu, wd)
+        else:
+            _sgd_arrays(arrays[0], arrays[1], arrays[2], lr_, mu, wd)
 
 
-def sgd_outer_update(W, dz, x, lr, momentum=0.0, velocity=None, weight_decay=0.0):
-    """``sgd_update(W, dz.T @ x, ...)`` without storing the weight gradient W̄ = z̄ᵀ x:
-    W (M, D), dz (N, M), x (N, D). One pass over W, for a small batch (N ≪ M, D)."""
+cdef tuple _sgd_outer_arguments(object W, object dz, object x, object velocity, double mu,
+                                str fname):
+    """sgd_outer_update's checks: (W, dz, x, velocity) as arrays the loop may use (dz and x
+    copied where W or the velocity overlaps them), or a TypeError/ValueError."""
     cdef cnp.ndarray aW = _check("W", W, 2)
     cdef cnp.ndarray adz = _check("dz", dz, 2)
     cdef cnp.ndarray ax = _check("x", x, 2)
@@ -1346,16 +1356,21 @@ def sgd_outer_update(W, dz, x, lr, momentum=0.0, velocity=None, weight_decay=0.0
     cdef Py_ssize_t M = aW.shape[0], D = aW.shape[1], N = adz.shape[0]
     if adz.shape[1] != M or ax.shape[0] != N or ax.shape[1] != D:
         raise ValueError(
-            f"sgd_outer_update: W {_shp(aW)}, dz {_shp(adz)}, x {_shp(ax)} do not fit "
+            f"{fname}: W {_shp(aW)}, dz {_shp(adz)}, x {_shp(ax)} do not fit "
             "(need W (M, D), dz (N, M), x (N, D))")
     _writeable("W", aW)
-    cdef double lr_ = lr, mu = momentum, wd = weight_decay
-    cdef cnp.ndarray av = _velocity_argument(velocity, aW, mu, "sgd_outer_update")
+    cdef cnp.ndarray av = _velocity_argument(velocity, aW, mu, fname)
     # dz and x are read for every row: copy them if W or the velocity is written over them.
     if _overlap(adz, aW) or (av is not None and _overlap(adz, av)):
         adz = adz.copy()
     if _overlap(ax, aW) or (av is not None and _overlap(ax, av)):
         ax = ax.copy()
+    return aW, adz, ax, av
+
+
+cdef void _sgd_outer_arrays(cnp.ndarray aW, cnp.ndarray adz, cnp.ndarray ax, cnp.ndarray av,
+                            double lr, double mu, double wd):
+    cdef Py_ssize_t M = aW.shape[0], D = aW.shape[1], N = adz.shape[0]
     cdef cnp.npy_intp dims[1]
     dims[0] = D
     cdef cnp.ndarray row = <cnp.ndarray>cnp.PyArray_EMPTY(1, dims, cnp.PyArray_TYPE(aW), 0)
@@ -1367,11 +1382,19 @@ def sgd_outer_update(W, dz, x, lr, momentum=0.0, velocity=None, weight_decay=0.0
     if _is64(aW):
         with nogil:
             _sgd_outer(<double*>pW, <double*>pdz, <double*>px, <double*>pv, <double*>prow,
-                       N, M, D, lr_, mu, wd)
+                       N, M, D, lr, mu, wd)
     else:
         with nogil:
             _sgd_outer(<float*>pW, <float*>pdz, <float*>px, <float*>pv, <float*>prow,
-                       N, M, D, <float>lr_, <float>mu, <float>wd)
+                       N, M, D, <float>lr, <float>mu, <float>wd)
+
+
+def sgd_outer_update(W, dz, x, lr, momentum=0.0, velocity=None, weight_decay=0.0):
+    """``sgd_update(W, dz.T @ x, ...)`` without storing the weight gradient W̄ = z̄ᵀ x:
+    W (M, D), dz (N, M), x (N, D). One pass over W, for a small batch (N ≪ M, D)."""
+    cdef double lr_ = lr, mu = momentum, wd = weight_decay
+    arrays = _sgd_outer_arguments(W, dz, x, velocity, mu, "sgd_outer_update")
+    _sgd_outer_arrays(arrays[0], arrays[1], arrays[2], arrays[3], lr_, mu, wd)
 
 
 def adam_update(W, dW, m, v, lr, beta1, beta2, eps, step):

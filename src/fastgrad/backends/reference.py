@@ -216,6 +216,8 @@ def sgd_update_many(params, grads, lr, momentum=0.0, velocities=None, weight_dec
     checked = []
     for i, (W, dW, v) in enumerate(zip(params, grads, velocities, strict=True)):
         try:
+            if type(dW) is tuple and len(dW) == 2:  # (dz, x): W̄ = dzᵀ x
+                dW = _outer_gradient(W, dW[0], dW[1], "sgd_update_many")
             checked.append((W, _sgd_arguments(W, dW, momentum, v, "sgd_update_many"), v))
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"sgd_update_many: parameter {i}: {exc}") from None
@@ -223,9 +225,8 @@ def sgd_update_many(params, grads, lr, momentum=0.0, velocities=None, weight_dec
         _sgd_step(W, dW, lr, momentum, v, weight_decay)
 
 
-def sgd_outer_update(W, dz, x, lr, momentum=0.0, velocity=None, weight_decay=0.0):
-    """``sgd_update(W, dz.T @ x, ...)``: the weight gradient of a linear layer, W̄ = z̄ᵀ x,
-    applied without being kept. W (M, D), dz (N, M), x (N, D)."""
+def _outer_gradient(W, dz, x, name):
+    """W̄ = dzᵀ x for W (M, D), dz (N, M), x (N, D), after checking that they fit."""
     check_array("W", W, ndim=2, contiguous=False)
     check_array("dz", dz, ndim=2, contiguous=False)
     check_array("x", x, ndim=2, contiguous=False)
@@ -233,10 +234,16 @@ def sgd_outer_update(W, dz, x, lr, momentum=0.0, velocity=None, weight_decay=0.0
     (M, D), N = W.shape, dz.shape[0]
     if dz.shape[1] != M or x.shape != (N, D):
         raise ValueError(
-            f"sgd_outer_update: W {W.shape}, dz {dz.shape}, x {x.shape} do not fit "
+            f"{name}: W {W.shape}, dz {dz.shape}, x {x.shape} do not fit "
             "(need W (M, D), dz (N, M), x (N, D))"
         )
-    sgd_update(W, dz.T @ x, lr, momentum, velocity, weight_decay)
+    return dz.T @ x
+
+
+def sgd_outer_update(W, dz, x, lr, momentum=0.0, velocity=None, weight_decay=0.0):
+    """``sgd_update(W, dz.T @ x, ...)``: the weight gradient of a linear layer, W̄ = z̄ᵀ x,
+    applied without being kept. W (M, D), dz (N, M), x (N, D)."""
+    sgd_update(W, _outer_gradient(W, dz, x, "sgd_outer_update"), lr, momentum, velocity, weight_decay)
 
 
 def adam_update(W, dW, m, v, lr, beta1, beta2, eps, step):
