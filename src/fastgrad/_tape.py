@@ -372,6 +372,7 @@ class _TensorFields:
     __weakref__ = cython.declare(object)
 
 
+@cython.ccall
 @cython.locals(t=_TensorFields)
 def _wrap(cls, data, node):
     # Tensor._wrap's body as a plain function: _apply calls it without a classmethod lookup.
@@ -668,7 +669,16 @@ def _apply(prim, args, kwargs):
                 constants = True
         i += 1
     try:
-        ans = prim.fun(*raw, **kwargs) if kwargs else prim.fun(*raw)  # (no empty ** to unpack)
+        if kwargs:
+            ans = prim.fun(*raw, **kwargs)
+        elif i == 1:  # (the usual arities called directly: no argument tuple built from raw)
+            ans = prim.fun(raw[0])
+        elif i == 2:
+            ans = prim.fun(raw[0], raw[1])
+        elif i == 3:
+            ans = prim.fun(raw[0], raw[1], raw[2])
+        else:
+            ans = prim.fun(*raw)
     except (ValueError, TypeError) as exc:
         raise _with_shapes(prim, args, exc) from exc
     if _anomaly is not None:
