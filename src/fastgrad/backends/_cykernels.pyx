@@ -225,6 +225,7 @@ cdef extern from *:
     """
     #if defined(__GNUC__) && defined(__x86_64__)
     #define FG_VECTORS 1
+    #include <immintrin.h>
     #define FG_TARGET(t) __attribute__((target(t)))
     /* Keep element loops as loops: gcc turns a copy loop into a call to memcpy, ~20 ns,
        as long as a whole batch-1 sigma of 10 elements. */
@@ -355,8 +356,8 @@ cdef extern from *:
         + 2.50000722921512436658e-8 * (r))))))
 
     #if FG_VECTORS
-    #define FG_VMATH(T, I, BYTES, ISA, TARGET)                                               \\
-    typedef I fg_i##T##_##ISA __attribute__((vector_size(BYTES)));                           \\
+    /* The generic e^x and sigma (SSE2, AVX2): GCC vector extensions, selects as bit masks. */
+    #define FG_VCORE(T, BYTES, ISA, TARGET)                                                  \\
     /* e^(-|a|) lane by lane; NaN stays NaN. */                                              \\
     TARGET static inline fg_##T##_##ISA fg_vexpneg_##T##_##ISA(fg_##T##_##ISA a) {           \\
         typedef fg_##T##_##ISA V;                                                            \\
@@ -389,7 +390,53 @@ cdef extern from *:
         const V s = (T)1 / ((T)1 + e);                                                       \\
         const VI neg = BYTES == 16 ? (V)((VI)z & ~(z != z)) < 0 : (VI)z < 0;  /* sign bit */ \\
         return (V)(((VI)(e * s) & neg) | ((VI)s & ~neg));                                    \\
+    }
+
+    /* AVX-512: the same e^x and sigma with the instructions GCC does not pick from vector
+       code: |a| clamped by an integer min (NaN's bits clamp too; the NaN is put back by a
+       masked move at the end, so no arithmetic sees it), 2^k applied by vscalef (one
+       rounding, subnormals included: the results are bit for bit those of 2^(k + C) 2^-C),
+       the sign select and NaN as masked operations. 21 instructions a vector instead of 29:
+       float sigma 25 % faster, double 20 % (docs/kernels.md). AVX512F only. */
+    #define FG_VCORE512(T, S, E, K, VF, TARGET)                                              \\
+    /* e^(-m) for m = min(|a|, LIM) >= 0, never NaN. */                                     \\
+    TARGET static inline VF fg_expneg512_##T(VF m) {                                         \\
+        const VF t = _mm512_fnmadd_##S(m, _mm512_set1_##S(FG_LOG2E_##T),                      \\
+                                       _mm512_set1_##S(FG_SHIFT_##T));                       \\
+        const VF k = _mm512_sub_##S(t, _mm512_set1_##S(FG_SHIFT_##T)); /* round(-m log2 e) */ \\
+        VF r = _mm512_fnmsub_##S(k, _mm512_set1_##S(FG_LN2HI_##T), m);   /* -m - k ln2hi */   \\
+        r = _mm512_fnmadd_##S(k, _mm512_set1_##S(FG_LN2LO_##T), r);                          \\
+        const VF r2 = _mm512_mul_##S(r, r);                                                  \\
+        return _mm512_scalef_##S(FG_ESTRIN_##T(r, r2), k);                                   \\
     }                                                                                        \\
+    TARGET static inline fg_##T##_avx512 fg_vexpneg_##T##_avx512(fg_##T##_avx512 a) {        \\
+        const __m512i ai = _mm512_and_si512(_mm512_cast##S##_si512((VF)a),                  \\
+                                            _mm512_set1_##E(FG_ABS_##T));                    \\
+        const K nan = _mm512_cmpgt_##E##_mask(ai, _mm512_set1_##E(FG_INFBITS_##T));          \\
+        const VF e = fg_expneg512_##T(                                                       \\
+            _mm512_castsi512_##S(_mm512_min_##E(ai, _mm512_set1_##E(FG_LIMBITS_##T))));      \\
+        return (fg_##T##_avx512)_mm512_mask_mov_##S(e, nan, (VF)a);                          \\
+    }                                                                                        \\
+    TARGET static inline fg_##T##_avx512 fg_vsigmoid_##T##_avx512(fg_##T##_avx512 z) {       \\
+        const __m512i zi = _mm512_cast##S##_si512((VF)z);                                    \\
+        const __m512i ai = _mm512_and_si512(zi, _mm512_set1_##E(FG_ABS_##T));               \\
+        const K nan = _mm512_cmpgt_##E##_mask(ai, _mm512_set1_##E(FG_INFBITS_##T));          \\
+        const K neg = _mm512_cmplt_##E##_mask(zi, _mm512_setzero_si512());    /* sign bit */ \\
+        const VF e = fg_expneg512_##T(                                                       \\
+            _mm512_castsi512_##S(_mm512_min_##E(ai, _mm512_set1_##E(FG_LIMBITS_##T))));      \\
+        const VF one = _mm512_set1_##S(1);                                                   \\
+        const VF s = _mm512_div_##S(one, _mm512_add_##S(one, e));                            \\
+        return (fg_##T##_avx512)_mm512_mask_mov_##S(_mm512_mask_mul_##S(s, neg, e, s), nan, (VF)z); \\
+    }
+    #define FG_VCORE512_float(TARGET) FG_VCORE512(float, ps, epi32, __mmask16, __m512, TARGET)
+    #define FG_VCORE512_double(TARGET) FG_VCORE512(double, pd, epi64, __mmask8, __m512d, TARGET)
+    #define FG_VCORE_base(T, BYTES, TARGET) FG_VCORE(T, BYTES, base, TARGET)
+    #define FG_VCORE_avx2(T, BYTES, TARGET) FG_VCORE(T, BYTES, avx2, TARGET)
+    #define FG_VCORE_avx512(T, BYTES, TARGET) FG_VCORE512_##T(TARGET)
+
+    #define FG_VMATH(T, I, BYTES, ISA, TARGET)                                               \\
+    typedef I fg_i##T##_##ISA __attribute__((vector_size(BYTES)));                           \\
+    FG_VCORE_##ISA(T, BYTES, TARGET)                                                         \\
     /* h = sigma(z + b) over n elements (b NULL: sigma(z)); h may be z. Two vectors a step
        (5-12 % faster than one: more independent work in flight). */                       \\
     TARGET FG_NO_LIBCALLS static void fg_sigmoid_##T##_##ISA(const T *z, const T *b, T *h,  \\
