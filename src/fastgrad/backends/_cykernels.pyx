@@ -390,6 +390,17 @@ cdef extern from *:
         const V s = (T)1 / ((T)1 + e);                                                       \\
         const VI neg = BYTES == 16 ? (V)((VI)z & ~(z != z)) < 0 : (VI)z < 0;  /* sign bit */ \\
         return (V)(((VI)(e * s) & neg) | ((VI)s & ~neg));                                    \\
+    }                                                                                        \\
+    /* The last rest < L elements of z (+ b) as a zero-padded vector, and back. */          \\
+    TARGET static inline fg_##T##_##ISA fg_vtail_##T##_##ISA(const T *z, const T *b,         \\
+                                                             Py_ssize_t rest) {              \\
+        fg_##T##_##ISA v = {0};                                                              \\
+        for (Py_ssize_t l = 0; l < rest; l++) v[l] = b != NULL ? z[l] + b[l] : z[l];         \\
+        return v;                                                                            \\
+    }                                                                                        \\
+    TARGET static inline void fg_vtailstore_##T##_##ISA(T *h, fg_##T##_##ISA v,              \\
+                                                        Py_ssize_t rest) {                   \\
+        for (Py_ssize_t l = 0; l < rest; l++) h[l] = v[l];                                   \\
     }
 
     /* AVX-512: the same e^x and sigma with the instructions GCC does not pick from vector
@@ -427,6 +438,18 @@ cdef extern from *:
         const VF one = _mm512_set1_##S(1);                                                   \\
         const VF s = _mm512_div_##S(one, _mm512_add_##S(one, e));                            \\
         return (fg_##T##_avx512)_mm512_mask_mov_##S(_mm512_mask_mul_##S(s, neg, e, s), nan, (VF)z); \\
+    }                                                                                        \\
+    /* Tails by masked loads and stores (masked-off lanes are not read: no fault, no flag). */ \\
+    TARGET static inline fg_##T##_avx512 fg_vtail_##T##_avx512(const T *z, const T *b,       \\
+                                                               Py_ssize_t rest) {            \\
+        const K k = (K)((1u << rest) - 1);                                                   \\
+        VF v = _mm512_maskz_loadu_##S(k, z);                                                 \\
+        if (b != NULL) v = _mm512_maskz_add_##S(k, v, _mm512_maskz_loadu_##S(k, b));         \\
+        return (fg_##T##_avx512)v;                                                           \\
+    }                                                                                        \\
+    TARGET static inline void fg_vtailstore_##T##_avx512(T *h, fg_##T##_avx512 v,            \\
+                                                         Py_ssize_t rest) {                  \\
+        _mm512_mask_storeu_##S(h, (K)((1u << rest) - 1), (VF)v);                             \\
     }
     #define FG_VCORE512_float(TARGET) FG_VCORE512(float, ps, epi32, __mmask16, __m512, TARGET)
     #define FG_VCORE512_double(TARGET) FG_VCORE512(double, pd, epi64, __mmask8, __m512d, TARGET)
@@ -478,12 +501,8 @@ cdef extern from *:
             }                                                                                \\
         }                                                                                    \\
         if (i < n) {                     /* the last n - i < L, through a zero-padded vector */ \\
-            const Py_ssize_t rest = n - i;                                                   \\
-            Py_ssize_t l;                                                                    \\
-            v = (V){0};                                                                      \\
-            for (l = 0; l < rest; l++) v[l] = b != NULL ? z[i + l] + b[i + l] : z[i + l];    \\
-            v = fg_vsigmoid_##T##_##ISA(v);                                                  \\
-            for (l = 0; l < rest; l++) h[i + l] = v[l];                                      \\
+            v = fg_vsigmoid_##T##_##ISA(fg_vtail_##T##_##ISA(z + i, b != NULL ? b + i : NULL, n - i)); \\
+            fg_vtailstore_##T##_##ISA(h + i, v, n - i);                                      \\
         }                                                                                    \\
     }                                                                                        \\
     /* p[k] = e^(z[k] - m) for k < K, m >= every z[k] (a row's maximum); returns sum_k p[k]. */ \\
@@ -501,11 +520,10 @@ cdef extern from *:
             s += v;                                                                          \\
         }                                                                                    \\
         for (l = 0; l < L; l++) total += s[l];                                               \\
-        if (k < K) {                                                                         \\
-            v = (V){0};                                                                      \\
-            for (l = 0; l < K - k; l++) v[l] = z[k + l];                                     \\
-            v = fg_vexpneg_##T##_##ISA(m - v);                                               \\
-            for (l = 0; l < K - k; l++) { p[k + l] = v[l]; total += v[l]; }                  \\
+        if (k < K) {                     /* the last K - k < L, through a zero-padded vector */ \\
+            v = fg_vexpneg_##T##_##ISA(m - fg_vtail_##T##_##ISA(z + k, NULL, K - k));        \\
+            fg_vtailstore_##T##_##ISA(p + k, v, K - k);                                      \\
+            for (l = 0; l < K - k; l++) total += v[l];                                       \\
         }                                                                                    \\
         return total;                                                                        \\
     }
