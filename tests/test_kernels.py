@@ -247,6 +247,45 @@ def test_blas_and_loop_paths_agree(dtype):
         _cykernels._tuning(**saved)
 
 
+@needs_cython
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_results_do_not_depend_on_releasing_the_gil(dtype):
+    """Small calls keep the GIL, large ones release it (``nogil_min``); every kernel gives
+    the same bits either way, on each path of the products."""
+    saved = _cykernels._tuning()
+
+    def every_kernel():
+        results = []
+        for N, D, M in [(1, 20, 7), (32, 64, 64), (32, 64, 10)]:
+            x, W, b = layer(N, D, M, dtype, seed=N)
+            dz = data((N, M), dtype, seed=N + 5)
+            h = _cykernels.sigmoid_forward(dz)
+            results += [_cykernels.affine_forward(x, W, b), _cykernels.affine_sigmoid_forward(x, W, b),
+                        h, _cykernels.sigmoid_backward(h, dz), _cykernels.outer_grad(dz, x),
+                        _cykernels.transpose_matvec(W, dz), _cykernels.bias_grad(dz)]
+            labels = np.arange(N) % M
+            loss, probs = _cykernels.softmax_cross_entropy_forward(dz, labels)
+            results += [np.array(loss), probs, _cykernels.softmax_cross_entropy_backward(probs, labels)]
+            W1, W2, m, v, velocity = W.copy(), W.copy(), np.zeros_like(W), np.zeros_like(W), np.zeros_like(W)
+            _cykernels.sgd_update(W1, W, 0.1, 0.9, velocity, 1e-3)
+            _cykernels.sgd_outer_update(W2, dz, x, 0.1)
+            _cykernels.adam_update(W, W1, m, v, 1e-3, 0.9, 0.999, 1e-8, 1)
+            results += [W1, W2, W, m, v, velocity]
+        return results
+
+    try:
+        for paths in [{}, dict(numpy_matmul=0), dict(affine_nn=1e300)]:
+            _cykernels._tuning(**saved)
+            _cykernels._tuning(nogil_min=0, **paths)
+            released = every_kernel()
+            _cykernels._tuning(nogil_min=1 << 62)
+            kept = every_kernel()
+            for a, b in zip(released, kept, strict=True):
+                np.testing.assert_array_equal(a, b)
+    finally:
+        _cykernels._tuning(**saved)
+
+
 # --- out= --------------------------------------------------------------------------------
 
 

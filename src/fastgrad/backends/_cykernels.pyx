@@ -69,6 +69,16 @@ cdef bint AFFINE_TRANSPOSED = 1
 # AFFINE_NN = 0 takes it for every shape of 16 rows or more, a huge value never.
 cdef double AFFINE_NN = 24
 cdef object _np_matmul = np.matmul
+# A call that reads and writes fewer elements than this keeps the GIL: releasing and
+# retaking it costs ~65-120 ns, 10-25 % of a kernel of a few hundred ns (W4's bias_grad,
+# every batch-1 kernel of a 100→10 layer), while such a call holds it a few µs at most
+# (a product of 16384 elements, e.g. 52x52x52, takes ~3 µs). Larger calls release it.
+cdef Py_ssize_t NOGIL_MIN = 16384
+
+cdef extern from "Python.h":
+    ctypedef struct PyThreadState
+    PyThreadState* PyEval_SaveThread() nogil
+    void PyEval_RestoreThread(PyThreadState*) nogil
 
 
 def _tuning(**rows):
@@ -76,11 +86,12 @@ def _tuning(**rows):
     kernel loops over before it calls BLAS, the product size (multiply-adds) from which
     BLAS means NumPy's matmul rather than scipy's, and affine_forward's layouts:
     ``_tuning(affine=1, outer=1, transpose_matvec=1, numpy_matmul=262144,
-    affine_transposed=True, affine_nn=24)``."""
+    affine_transposed=True, affine_nn=24, nogil_min=16384)`` (the last: the elements a call
+    reads and writes from which it releases the GIL)."""
     global AFFINE_LOOP_ROWS, OUTER_LOOP_ROWS, TMATVEC_LOOP_ROWS, NUMPY_MATMUL_MIN
-    global AFFINE_TRANSPOSED, AFFINE_NN
+    global AFFINE_TRANSPOSED, AFFINE_NN, NOGIL_MIN
     unknown = set(rows) - {"affine", "outer", "transpose_matvec", "numpy_matmul",
-                           "affine_transposed", "affine_nn"}
+                           "affine_transposed", "affine_nn", "nogil_min"}
     if unknown:
         raise ValueError(f"unknown kernels {sorted(unknown)}")
     AFFINE_LOOP_ROWS = rows.get("affine", AFFINE_LOOP_ROWS)
@@ -89,9 +100,11 @@ def _tuning(**rows):
     NUMPY_MATMUL_MIN = rows.get("numpy_matmul", NUMPY_MATMUL_MIN)
     AFFINE_TRANSPOSED = rows.get("affine_transposed", AFFINE_TRANSPOSED)
     AFFINE_NN = rows.get("affine_nn", AFFINE_NN)
+    NOGIL_MIN = rows.get("nogil_min", NOGIL_MIN)
     return {"affine": AFFINE_LOOP_ROWS, "outer": OUTER_LOOP_ROWS,
             "transpose_matvec": TMATVEC_LOOP_ROWS, "numpy_matmul": int(NUMPY_MATMUL_MIN),
-            "affine_transposed": bool(AFFINE_TRANSPOSED), "affine_nn": AFFINE_NN}
+            "affine_transposed": bool(AFFINE_TRANSPOSED), "affine_nn": AFFINE_NN,
+            "nogil_min": NOGIL_MIN}
 
 
 cdef inline bint _numpy_product(Py_ssize_t rows, Py_ssize_t loop_rows, Py_ssize_t a,
@@ -1090,6 +1103,18 @@ cdef inline bint _is64(cnp.ndarray a) noexcept:
     return cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT64
 
 
+cdef inline PyThreadState* _release_gil(Py_ssize_t touched) noexcept:
+    """Release the GIL for a call that reads and writes ``touched`` ≥ NOGIL_MIN elements
+    (returns the thread state to restore), keep it for a smaller one (returns NULL).
+    Between this and ``_restore_gil`` only C code runs."""
+    return PyEval_SaveThread() if touched >= NOGIL_MIN else NULL
+
+
+cdef inline void _restore_gil(PyThreadState* state) noexcept:
+    if state != NULL:
+        PyEval_RestoreThread(state)
+
+
 cdef inline void* _data(cnp.ndarray a) noexcept:
     return cnp.PyArray_DATA(a)
 
@@ -1110,6 +1135,7 @@ cdef object _affine_wrapper(object x, object W, object b, object out, bint sigmo
     cdef cnp.ndarray z = _out(out, ax, 2, dims)
     cdef cnp.ndarray zt = None
     cdef bint transposed = False
+    cdef PyThreadState* gil
     if out is not None and (_overlap(z, ax) or _overlap(z, aW) or _overlap(z, ab)):
         z[...] = _affine_wrapper(ax, aW, ab, None, sigmoid, fname)
         return z
@@ -1123,29 +1149,29 @@ cdef object _affine_wrapper(object x, object W, object b, object out, bint sigmo
             _np_matmul(aW, cnp.PyArray_Transpose(ax, NULL), zt)
         else:
             _np_matmul(ax, cnp.PyArray_Transpose(aW, NULL), z)
+        gil = _release_gil(2 * N * M + M)
         if _is64(ax):
-            with nogil:
-                if not transposed:
-                    _add_rows(<double*>cnp.PyArray_DATA(z), <double*>cnp.PyArray_DATA(ab), N, M, sigmoid)
-                else:
-                    _transpose_add(<double*>cnp.PyArray_DATA(z), <double*>cnp.PyArray_DATA(zt),
-                                   <double*>cnp.PyArray_DATA(ab), N, M, sigmoid)
+            if not transposed:
+                _add_rows(<double*>cnp.PyArray_DATA(z), <double*>cnp.PyArray_DATA(ab), N, M, sigmoid)
+            else:
+                _transpose_add(<double*>cnp.PyArray_DATA(z), <double*>cnp.PyArray_DATA(zt),
+                               <double*>cnp.PyArray_DATA(ab), N, M, sigmoid)
         else:
-            with nogil:
-                if not transposed:
-                    _add_rows(<float*>cnp.PyArray_DATA(z), <float*>cnp.PyArray_DATA(ab), N, M, sigmoid)
-                else:
-                    _transpose_add(<float*>cnp.PyArray_DATA(z), <float*>cnp.PyArray_DATA(zt),
-                                   <float*>cnp.PyArray_DATA(ab), N, M, sigmoid)
+            if not transposed:
+                _add_rows(<float*>cnp.PyArray_DATA(z), <float*>cnp.PyArray_DATA(ab), N, M, sigmoid)
+            else:
+                _transpose_add(<float*>cnp.PyArray_DATA(z), <float*>cnp.PyArray_DATA(zt),
+                               <float*>cnp.PyArray_DATA(ab), N, M, sigmoid)
+        _restore_gil(gil)
         return z
+    gil = _release_gil(N * D + M * D + N * M)
     if _is64(ax):
-        with nogil:
-            _affine(<double*>cnp.PyArray_DATA(ax), <double*>cnp.PyArray_DATA(aW), <double*>cnp.PyArray_DATA(ab),
-                    <double*>cnp.PyArray_DATA(z), N, D, M, sigmoid)
+        _affine(<double*>cnp.PyArray_DATA(ax), <double*>cnp.PyArray_DATA(aW), <double*>cnp.PyArray_DATA(ab),
+                <double*>cnp.PyArray_DATA(z), N, D, M, sigmoid)
     else:
-        with nogil:
-            _affine(<float*>cnp.PyArray_DATA(ax), <float*>cnp.PyArray_DATA(aW), <float*>cnp.PyArray_DATA(ab),
-                    <float*>cnp.PyArray_DATA(z), N, D, M, sigmoid)
+        _affine(<float*>cnp.PyArray_DATA(ax), <float*>cnp.PyArray_DATA(aW), <float*>cnp.PyArray_DATA(ab),
+                <float*>cnp.PyArray_DATA(z), N, D, M, sigmoid)
+    _restore_gil(gil)
     return z
 
 
@@ -1165,12 +1191,12 @@ def sigmoid_forward(z, out=None):
     cdef cnp.ndarray h = _out(out, az, cnp.PyArray_NDIM(az), cnp.PyArray_DIMS(az))
     az = _unshared(az, h)
     cdef Py_ssize_t size = cnp.PyArray_SIZE(az)
+    cdef PyThreadState* gil = _release_gil(2 * size)
     if _is64(az):
-        with nogil:
-            _sigmoid(<double*>cnp.PyArray_DATA(az), <double*>cnp.PyArray_DATA(h), size)
+        _sigmoid(<double*>cnp.PyArray_DATA(az), <double*>cnp.PyArray_DATA(h), size)
     else:
-        with nogil:
-            _sigmoid(<float*>cnp.PyArray_DATA(az), <float*>cnp.PyArray_DATA(h), size)
+        _sigmoid(<float*>cnp.PyArray_DATA(az), <float*>cnp.PyArray_DATA(h), size)
+    _restore_gil(gil)
     return h
 
 
@@ -1185,12 +1211,12 @@ def sigmoid_backward(h, dh, out=None):
     ah = _unshared(ah, dz)
     adh = _unshared(adh, dz)
     cdef Py_ssize_t size = cnp.PyArray_SIZE(ah)
+    cdef PyThreadState* gil = _release_gil(3 * size)
     if _is64(ah):
-        with nogil:
-            _sigmoid_back(<double*>cnp.PyArray_DATA(ah), <double*>cnp.PyArray_DATA(adh), <double*>cnp.PyArray_DATA(dz), size)
+        _sigmoid_back(<double*>cnp.PyArray_DATA(ah), <double*>cnp.PyArray_DATA(adh), <double*>cnp.PyArray_DATA(dz), size)
     else:
-        with nogil:
-            _sigmoid_back(<float*>cnp.PyArray_DATA(ah), <float*>cnp.PyArray_DATA(adh), <float*>cnp.PyArray_DATA(dz), size)
+        _sigmoid_back(<float*>cnp.PyArray_DATA(ah), <float*>cnp.PyArray_DATA(adh), <float*>cnp.PyArray_DATA(dz), size)
+    _restore_gil(gil)
     return dz
 
 
@@ -1212,12 +1238,12 @@ def outer_grad(dz, x, out=None):
     if _numpy_product(N, OUTER_LOOP_ROWS, M, D):
         _np_matmul(cnp.PyArray_Transpose(adz, NULL), ax, dW)  # NumPy's BLAS, see above
         return dW
+    cdef PyThreadState* gil = _release_gil(N * M + N * D + M * D)
     if _is64(adz):
-        with nogil:
-            _outer(<double*>cnp.PyArray_DATA(adz), <double*>cnp.PyArray_DATA(ax), <double*>cnp.PyArray_DATA(dW), N, M, D)
+        _outer(<double*>cnp.PyArray_DATA(adz), <double*>cnp.PyArray_DATA(ax), <double*>cnp.PyArray_DATA(dW), N, M, D)
     else:
-        with nogil:
-            _outer(<float*>cnp.PyArray_DATA(adz), <float*>cnp.PyArray_DATA(ax), <float*>cnp.PyArray_DATA(dW), N, M, D)
+        _outer(<float*>cnp.PyArray_DATA(adz), <float*>cnp.PyArray_DATA(ax), <float*>cnp.PyArray_DATA(dW), N, M, D)
+    _restore_gil(gil)
     return dW
 
 
@@ -1240,12 +1266,12 @@ def transpose_matvec(W, dz, out=None):
     if _numpy_product(N, TMATVEC_LOOP_ROWS, M, D):
         _np_matmul(adz, aW, dx)  # NumPy's BLAS, see above
         return dx
+    cdef PyThreadState* gil = _release_gil(M * D + N * M + N * D)
     if _is64(aW):
-        with nogil:
-            _tmatvec(<double*>cnp.PyArray_DATA(aW), <double*>cnp.PyArray_DATA(adz), <double*>cnp.PyArray_DATA(dx), N, M, D)
+        _tmatvec(<double*>cnp.PyArray_DATA(aW), <double*>cnp.PyArray_DATA(adz), <double*>cnp.PyArray_DATA(dx), N, M, D)
     else:
-        with nogil:
-            _tmatvec(<float*>cnp.PyArray_DATA(aW), <float*>cnp.PyArray_DATA(adz), <float*>cnp.PyArray_DATA(dx), N, M, D)
+        _tmatvec(<float*>cnp.PyArray_DATA(aW), <float*>cnp.PyArray_DATA(adz), <float*>cnp.PyArray_DATA(dx), N, M, D)
+    _restore_gil(gil)
     return dx
 
 
@@ -1259,12 +1285,12 @@ def bias_grad(dz, out=None):
     if out is not None and _overlap(db, adz):
         db[...] = bias_grad(adz)
         return db
+    cdef PyThreadState* gil = _release_gil(N * M + M)
     if _is64(adz):
-        with nogil:
-            _bias_grad(<double*>cnp.PyArray_DATA(adz), <double*>cnp.PyArray_DATA(db), N, M)
+        _bias_grad(<double*>cnp.PyArray_DATA(adz), <double*>cnp.PyArray_DATA(db), N, M)
     else:
-        with nogil:
-            _bias_grad(<float*>cnp.PyArray_DATA(adz), <float*>cnp.PyArray_DATA(db), N, M)
+        _bias_grad(<float*>cnp.PyArray_DATA(adz), <float*>cnp.PyArray_DATA(db), N, M)
+    _restore_gil(gil)
     return db
 
 
@@ -1281,8 +1307,9 @@ cdef cnp.ndarray _labels(object labels, Py_ssize_t N, Py_ssize_t K, str zname, t
             or not cnp.PyArray_IS_C_CONTIGUOUS(t) or not cnp.PyArray_ISALIGNED(t)):
         t = np.ascontiguousarray(t, dtype=np.int64)
     cdef Py_ssize_t bad
-    with nogil:
-        bad = _bad_label(<cnp.npy_int64*>cnp.PyArray_DATA(t), N, K)
+    cdef PyThreadState* gil = _release_gil(N)
+    bad = _bad_label(<cnp.npy_int64*>cnp.PyArray_DATA(t), N, K)
+    _restore_gil(gil)
     if bad >= 0:
         raise ValueError(
             f"labels[{bad}] = {t[bad]} is not a class index in [0, {K}) for {zname} {zshape}")
@@ -1299,12 +1326,12 @@ def softmax_cross_entropy_forward(z, labels):
     cdef cnp.ndarray p = <cnp.ndarray>cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(az),
                                                         cnp.PyArray_TYPE(az), 0)
     cdef double loss
+    cdef PyThreadState* gil = _release_gil(2 * N * K)
     if _is64(az):
-        with nogil:
-            loss = _softmax_ce(<double*>cnp.PyArray_DATA(az), <cnp.npy_int64*>cnp.PyArray_DATA(t), <double*>cnp.PyArray_DATA(p), N, K)
+        loss = _softmax_ce(<double*>cnp.PyArray_DATA(az), <cnp.npy_int64*>cnp.PyArray_DATA(t), <double*>cnp.PyArray_DATA(p), N, K)
     else:
-        with nogil:
-            loss = _softmax_ce(<float*>cnp.PyArray_DATA(az), <cnp.npy_int64*>cnp.PyArray_DATA(t), <float*>cnp.PyArray_DATA(p), N, K)
+        loss = _softmax_ce(<float*>cnp.PyArray_DATA(az), <cnp.npy_int64*>cnp.PyArray_DATA(t), <float*>cnp.PyArray_DATA(p), N, K)
+    _restore_gil(gil)
     return loss / N, p
 
 
@@ -1319,12 +1346,12 @@ def softmax_cross_entropy_backward(probs, labels, out=None):
     if _overlap(dz, ap) and cnp.PyArray_DATA(dz) != cnp.PyArray_DATA(ap):
         dz[...] = softmax_cross_entropy_backward(ap, t)
         return dz
+    cdef PyThreadState* gil = _release_gil(2 * N * K)
     if _is64(ap):
-        with nogil:
-            _softmax_ce_back(<double*>cnp.PyArray_DATA(ap), <cnp.npy_int64*>cnp.PyArray_DATA(t), <double*>cnp.PyArray_DATA(dz), N, K)
+        _softmax_ce_back(<double*>cnp.PyArray_DATA(ap), <cnp.npy_int64*>cnp.PyArray_DATA(t), <double*>cnp.PyArray_DATA(dz), N, K)
     else:
-        with nogil:
-            _softmax_ce_back(<float*>cnp.PyArray_DATA(ap), <cnp.npy_int64*>cnp.PyArray_DATA(t), <float*>cnp.PyArray_DATA(dz), N, K)
+        _softmax_ce_back(<float*>cnp.PyArray_DATA(ap), <cnp.npy_int64*>cnp.PyArray_DATA(t), <float*>cnp.PyArray_DATA(dz), N, K)
+    _restore_gil(gil)
     return dz
 
 
@@ -1363,12 +1390,12 @@ cdef void _sgd_arrays(cnp.ndarray aW, cnp.ndarray adW, cnp.ndarray av, double lr
     cdef void* pW = _data(aW)
     cdef void* pdW = _data(adW)
     cdef void* pv = NULL if av is None else _data(av)
+    cdef PyThreadState* gil = _release_gil(3 * size)
     if _is64(aW):
-        with nogil:
-            _sgd(<double*>pW, <double*>pdW, <double*>pv, size, lr, mu, wd)
+        _sgd(<double*>pW, <double*>pdW, <double*>pv, size, lr, mu, wd)
     else:
-        with nogil:
-            _sgd(<float*>pW, <float*>pdW, <float*>pv, size, <float>lr, <float>mu, <float>wd)
+        _sgd(<float*>pW, <float*>pdW, <float*>pv, size, <float>lr, <float>mu, <float>wd)
+    _restore_gil(gil)
 
 
 def sgd_update(W, dW, lr, momentum=0.0, velocity=None, weight_decay=0.0):
@@ -1429,14 +1456,14 @@ def sgd_outer_update(W, dz, x, lr, momentum=0.0, velocity=None, weight_decay=0.0
     cdef void* pdz = _data(adz)
     cdef void* px = _data(ax)
     cdef void* prow = _data(row)
+    cdef PyThreadState* gil = _release_gil(N * M + N * D + 2 * M * D)
     if _is64(aW):
-        with nogil:
-            _sgd_outer(<double*>pW, <double*>pdz, <double*>px, <double*>pv, <double*>prow,
-                       N, M, D, lr_, mu, wd)
+        _sgd_outer(<double*>pW, <double*>pdz, <double*>px, <double*>pv, <double*>prow,
+                   N, M, D, lr_, mu, wd)
     else:
-        with nogil:
-            _sgd_outer(<float*>pW, <float*>pdz, <float*>px, <float*>pv, <float*>prow,
-                       N, M, D, <float>lr_, <float>mu, <float>wd)
+        _sgd_outer(<float*>pW, <float*>pdz, <float*>px, <float*>pv, <float*>prow,
+                   N, M, D, <float>lr_, <float>mu, <float>wd)
+    _restore_gil(gil)
 
 
 def adam_update(W, dW, m, v, lr, beta1, beta2, eps, step):
@@ -1467,11 +1494,11 @@ def adam_update(W, dW, m, v, lr, beta1, beta2, eps, step):
         raise ValueError(f"adam_update: beta1 and beta2 must be in [0, 1), got {beta1!r}, {beta2!r}")
     cdef double c1 = 1.0 / (1.0 - b1 ** step), c2 = 1.0 / (1.0 - b2 ** step)
     cdef Py_ssize_t size = cnp.PyArray_SIZE(aW)
+    cdef PyThreadState* gil = _release_gil(4 * size)
     if _is64(aW):
-        with nogil:
-            _adam(<double*>cnp.PyArray_DATA(aW), <double*>cnp.PyArray_DATA(adW), <double*>cnp.PyArray_DATA(am), <double*>cnp.PyArray_DATA(av),
-                  size, lr_, b1, b2, eps_, c1, c2)
+        _adam(<double*>cnp.PyArray_DATA(aW), <double*>cnp.PyArray_DATA(adW), <double*>cnp.PyArray_DATA(am), <double*>cnp.PyArray_DATA(av),
+              size, lr_, b1, b2, eps_, c1, c2)
     else:
-        with nogil:
-            _adam(<float*>cnp.PyArray_DATA(aW), <float*>cnp.PyArray_DATA(adW), <float*>cnp.PyArray_DATA(am), <float*>cnp.PyArray_DATA(av),
-                  size, <float>lr_, <float>b1, <float>b2, <float>eps_, <float>c1, <float>c2)
+        _adam(<float*>cnp.PyArray_DATA(aW), <float*>cnp.PyArray_DATA(adW), <float*>cnp.PyArray_DATA(am), <float*>cnp.PyArray_DATA(av),
+              size, <float>lr_, <float>b1, <float>b2, <float>eps_, <float>c1, <float>c2)
+    _restore_gil(gil)
