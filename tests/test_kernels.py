@@ -454,6 +454,35 @@ def test_sgd_update_by_hand(kernels, dtype, shape, momentum, weight_decay, with_
         assert_close(velocity, v_hand, dtype)
 
 
+@needs_cython
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("with_velocity", [False, True])
+def test_sgd_and_bias_grad_at_every_alignment(dtype, with_velocity):
+    """The SGD loop does its first elements alone until W reaches a cache line, then the
+    rest; bias_grad sums four rows a pass, then the leftover rows. Arrays starting at every
+    element offset within a 64-byte line, lengths around the 64-element threshold."""
+    rng = np.random.default_rng(4)
+    itemsize = np.dtype(dtype).itemsize
+    for n in [63, 64, 65, 100, 1000]:
+        for offset in range(64 // itemsize):
+            buffers = [np.empty(n + 64, dtype) for _ in range(3)]
+            W, dW, v = (b[(-b.ctypes.data % 64) // itemsize + offset:][:n] for b in buffers)
+            W[:], dW[:], v[:] = rng.standard_normal((3, n))
+            velocity = v if with_velocity else None
+            W_hand, v_hand = _sgd_by_hand(W.copy(), dW, 0.1, 0.9 if with_velocity else 0.0,
+                                          None if velocity is None else v.copy(), 1e-3)
+            _cykernels.sgd_update(W, dW, 0.1, 0.9 if with_velocity else 0.0, velocity, 1e-3)
+            assert_close(W, W_hand, dtype)
+            if with_velocity:
+                assert_close(v, v_hand, dtype)
+    for N in [1, 2, 4, 5, 8, 9, 32, 33]:
+        for offset in range(3):
+            buffer = np.empty(N * 17 + 3, dtype)
+            dz = buffer[offset:offset + N * 17].reshape(N, 17)
+            dz[:] = rng.standard_normal((N, 17))
+            assert_close(_cykernels.bias_grad(dz), dz.astype(np.float64).sum(axis=0), dtype)
+
+
 @pytest.mark.parametrize("kernels", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(100, 784), (10,), (1, 1)])

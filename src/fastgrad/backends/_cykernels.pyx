@@ -676,20 +676,34 @@ cdef extern from *:
 
     /* Elementwise and reduction loops: plain C the compiler vectorises by itself; compiled
        per ISA they gain the wider vectors (SSE2 alone handles 4 floats per instruction). */
+    /* How many of n elements of size `size` come before p reaches a 64-byte boundary. Loops
+       over long arrays do those first, so the vector part's accesses of the written array
+       (and of arrays with the same offset: NumPy's data from malloc sits 16 bytes past a
+       cache line) no longer straddle two cache lines: three in four AVX-512 accesses did,
+       and the memory-bound loops ran ~1.4x slower for it. */
+    static inline Py_ssize_t fg_to_line(const void *p, size_t size, Py_ssize_t n) {
+        const Py_ssize_t k = n < 64 ? 0 : (Py_ssize_t)((((size_t)0 - (size_t)p) & 63) / size);
+        return k < n ? k : n;
+    }
     #define FG_ELEMENTWISE(T, ISA, TARGET)                                                  \\
     /* v = mu v + dW + wd W;  W -= lr v   (v NULL: W -= lr (dW + wd W)); dW may be W. */   \\
-    TARGET static void fg_sgd_##T##_##ISA(T *W, const T *dW, T *v, Py_ssize_t n, T lr,      \\
-                                          T mu, T wd) {                                     \\
-        Py_ssize_t i;                                                                        \\
+    TARGET static inline void fg_sgdrun_##T##_##ISA(T *W, const T *dW, T *v, Py_ssize_t i,  \\
+                                                    Py_ssize_t n, T lr, T mu, T wd) {       \\
         if (v == NULL) {                                                                     \\
-            for (i = 0; i < n; i++) W[i] -= lr * (dW[i] + wd * W[i]);                        \\
+            for (; i < n; i++) W[i] -= lr * (dW[i] + wd * W[i]);                             \\
         } else {                                                                             \\
-            for (i = 0; i < n; i++) {                                                        \\
+            for (; i < n; i++) {                                                             \\
                 T g = mu * v[i] + dW[i] + wd * W[i];                                         \\
                 v[i] = g;                                                                    \\
                 W[i] -= lr * g;                                                              \\
             }                                                                                \\
         }                                                                                    \\
+    }                                                                                        \\
+    TARGET static void fg_sgd_##T##_##ISA(T *W, const T *dW, T *v, Py_ssize_t n, T lr,      \\
+                                          T mu, T wd) {                                     \\
+        const Py_ssize_t start = fg_to_line(W, sizeof(T), n);                                \\
+        fg_sgdrun_##T##_##ISA(W, dW, v, 0, start, lr, mu, wd);                               \\
+        fg_sgdrun_##T##_##ISA(W, dW, v, start, n, lr, mu, wd);                               \\
     }                                                                                        \\
     /* The SGD step above on dW = c x (one row of a rank-1 weight gradient), in one pass:  \\
        W and v do not overlap x. */                                                          \\
@@ -713,7 +727,11 @@ cdef extern from *:
         Py_ssize_t n, i;                                                                     \\
         if (N == 0) { for (i = 0; i < M; i++) out[i] = 0; return; }                          \\
         for (i = 0; i < M; i++) out[i] = dz[i];                                              \\
-        for (n = 1; n < N; n++) {                                                            \\
+        for (n = 1; n + 4 <= N; n += 4) {   /* four rows a pass over out: 0.7x the time */   \\
+            const T *r = dz + n * M;                                                         \\
+            for (i = 0; i < M; i++) out[i] += (r[i] + r[M + i]) + (r[2 * M + i] + r[3 * M + i]); \\
+        }                                                                                    \\
+        for (; n < N; n++) {                                                                 \\
             const T *r = dz + n * M;                                                         \\
             for (i = 0; i < M; i++) out[i] += r[i];                                          \\
         }                                                                                    \\
