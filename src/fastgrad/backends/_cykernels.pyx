@@ -899,6 +899,11 @@ cdef inline void _gemm(char transa, char transb, Py_ssize_t m, Py_ssize_t n, Py_
               &beta, c, &ldc_)
 
 
+cdef inline void* _line(void* p) noexcept nogil:
+    """p rounded up to a 64-byte boundary (a cache line)."""
+    return <void*>((<size_t>p + 63) & ~(<size_t>63))
+
+
 cdef inline bint _blas_ok(Py_ssize_t a, Py_ssize_t b, Py_ssize_t c) noexcept nogil:
     return 0 < a <= INT_MAX_ and 0 < b <= INT_MAX_ and 0 < c <= INT_MAX_
 
@@ -909,18 +914,22 @@ cdef void _affine(const floating* x, const floating* W, const floating* b, float
     cdef Py_ssize_t n, i
     cdef floating* zn
     cdef floating* xt
+    cdef floating* zt
+    cdef void* scratch
     if N > AFFINE_LOOP_ROWS and _blas_ok(N, D, M):
         if N >= 16 and <double>D * <double>M >= AFFINE_NN * <double>(D + M):
             # OpenBLAS's gemm runs 'N','N' ~2x faster than 'T','N' at these sizes, more than
             # the two transposes cost: xᵀ (D,N) into scratch; column-major, z (N,M) = x (N,D)
             # · Wᵀ (D,M) with both stored as needed, which is zᵀ (M,N) row-major; then one
             # pass writes z = (zᵀ)ᵀ + b (and σ).
-            xt = <floating*>malloc((N * D + M * N) * sizeof(floating))
-            if xt != NULL:
+            scratch = malloc((N * D + M * N) * sizeof(floating) + 128)
+            if scratch != NULL:
+                xt = <floating*>_line(scratch)
+                zt = <floating*>_line(xt + N * D)
                 _transpose(xt, x, N, D)
-                _gemm(c'N', c'N', N, M, D, xt, N, W, D, 0, xt + N * D, N)
-                _transpose_add(z, xt + N * D, b, N, M, sigmoid)
-                free(xt)
+                _gemm(c'N', c'N', N, M, D, xt, N, W, D, 0, zt, N)
+                _transpose_add(z, zt, b, N, M, sigmoid)
+                free(scratch)
                 return
         # Column-major: zᵀ (M,N) = W (M,D) · xᵀ (D,N); W is stored as Wᵀ, so transpose it.
         for n in range(N):
