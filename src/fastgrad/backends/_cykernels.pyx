@@ -4,7 +4,9 @@
 Two layers, as in scikit-learn's ``_cython_blas``/``_loss``:
 
 - C-level kernels ``_name(...)``: ``cdef ... noexcept nogil`` loops on raw pointers to
-  C-contiguous buffers, no Python objects. They are called with the GIL released.
+  C-contiguous buffers, no Python objects. They are called with the GIL released, except
+  calls touching fewer than ``NOGIL_MIN`` elements (a few µs at most), for which releasing
+  and retaking it would cost more than the loop.
 - Python-facing wrappers ``name(...)``: check every argument first (type, dtype, ndim,
   shapes, contiguity, ``out``), own the error messages, then call one C kernel.
 
@@ -421,7 +423,9 @@ cdef extern from *:
        masked move at the end, so no arithmetic sees it), 2^k applied by vscalef (one
        rounding, subnormals included: the results are bit for bit those of 2^(k + C) 2^-C),
        the sign select and NaN as masked operations. 21 instructions a vector instead of 29:
-       float sigma 25 % faster, double 20 % (docs/kernels.md). AVX512F only. */
+       sigma 32x64 takes 0.75-0.83x the time in float, 0.80-0.90x in double, and is now as
+       bound by the division's throughput as by the rest (a reciprocal by rcp14 and
+       Newton steps was 1.04x/1.13x slower: docs/kernels.md). AVX512F only. */
     #define FG_VCORE512(T, S, E, K, VF, TARGET)                                              \\
     /* e^(-m) for m = min(|a|, LIM) >= 0, never NaN. */                                     \\
     TARGET static inline VF fg_expneg512_##T(VF m) {                                         \\
