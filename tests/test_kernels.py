@@ -247,6 +247,47 @@ def test_blas_and_loop_paths_agree(dtype):
         _cykernels._tuning(**saved)
 
 
+@needs_cython
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_results_do_not_depend_on_releasing_the_gil(dtype):
+    """Small calls keep the GIL, large ones release it (``nogil_min``); every kernel gives
+    the same bits either way, on each path of the products."""
+    saved = _cykernels._tuning()
+
+    def every_kernel():
+        results = []
+        for N, D, M in [(1, 20, 7), (32, 64, 64), (32, 64, 10)]:
+            x, W, b = layer(N, D, M, dtype, seed=N)
+            dz = data((N, M), dtype, seed=N + 5)
+            h = _cykernels.sigmoid_forward(dz)
+            results += [_cykernels.affine_forward(x, W, b), _cykernels.affine_sigmoid_forward(x, W, b),
+                        h, _cykernels.sigmoid_backward(h, dz), _cykernels.outer_grad(dz, x),
+                        _cykernels.transpose_matvec(W, dz), _cykernels.bias_grad(dz)]
+            labels = np.arange(N) % M
+            loss, probs = _cykernels.softmax_cross_entropy_forward(dz, labels)
+            results += [np.array(loss), probs, _cykernels.softmax_cross_entropy_backward(probs, labels)]
+            results += [np.array(_cykernels.squared_error_forward(dz, h)),
+                        _cykernels.squared_error_backward(dz, h, 0.5)]
+            W1, W2, m, v, velocity = W.copy(), W.copy(), np.zeros_like(W), np.zeros_like(W), np.zeros_like(W)
+            _cykernels.sgd_update(W1, W, 0.1, 0.9, velocity, 1e-3)
+            _cykernels.sgd_outer_update(W2, dz, x, 0.1)
+            _cykernels.adam_update(W, W1, m, v, 1e-3, 0.9, 0.999, 1e-8, 1)
+            results += [W1, W2, W, m, v, velocity]
+        return results
+
+    try:
+        for paths in [{}, dict(numpy_matmul=0), dict(affine_nn=1e300)]:
+            _cykernels._tuning(**saved)
+            _cykernels._tuning(nogil_min=0, **paths)
+            released = every_kernel()
+            _cykernels._tuning(nogil_min=1 << 62)
+            kept = every_kernel()
+            for a, b in zip(released, kept, strict=True):
+                np.testing.assert_array_equal(a, b)
+    finally:
+        _cykernels._tuning(**saved)
+
+
 # --- out= --------------------------------------------------------------------------------
 
 
@@ -461,6 +502,35 @@ def test_sgd_update_by_hand(kernels, dtype, shape, momentum, weight_decay, with_
     assert_close(W, W_hand, dtype)
     if with_velocity:
         assert_close(velocity, v_hand, dtype)
+
+
+@needs_cython
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("with_velocity", [False, True])
+def test_sgd_and_bias_grad_at_every_alignment(dtype, with_velocity):
+    """The SGD loop does its first elements alone until W reaches a cache line, then the
+    rest; bias_grad sums four rows a pass, then the leftover rows. Arrays starting at every
+    element offset within a 64-byte line, lengths around the 64-element threshold."""
+    rng = np.random.default_rng(4)
+    itemsize = np.dtype(dtype).itemsize
+    for n in [63, 64, 65, 100, 1000]:
+        for offset in range(64 // itemsize):
+            buffers = [np.empty(n + 64, dtype) for _ in range(3)]
+            W, dW, v = (b[(-b.ctypes.data % 64) // itemsize + offset:][:n] for b in buffers)
+            W[:], dW[:], v[:] = rng.standard_normal((3, n))
+            velocity = v if with_velocity else None
+            W_hand, v_hand = _sgd_by_hand(W.copy(), dW, 0.1, 0.9 if with_velocity else 0.0,
+                                          None if velocity is None else v.copy(), 1e-3)
+            _cykernels.sgd_update(W, dW, 0.1, 0.9 if with_velocity else 0.0, velocity, 1e-3)
+            assert_close(W, W_hand, dtype)
+            if with_velocity:
+                assert_close(v, v_hand, dtype)
+    for N in [1, 2, 4, 5, 8, 9, 32, 33]:
+        for offset in range(3):
+            buffer = np.empty(N * 17 + 3, dtype)
+            dz = buffer[offset:offset + N * 17].reshape(N, 17)
+            dz[:] = rng.standard_normal((N, 17))
+            assert_close(_cykernels.bias_grad(dz), dz.astype(np.float64).sum(axis=0), dtype)
 
 
 @pytest.mark.parametrize("kernels", BACKENDS)

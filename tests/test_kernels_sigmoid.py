@@ -183,6 +183,62 @@ def test_sigmoid_out_may_overlap_its_input(isa, dtype):
     assert ulp_error(grid, want, dtype).max() <= MAX_ULP
 
 
+# --- tails stay inside the arrays ---------------------------------------------------------
+
+
+def guarded_array(n, dtype):
+    """A fresh (n,) array whose last element ends where an inaccessible page begins: a read
+    or write past it faults (the test process dies) instead of passing unnoticed. The pages
+    are never unmapped (the arrays do not own them); a test makes a few dozen."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    page = 4096
+    nbytes = n * np.dtype(dtype).itemsize
+    span = -(-nbytes // page) * page
+    base = libc.mmap(None, span + page, 0x1 | 0x2, 0x02 | 0x20, -1, 0)  # RW, private anonymous
+    if base in (None, ctypes.c_void_p(-1).value) or libc.mprotect(base + span, page, 0) != 0:
+        pytest.skip("cannot map a guard page")
+    buffer = (ctypes.c_char * nbytes).from_address(base + span - nbytes)
+    return np.frombuffer(buffer, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tails_read_and_write_nothing_past_the_arrays(isa, dtype):
+    """The last partial vector goes through masked loads and stores (AVX-512) or element
+    loops: σ, σ(z + b) and softmax's exps on arrays that end at a guard page, every tail
+    length, in place too."""
+    rng = np.random.default_rng(11)
+    for n in range(1, 41):
+        z = guarded_array(n, dtype)
+        z[:] = rng.standard_normal(n) * 8
+        want = reference.sigmoid_forward(z.copy())
+        h = guarded_array(n, dtype)
+        assert _cykernels.sigmoid_forward(z, out=h) is h
+        assert ulp_error(h, want, dtype).max() <= MAX_ULP
+        _cykernels.sigmoid_forward(z, out=z)
+        np.testing.assert_array_equal(z, h)
+        logits = guarded_array(n, dtype).reshape(1, n)
+        logits[:] = rng.standard_normal((1, n)) * 4
+        loss, probs = _cykernels.softmax_cross_entropy_forward(logits, np.array([n - 1]))
+        ref_loss, ref_probs = reference.softmax_cross_entropy_forward(logits, np.array([n - 1]))
+        assert ulp_error(probs, ref_probs, dtype).max() <= 2 * (MAX_ULP + n / 100)
+    saved = _cykernels._tuning()
+    try:  # σ(z + b) row by row with b's tail read by mask: NumPy's matmul, rows ≥ 64
+        _cykernels._tuning(**PATHS["numpy matmul"])
+        for M in range(64, 81):
+            x = rng.standard_normal((3, 5)).astype(dtype)
+            W = rng.standard_normal((M, 5)).astype(dtype)
+            b = guarded_array(M, dtype)
+            b[:] = rng.standard_normal(M)
+            h = _cykernels.affine_sigmoid_forward(x, W, b)
+            z = _cykernels.affine_forward(x, W, b)
+            assert ulp_error(h, reference.sigmoid_forward(z), dtype).max() <= MAX_ULP
+    finally:
+        _cykernels._tuning(**saved)
+
+
 # --- no floating-point exceptions ---------------------------------------------------------
 
 

@@ -4,7 +4,9 @@
 Two layers, as in scikit-learn's ``_cython_blas``/``_loss``:
 
 - C-level kernels ``_name(...)``: ``cdef ... noexcept nogil`` loops on raw pointers to
-  C-contiguous buffers, no Python objects. They are called with the GIL released.
+  C-contiguous buffers, no Python objects. They are called with the GIL released, except
+  calls touching fewer than ``NOGIL_MIN`` elements (a few µs at most), for which releasing
+  and retaking it would cost more than the loop.
 - Python-facing wrappers ``name(...)``: check every argument first (type, dtype, ndim,
   shapes, contiguity, ``out``), own the error messages, then call one C kernel.
 
@@ -69,6 +71,16 @@ cdef bint AFFINE_TRANSPOSED = 1
 # AFFINE_NN = 0 takes it for every shape of 16 rows or more, a huge value never.
 cdef double AFFINE_NN = 24
 cdef object _np_matmul = np.matmul
+# A call that reads and writes fewer elements than this keeps the GIL: releasing and
+# retaking it costs ~65-120 ns, 10-25 % of a kernel of a few hundred ns (W4's bias_grad,
+# every batch-1 kernel of a 100→10 layer), while such a call holds it a few µs at most
+# (a product of 16384 elements, e.g. 52x52x52, takes ~3 µs). Larger calls release it.
+cdef Py_ssize_t NOGIL_MIN = 16384
+
+cdef extern from "Python.h":
+    ctypedef struct PyThreadState
+    PyThreadState* PyEval_SaveThread() nogil
+    void PyEval_RestoreThread(PyThreadState*) nogil
 
 
 def _tuning(**rows):
@@ -76,11 +88,12 @@ def _tuning(**rows):
     kernel loops over before it calls BLAS, the product size (multiply-adds) from which
     BLAS means NumPy's matmul rather than scipy's, and affine_forward's layouts:
     ``_tuning(affine=1, outer=1, transpose_matvec=1, numpy_matmul=262144,
-    affine_transposed=True, affine_nn=24)``."""
+    affine_transposed=True, affine_nn=24, nogil_min=16384)`` (the last: the elements a call
+    reads and writes from which it releases the GIL)."""
     global AFFINE_LOOP_ROWS, OUTER_LOOP_ROWS, TMATVEC_LOOP_ROWS, NUMPY_MATMUL_MIN
-    global AFFINE_TRANSPOSED, AFFINE_NN
+    global AFFINE_TRANSPOSED, AFFINE_NN, NOGIL_MIN
     unknown = set(rows) - {"affine", "outer", "transpose_matvec", "numpy_matmul",
-                           "affine_transposed", "affine_nn"}
+                           "affine_transposed", "affine_nn", "nogil_min"}
     if unknown:
         raise ValueError(f"unknown kernels {sorted(unknown)}")
     AFFINE_LOOP_ROWS = rows.get("affine", AFFINE_LOOP_ROWS)
@@ -89,9 +102,11 @@ def _tuning(**rows):
     NUMPY_MATMUL_MIN = rows.get("numpy_matmul", NUMPY_MATMUL_MIN)
     AFFINE_TRANSPOSED = rows.get("affine_transposed", AFFINE_TRANSPOSED)
     AFFINE_NN = rows.get("affine_nn", AFFINE_NN)
+    NOGIL_MIN = rows.get("nogil_min", NOGIL_MIN)
     return {"affine": AFFINE_LOOP_ROWS, "outer": OUTER_LOOP_ROWS,
             "transpose_matvec": TMATVEC_LOOP_ROWS, "numpy_matmul": int(NUMPY_MATMUL_MIN),
-            "affine_transposed": bool(AFFINE_TRANSPOSED), "affine_nn": AFFINE_NN}
+            "affine_transposed": bool(AFFINE_TRANSPOSED), "affine_nn": AFFINE_NN,
+            "nogil_min": NOGIL_MIN}
 
 
 cdef inline bint _numpy_product(Py_ssize_t rows, Py_ssize_t loop_rows, Py_ssize_t a,
@@ -225,6 +240,7 @@ cdef extern from *:
     """
     #if defined(__GNUC__) && defined(__x86_64__)
     #define FG_VECTORS 1
+    #include <immintrin.h>
     #define FG_TARGET(t) __attribute__((target(t)))
     /* Keep element loops as loops: gcc turns a copy loop into a call to memcpy, ~20 ns,
        as long as a whole batch-1 sigma of 10 elements. */
@@ -355,8 +371,8 @@ cdef extern from *:
         + 2.50000722921512436658e-8 * (r))))))
 
     #if FG_VECTORS
-    #define FG_VMATH(T, I, BYTES, ISA, TARGET)                                               \\
-    typedef I fg_i##T##_##ISA __attribute__((vector_size(BYTES)));                           \\
+    /* The generic e^x and sigma (SSE2, AVX2): GCC vector extensions, selects as bit masks. */
+    #define FG_VCORE(T, BYTES, ISA, TARGET)                                                  \\
     /* e^(-|a|) lane by lane; NaN stays NaN. */                                              \\
     TARGET static inline fg_##T##_##ISA fg_vexpneg_##T##_##ISA(fg_##T##_##ISA a) {           \\
         typedef fg_##T##_##ISA V;                                                            \\
@@ -390,6 +406,77 @@ cdef extern from *:
         const VI neg = BYTES == 16 ? (V)((VI)z & ~(z != z)) < 0 : (VI)z < 0;  /* sign bit */ \\
         return (V)(((VI)(e * s) & neg) | ((VI)s & ~neg));                                    \\
     }                                                                                        \\
+    /* The last rest < L elements of z (+ b) as a zero-padded vector, and back. */          \\
+    TARGET static inline fg_##T##_##ISA fg_vtail_##T##_##ISA(const T *z, const T *b,         \\
+                                                             Py_ssize_t rest) {              \\
+        fg_##T##_##ISA v = {0};                                                              \\
+        for (Py_ssize_t l = 0; l < rest; l++) v[l] = b != NULL ? z[l] + b[l] : z[l];         \\
+        return v;                                                                            \\
+    }                                                                                        \\
+    TARGET static inline void fg_vtailstore_##T##_##ISA(T *h, fg_##T##_##ISA v,              \\
+                                                        Py_ssize_t rest) {                   \\
+        for (Py_ssize_t l = 0; l < rest; l++) h[l] = v[l];                                   \\
+    }
+
+    /* AVX-512: the same e^x and sigma with the instructions GCC does not pick from vector
+       code: |a| clamped by an integer min (NaN's bits clamp too; the NaN is put back by a
+       masked move at the end, so no arithmetic sees it), 2^k applied by vscalef (one
+       rounding, subnormals included: the results are bit for bit those of 2^(k + C) 2^-C),
+       the sign select and NaN as masked operations. 21 instructions a vector instead of 29:
+       sigma 32x64 takes 0.75-0.83x the time in float, 0.80-0.90x in double, and is now as
+       bound by the division's throughput as by the rest (a reciprocal by rcp14 and
+       Newton steps was 1.04x/1.13x slower: docs/kernels.md). AVX512F only. */
+    #define FG_VCORE512(T, S, E, K, VF, TARGET)                                              \\
+    /* e^(-m) for m = min(|a|, LIM) >= 0, never NaN. */                                     \\
+    TARGET static inline VF fg_expneg512_##T(VF m) {                                         \\
+        const VF t = _mm512_fnmadd_##S(m, _mm512_set1_##S(FG_LOG2E_##T),                      \\
+                                       _mm512_set1_##S(FG_SHIFT_##T));                       \\
+        const VF k = _mm512_sub_##S(t, _mm512_set1_##S(FG_SHIFT_##T)); /* round(-m log2 e) */ \\
+        VF r = _mm512_fnmsub_##S(k, _mm512_set1_##S(FG_LN2HI_##T), m);   /* -m - k ln2hi */   \\
+        r = _mm512_fnmadd_##S(k, _mm512_set1_##S(FG_LN2LO_##T), r);                          \\
+        const VF r2 = _mm512_mul_##S(r, r);                                                  \\
+        return _mm512_scalef_##S(FG_ESTRIN_##T(r, r2), k);                                   \\
+    }                                                                                        \\
+    TARGET static inline fg_##T##_avx512 fg_vexpneg_##T##_avx512(fg_##T##_avx512 a) {        \\
+        const __m512i ai = _mm512_and_si512(_mm512_cast##S##_si512((VF)a),                  \\
+                                            _mm512_set1_##E(FG_ABS_##T));                    \\
+        const K nan = _mm512_cmpgt_##E##_mask(ai, _mm512_set1_##E(FG_INFBITS_##T));          \\
+        const VF e = fg_expneg512_##T(                                                       \\
+            _mm512_castsi512_##S(_mm512_min_##E(ai, _mm512_set1_##E(FG_LIMBITS_##T))));      \\
+        return (fg_##T##_avx512)_mm512_mask_mov_##S(e, nan, (VF)a);                          \\
+    }                                                                                        \\
+    TARGET static inline fg_##T##_avx512 fg_vsigmoid_##T##_avx512(fg_##T##_avx512 z) {       \\
+        const __m512i zi = _mm512_cast##S##_si512((VF)z);                                    \\
+        const __m512i ai = _mm512_and_si512(zi, _mm512_set1_##E(FG_ABS_##T));               \\
+        const K nan = _mm512_cmpgt_##E##_mask(ai, _mm512_set1_##E(FG_INFBITS_##T));          \\
+        const K neg = _mm512_cmplt_##E##_mask(zi, _mm512_setzero_si512());    /* sign bit */ \\
+        const VF e = fg_expneg512_##T(                                                       \\
+            _mm512_castsi512_##S(_mm512_min_##E(ai, _mm512_set1_##E(FG_LIMBITS_##T))));      \\
+        const VF one = _mm512_set1_##S(1);                                                   \\
+        const VF s = _mm512_div_##S(one, _mm512_add_##S(one, e));                            \\
+        return (fg_##T##_avx512)_mm512_mask_mov_##S(_mm512_mask_mul_##S(s, neg, e, s), nan, (VF)z); \\
+    }                                                                                        \\
+    /* Tails by masked loads and stores (masked-off lanes are not read: no fault, no flag). */ \\
+    TARGET static inline fg_##T##_avx512 fg_vtail_##T##_avx512(const T *z, const T *b,       \\
+                                                               Py_ssize_t rest) {            \\
+        const K k = (K)((1u << rest) - 1);                                                   \\
+        VF v = _mm512_maskz_loadu_##S(k, z);                                                 \\
+        if (b != NULL) v = _mm512_maskz_add_##S(k, v, _mm512_maskz_loadu_##S(k, b));         \\
+        return (fg_##T##_avx512)v;                                                           \\
+    }                                                                                        \\
+    TARGET static inline void fg_vtailstore_##T##_avx512(T *h, fg_##T##_avx512 v,            \\
+                                                         Py_ssize_t rest) {                  \\
+        _mm512_mask_storeu_##S(h, (K)((1u << rest) - 1), (VF)v);                             \\
+    }
+    #define FG_VCORE512_float(TARGET) FG_VCORE512(float, ps, epi32, __mmask16, __m512, TARGET)
+    #define FG_VCORE512_double(TARGET) FG_VCORE512(double, pd, epi64, __mmask8, __m512d, TARGET)
+    #define FG_VCORE_base(T, BYTES, TARGET) FG_VCORE(T, BYTES, base, TARGET)
+    #define FG_VCORE_avx2(T, BYTES, TARGET) FG_VCORE(T, BYTES, avx2, TARGET)
+    #define FG_VCORE_avx512(T, BYTES, TARGET) FG_VCORE512_##T(TARGET)
+
+    #define FG_VMATH(T, I, BYTES, ISA, TARGET)                                               \\
+    typedef I fg_i##T##_##ISA __attribute__((vector_size(BYTES)));                           \\
+    FG_VCORE_##ISA(T, BYTES, TARGET)                                                         \\
     /* h = sigma(z + b) over n elements (b NULL: sigma(z)); h may be z. Two vectors a step
        (5-12 % faster than one: more independent work in flight). */                       \\
     TARGET FG_NO_LIBCALLS static void fg_sigmoid_##T##_##ISA(const T *z, const T *b, T *h,  \\
@@ -431,12 +518,8 @@ cdef extern from *:
             }                                                                                \\
         }                                                                                    \\
         if (i < n) {                     /* the last n - i < L, through a zero-padded vector */ \\
-            const Py_ssize_t rest = n - i;                                                   \\
-            Py_ssize_t l;                                                                    \\
-            v = (V){0};                                                                      \\
-            for (l = 0; l < rest; l++) v[l] = b != NULL ? z[i + l] + b[i + l] : z[i + l];    \\
-            v = fg_vsigmoid_##T##_##ISA(v);                                                  \\
-            for (l = 0; l < rest; l++) h[i + l] = v[l];                                      \\
+            v = fg_vsigmoid_##T##_##ISA(fg_vtail_##T##_##ISA(z + i, b != NULL ? b + i : NULL, n - i)); \\
+            fg_vtailstore_##T##_##ISA(h + i, v, n - i);                                      \\
         }                                                                                    \\
     }                                                                                        \\
     /* p[k] = e^(z[k] - m) for k < K, m >= every z[k] (a row's maximum); returns sum_k p[k]. */ \\
@@ -454,11 +537,10 @@ cdef extern from *:
             s += v;                                                                          \\
         }                                                                                    \\
         for (l = 0; l < L; l++) total += s[l];                                               \\
-        if (k < K) {                                                                         \\
-            v = (V){0};                                                                      \\
-            for (l = 0; l < K - k; l++) v[l] = z[k + l];                                     \\
-            v = fg_vexpneg_##T##_##ISA(m - v);                                               \\
-            for (l = 0; l < K - k; l++) { p[k + l] = v[l]; total += v[l]; }                  \\
+        if (k < K) {                     /* the last K - k < L, through a zero-padded vector */ \\
+            v = fg_vexpneg_##T##_##ISA(m - fg_vtail_##T##_##ISA(z + k, NULL, K - k));        \\
+            fg_vtailstore_##T##_##ISA(p + k, v, K - k);                                      \\
+            for (l = 0; l < K - k; l++) total += v[l];                                       \\
         }                                                                                    \\
         return total;                                                                        \\
     }
@@ -598,20 +680,34 @@ cdef extern from *:
 
     /* Elementwise and reduction loops: plain C the compiler vectorises by itself; compiled
        per ISA they gain the wider vectors (SSE2 alone handles 4 floats per instruction). */
+    /* How many of n elements of size `size` come before p reaches a 64-byte boundary. Loops
+       over long arrays do those first, so the vector part's accesses of the written array
+       (and of arrays with the same offset: NumPy's data from malloc sits 16 bytes past a
+       cache line) no longer straddle two cache lines: three in four AVX-512 accesses did,
+       and the memory-bound loops ran ~1.4x slower for it. */
+    static inline Py_ssize_t fg_to_line(const void *p, size_t size, Py_ssize_t n) {
+        const Py_ssize_t k = n < 64 ? 0 : (Py_ssize_t)((((size_t)0 - (size_t)p) & 63) / size);
+        return k < n ? k : n;
+    }
     #define FG_ELEMENTWISE(T, ISA, TARGET)                                                  \\
     /* v = mu v + dW + wd W;  W -= lr v   (v NULL: W -= lr (dW + wd W)); dW may be W. */   \\
-    TARGET static void fg_sgd_##T##_##ISA(T *W, const T *dW, T *v, Py_ssize_t n, T lr,      \\
-                                          T mu, T wd) {                                     \\
-        Py_ssize_t i;                                                                        \\
+    TARGET static inline void fg_sgdrun_##T##_##ISA(T *W, const T *dW, T *v, Py_ssize_t i,  \\
+                                                    Py_ssize_t n, T lr, T mu, T wd) {       \\
         if (v == NULL) {                                                                     \\
-            for (i = 0; i < n; i++) W[i] -= lr * (dW[i] + wd * W[i]);                        \\
+            for (; i < n; i++) W[i] -= lr * (dW[i] + wd * W[i]);                             \\
         } else {                                                                             \\
-            for (i = 0; i < n; i++) {                                                        \\
+            for (; i < n; i++) {                                                             \\
                 T g = mu * v[i] + dW[i] + wd * W[i];                                         \\
                 v[i] = g;                                                                    \\
                 W[i] -= lr * g;                                                              \\
             }                                                                                \\
         }                                                                                    \\
+    }                                                                                        \\
+    TARGET static void fg_sgd_##T##_##ISA(T *W, const T *dW, T *v, Py_ssize_t n, T lr,      \\
+                                          T mu, T wd) {                                     \\
+        const Py_ssize_t start = fg_to_line(W, sizeof(T), n);                                \\
+        fg_sgdrun_##T##_##ISA(W, dW, v, 0, start, lr, mu, wd);                               \\
+        fg_sgdrun_##T##_##ISA(W, dW, v, start, n, lr, mu, wd);                               \\
     }                                                                                        \\
     /* The SGD step above on dW = c x (one row of a rank-1 weight gradient), in one pass:  \\
        W and v do not overlap x. */                                                          \\
@@ -635,7 +731,11 @@ cdef extern from *:
         Py_ssize_t n, i;                                                                     \\
         if (N == 0) { for (i = 0; i < M; i++) out[i] = 0; return; }                          \\
         for (i = 0; i < M; i++) out[i] = dz[i];                                              \\
-        for (n = 1; n < N; n++) {                                                            \\
+        for (n = 1; n + 4 <= N; n += 4) {   /* four rows a pass over out: 0.7x the time */   \\
+            const T *r = dz + n * M;                                                         \\
+            for (i = 0; i < M; i++) out[i] += (r[i] + r[M + i]) + (r[2 * M + i] + r[3 * M + i]); \\
+        }                                                                                    \\
+        for (; n < N; n++) {                                                                 \\
             const T *r = dz + n * M;                                                         \\
             for (i = 0; i < M; i++) out[i] += r[i];                                          \\
         }                                                                                    \\
@@ -803,6 +903,11 @@ cdef inline void _gemm(char transa, char transb, Py_ssize_t m, Py_ssize_t n, Py_
               &beta, c, &ldc_)
 
 
+cdef inline void* _line(void* p) noexcept nogil:
+    """p rounded up to a 64-byte boundary (a cache line)."""
+    return <void*>((<size_t>p + 63) & ~(<size_t>63))
+
+
 cdef inline bint _blas_ok(Py_ssize_t a, Py_ssize_t b, Py_ssize_t c) noexcept nogil:
     return 0 < a <= INT_MAX_ and 0 < b <= INT_MAX_ and 0 < c <= INT_MAX_
 
@@ -813,18 +918,22 @@ cdef void _affine(const floating* x, const floating* W, const floating* b, float
     cdef Py_ssize_t n, i
     cdef floating* zn
     cdef floating* xt
+    cdef floating* zt
+    cdef void* scratch
     if N > AFFINE_LOOP_ROWS and _blas_ok(N, D, M):
         if N >= 16 and <double>D * <double>M >= AFFINE_NN * <double>(D + M):
             # OpenBLAS's gemm runs 'N','N' ~2x faster than 'T','N' at these sizes, more than
             # the two transposes cost: xᵀ (D,N) into scratch; column-major, z (N,M) = x (N,D)
             # · Wᵀ (D,M) with both stored as needed, which is zᵀ (M,N) row-major; then one
             # pass writes z = (zᵀ)ᵀ + b (and σ).
-            xt = <floating*>malloc((N * D + M * N) * sizeof(floating))
-            if xt != NULL:
+            scratch = malloc((N * D + M * N) * sizeof(floating) + 128)
+            if scratch != NULL:
+                xt = <floating*>_line(scratch)
+                zt = <floating*>_line(xt + N * D)
                 _transpose(xt, x, N, D)
-                _gemm(c'N', c'N', N, M, D, xt, N, W, D, 0, xt + N * D, N)
-                _transpose_add(z, xt + N * D, b, N, M, sigmoid)
-                free(xt)
+                _gemm(c'N', c'N', N, M, D, xt, N, W, D, 0, zt, N)
+                _transpose_add(z, zt, b, N, M, sigmoid)
+                free(scratch)
                 return
         # Column-major: zᵀ (M,N) = W (M,D) · xᵀ (D,N); W is stored as Wᵀ, so transpose it.
         for n in range(N):
@@ -1025,6 +1134,18 @@ cdef inline bint _is64(cnp.ndarray a) noexcept:
     return cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT64
 
 
+cdef inline PyThreadState* _release_gil(Py_ssize_t touched) noexcept:
+    """Release the GIL for a call that reads and writes ``touched`` ≥ NOGIL_MIN elements
+    (returns the thread state to restore), keep it for a smaller one (returns NULL).
+    Between this and ``_restore_gil`` only C code runs."""
+    return PyEval_SaveThread() if touched >= NOGIL_MIN else NULL
+
+
+cdef inline void _restore_gil(PyThreadState* state) noexcept:
+    if state != NULL:
+        PyEval_RestoreThread(state)
+
+
 cdef inline void* _data(cnp.ndarray a) noexcept:
     return cnp.PyArray_DATA(a)
 
@@ -1045,6 +1166,7 @@ cdef object _affine_wrapper(object x, object W, object b, object out, bint sigmo
     cdef cnp.ndarray z = _out(out, ax, 2, dims)
     cdef cnp.ndarray zt = None
     cdef bint transposed = False
+    cdef PyThreadState* gil
     if out is not None and (_overlap(z, ax) or _overlap(z, aW) or _overlap(z, ab)):
         z[...] = _affine_wrapper(ax, aW, ab, None, sigmoid, fname)
         return z
@@ -1058,29 +1180,29 @@ cdef object _affine_wrapper(object x, object W, object b, object out, bint sigmo
             _np_matmul(aW, cnp.PyArray_Transpose(ax, NULL), zt)
         else:
             _np_matmul(ax, cnp.PyArray_Transpose(aW, NULL), z)
+        gil = _release_gil(2 * N * M + M)
         if _is64(ax):
-            with nogil:
-                if not transposed:
-                    _add_rows(<double*>cnp.PyArray_DATA(z), <double*>cnp.PyArray_DATA(ab), N, M, sigmoid)
-                else:
-                    _transpose_add(<double*>cnp.PyArray_DATA(z), <double*>cnp.PyArray_DATA(zt),
-                                   <double*>cnp.PyArray_DATA(ab), N, M, sigmoid)
+            if not transposed:
+                _add_rows(<double*>cnp.PyArray_DATA(z), <double*>cnp.PyArray_DATA(ab), N, M, sigmoid)
+            else:
+                _transpose_add(<double*>cnp.PyArray_DATA(z), <double*>cnp.PyArray_DATA(zt),
+                               <double*>cnp.PyArray_DATA(ab), N, M, sigmoid)
         else:
-            with nogil:
-                if not transposed:
-                    _add_rows(<float*>cnp.PyArray_DATA(z), <float*>cnp.PyArray_DATA(ab), N, M, sigmoid)
-                else:
-                    _transpose_add(<float*>cnp.PyArray_DATA(z), <float*>cnp.PyArray_DATA(zt),
-                                   <float*>cnp.PyArray_DATA(ab), N, M, sigmoid)
+            if not transposed:
+                _add_rows(<float*>cnp.PyArray_DATA(z), <float*>cnp.PyArray_DATA(ab), N, M, sigmoid)
+            else:
+                _transpose_add(<float*>cnp.PyArray_DATA(z), <float*>cnp.PyArray_DATA(zt),
+                               <float*>cnp.PyArray_DATA(ab), N, M, sigmoid)
+        _restore_gil(gil)
         return z
+    gil = _release_gil(N * D + M * D + N * M)
     if _is64(ax):
-        with nogil:
-            _affine(<double*>cnp.PyArray_DATA(ax), <double*>cnp.PyArray_DATA(aW), <double*>cnp.PyArray_DATA(ab),
-                    <double*>cnp.PyArray_DATA(z), N, D, M, sigmoid)
+        _affine(<double*>cnp.PyArray_DATA(ax), <double*>cnp.PyArray_DATA(aW), <double*>cnp.PyArray_DATA(ab),
+                <double*>cnp.PyArray_DATA(z), N, D, M, sigmoid)
     else:
-        with nogil:
-            _affine(<float*>cnp.PyArray_DATA(ax), <float*>cnp.PyArray_DATA(aW), <float*>cnp.PyArray_DATA(ab),
-                    <float*>cnp.PyArray_DATA(z), N, D, M, sigmoid)
+        _affine(<float*>cnp.PyArray_DATA(ax), <float*>cnp.PyArray_DATA(aW), <float*>cnp.PyArray_DATA(ab),
+                <float*>cnp.PyArray_DATA(z), N, D, M, sigmoid)
+    _restore_gil(gil)
     return z
 
 
@@ -1100,12 +1222,12 @@ def sigmoid_forward(z, out=None):
     cdef cnp.ndarray h = _out(out, az, cnp.PyArray_NDIM(az), cnp.PyArray_DIMS(az))
     az = _unshared(az, h)
     cdef Py_ssize_t size = cnp.PyArray_SIZE(az)
+    cdef PyThreadState* gil = _release_gil(2 * size)
     if _is64(az):
-        with nogil:
-            _sigmoid(<double*>cnp.PyArray_DATA(az), <double*>cnp.PyArray_DATA(h), size)
+        _sigmoid(<double*>cnp.PyArray_DATA(az), <double*>cnp.PyArray_DATA(h), size)
     else:
-        with nogil:
-            _sigmoid(<float*>cnp.PyArray_DATA(az), <float*>cnp.PyArray_DATA(h), size)
+        _sigmoid(<float*>cnp.PyArray_DATA(az), <float*>cnp.PyArray_DATA(h), size)
+    _restore_gil(gil)
     return h
 
 
@@ -1120,12 +1242,12 @@ def sigmoid_backward(h, dh, out=None):
     ah = _unshared(ah, dz)
     adh = _unshared(adh, dz)
     cdef Py_ssize_t size = cnp.PyArray_SIZE(ah)
+    cdef PyThreadState* gil = _release_gil(3 * size)
     if _is64(ah):
-        with nogil:
-            _sigmoid_back(<double*>cnp.PyArray_DATA(ah), <double*>cnp.PyArray_DATA(adh), <double*>cnp.PyArray_DATA(dz), size)
+        _sigmoid_back(<double*>cnp.PyArray_DATA(ah), <double*>cnp.PyArray_DATA(adh), <double*>cnp.PyArray_DATA(dz), size)
     else:
-        with nogil:
-            _sigmoid_back(<float*>cnp.PyArray_DATA(ah), <float*>cnp.PyArray_DATA(adh), <float*>cnp.PyArray_DATA(dz), size)
+        _sigmoid_back(<float*>cnp.PyArray_DATA(ah), <float*>cnp.PyArray_DATA(adh), <float*>cnp.PyArray_DATA(dz), size)
+    _restore_gil(gil)
     return dz
 
 
@@ -1147,12 +1269,12 @@ def outer_grad(dz, x, out=None):
     if _numpy_product(N, OUTER_LOOP_ROWS, M, D):
         _np_matmul(cnp.PyArray_Transpose(adz, NULL), ax, dW)  # NumPy's BLAS, see above
         return dW
+    cdef PyThreadState* gil = _release_gil(N * M + N * D + M * D)
     if _is64(adz):
-        with nogil:
-            _outer(<double*>cnp.PyArray_DATA(adz), <double*>cnp.PyArray_DATA(ax), <double*>cnp.PyArray_DATA(dW), N, M, D)
+        _outer(<double*>cnp.PyArray_DATA(adz), <double*>cnp.PyArray_DATA(ax), <double*>cnp.PyArray_DATA(dW), N, M, D)
     else:
-        with nogil:
-            _outer(<float*>cnp.PyArray_DATA(adz), <float*>cnp.PyArray_DATA(ax), <float*>cnp.PyArray_DATA(dW), N, M, D)
+        _outer(<float*>cnp.PyArray_DATA(adz), <float*>cnp.PyArray_DATA(ax), <float*>cnp.PyArray_DATA(dW), N, M, D)
+    _restore_gil(gil)
     return dW
 
 
@@ -1175,12 +1297,12 @@ def transpose_matvec(W, dz, out=None):
     if _numpy_product(N, TMATVEC_LOOP_ROWS, M, D):
         _np_matmul(adz, aW, dx)  # NumPy's BLAS, see above
         return dx
+    cdef PyThreadState* gil = _release_gil(M * D + N * M + N * D)
     if _is64(aW):
-        with nogil:
-            _tmatvec(<double*>cnp.PyArray_DATA(aW), <double*>cnp.PyArray_DATA(adz), <double*>cnp.PyArray_DATA(dx), N, M, D)
+        _tmatvec(<double*>cnp.PyArray_DATA(aW), <double*>cnp.PyArray_DATA(adz), <double*>cnp.PyArray_DATA(dx), N, M, D)
     else:
-        with nogil:
-            _tmatvec(<float*>cnp.PyArray_DATA(aW), <float*>cnp.PyArray_DATA(adz), <float*>cnp.PyArray_DATA(dx), N, M, D)
+        _tmatvec(<float*>cnp.PyArray_DATA(aW), <float*>cnp.PyArray_DATA(adz), <float*>cnp.PyArray_DATA(dx), N, M, D)
+    _restore_gil(gil)
     return dx
 
 
@@ -1194,12 +1316,12 @@ def bias_grad(dz, out=None):
     if out is not None and _overlap(db, adz):
         db[...] = bias_grad(adz)
         return db
+    cdef PyThreadState* gil = _release_gil(N * M + M)
     if _is64(adz):
-        with nogil:
-            _bias_grad(<double*>cnp.PyArray_DATA(adz), <double*>cnp.PyArray_DATA(db), N, M)
+        _bias_grad(<double*>cnp.PyArray_DATA(adz), <double*>cnp.PyArray_DATA(db), N, M)
     else:
-        with nogil:
-            _bias_grad(<float*>cnp.PyArray_DATA(adz), <float*>cnp.PyArray_DATA(db), N, M)
+        _bias_grad(<float*>cnp.PyArray_DATA(adz), <float*>cnp.PyArray_DATA(db), N, M)
+    _restore_gil(gil)
     return db
 
 
@@ -1216,8 +1338,9 @@ cdef cnp.ndarray _labels(object labels, Py_ssize_t N, Py_ssize_t K, str zname, t
             or not cnp.PyArray_IS_C_CONTIGUOUS(t) or not cnp.PyArray_ISALIGNED(t)):
         t = np.ascontiguousarray(t, dtype=np.int64)
     cdef Py_ssize_t bad
-    with nogil:
-        bad = _bad_label(<cnp.npy_int64*>cnp.PyArray_DATA(t), N, K)
+    cdef PyThreadState* gil = _release_gil(N)
+    bad = _bad_label(<cnp.npy_int64*>cnp.PyArray_DATA(t), N, K)
+    _restore_gil(gil)
     if bad >= 0:
         raise ValueError(
             f"labels[{bad}] = {t[bad]} is not a class index in [0, {K}) for {zname} {zshape}")
@@ -1234,12 +1357,12 @@ def softmax_cross_entropy_forward(z, labels):
     cdef cnp.ndarray p = <cnp.ndarray>cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(az),
                                                         cnp.PyArray_TYPE(az), 0)
     cdef double loss
+    cdef PyThreadState* gil = _release_gil(2 * N * K)
     if _is64(az):
-        with nogil:
-            loss = _softmax_ce(<double*>cnp.PyArray_DATA(az), <cnp.npy_int64*>cnp.PyArray_DATA(t), <double*>cnp.PyArray_DATA(p), N, K)
+        loss = _softmax_ce(<double*>cnp.PyArray_DATA(az), <cnp.npy_int64*>cnp.PyArray_DATA(t), <double*>cnp.PyArray_DATA(p), N, K)
     else:
-        with nogil:
-            loss = _softmax_ce(<float*>cnp.PyArray_DATA(az), <cnp.npy_int64*>cnp.PyArray_DATA(t), <float*>cnp.PyArray_DATA(p), N, K)
+        loss = _softmax_ce(<float*>cnp.PyArray_DATA(az), <cnp.npy_int64*>cnp.PyArray_DATA(t), <float*>cnp.PyArray_DATA(p), N, K)
+    _restore_gil(gil)
     return loss / N, p
 
 
@@ -1254,12 +1377,12 @@ def softmax_cross_entropy_backward(probs, labels, out=None):
     if _overlap(dz, ap) and cnp.PyArray_DATA(dz) != cnp.PyArray_DATA(ap):
         dz[...] = softmax_cross_entropy_backward(ap, t)
         return dz
+    cdef PyThreadState* gil = _release_gil(2 * N * K)
     if _is64(ap):
-        with nogil:
-            _softmax_ce_back(<double*>cnp.PyArray_DATA(ap), <cnp.npy_int64*>cnp.PyArray_DATA(t), <double*>cnp.PyArray_DATA(dz), N, K)
+        _softmax_ce_back(<double*>cnp.PyArray_DATA(ap), <cnp.npy_int64*>cnp.PyArray_DATA(t), <double*>cnp.PyArray_DATA(dz), N, K)
     else:
-        with nogil:
-            _softmax_ce_back(<float*>cnp.PyArray_DATA(ap), <cnp.npy_int64*>cnp.PyArray_DATA(t), <float*>cnp.PyArray_DATA(dz), N, K)
+        _softmax_ce_back(<float*>cnp.PyArray_DATA(ap), <cnp.npy_int64*>cnp.PyArray_DATA(t), <float*>cnp.PyArray_DATA(dz), N, K)
+    _restore_gil(gil)
     return dz
 
 
@@ -1298,12 +1421,12 @@ cdef void _sgd_arrays(cnp.ndarray aW, cnp.ndarray adW, cnp.ndarray av, double lr
     cdef void* pW = _data(aW)
     cdef void* pdW = _data(adW)
     cdef void* pv = NULL if av is None else _data(av)
+    cdef PyThreadState* gil = _release_gil(3 * size)
     if _is64(aW):
-        with nogil:
-            _sgd(<double*>pW, <double*>pdW, <double*>pv, size, lr, mu, wd)
+        _sgd(<double*>pW, <double*>pdW, <double*>pv, size, lr, mu, wd)
     else:
-        with nogil:
-            _sgd(<float*>pW, <float*>pdW, <float*>pv, size, <float>lr, <float>mu, <float>wd)
+        _sgd(<float*>pW, <float*>pdW, <float*>pv, size, <float>lr, <float>mu, <float>wd)
+    _restore_gil(gil)
 
 
 def sgd_update(W, dW, lr, momentum=0.0, velocity=None, weight_decay=0.0):
@@ -1379,14 +1502,14 @@ cdef void _sgd_outer_arrays(cnp.ndarray aW, cnp.ndarray adz, cnp.ndarray ax, cnp
     cdef void* pdz = _data(adz)
     cdef void* px = _data(ax)
     cdef void* prow = _data(row)
+    cdef PyThreadState* gil = _release_gil(N * M + N * D + 2 * M * D)
     if _is64(aW):
-        with nogil:
-            _sgd_outer(<double*>pW, <double*>pdz, <double*>px, <double*>pv, <double*>prow,
-                       N, M, D, lr, mu, wd)
+        _sgd_outer(<double*>pW, <double*>pdz, <double*>px, <double*>pv, <double*>prow,
+                   N, M, D, lr, mu, wd)
     else:
-        with nogil:
-            _sgd_outer(<float*>pW, <float*>pdz, <float*>px, <float*>pv, <float*>prow,
-                       N, M, D, <float>lr, <float>mu, <float>wd)
+        _sgd_outer(<float*>pW, <float*>pdz, <float*>px, <float*>pv, <float*>prow,
+                   N, M, D, <float>lr, <float>mu, <float>wd)
+    _restore_gil(gil)
 
 
 def sgd_outer_update(W, dz, x, lr, momentum=0.0, velocity=None, weight_decay=0.0):
@@ -1425,14 +1548,14 @@ def adam_update(W, dW, m, v, lr, beta1, beta2, eps, step):
         raise ValueError(f"adam_update: beta1 and beta2 must be in [0, 1), got {beta1!r}, {beta2!r}")
     cdef double c1 = 1.0 / (1.0 - b1 ** step), c2 = 1.0 / (1.0 - b2 ** step)
     cdef Py_ssize_t size = cnp.PyArray_SIZE(aW)
+    cdef PyThreadState* gil = _release_gil(4 * size)
     if _is64(aW):
-        with nogil:
-            _adam(<double*>cnp.PyArray_DATA(aW), <double*>cnp.PyArray_DATA(adW), <double*>cnp.PyArray_DATA(am), <double*>cnp.PyArray_DATA(av),
-                  size, lr_, b1, b2, eps_, c1, c2)
+        _adam(<double*>cnp.PyArray_DATA(aW), <double*>cnp.PyArray_DATA(adW), <double*>cnp.PyArray_DATA(am), <double*>cnp.PyArray_DATA(av),
+              size, lr_, b1, b2, eps_, c1, c2)
     else:
-        with nogil:
-            _adam(<float*>cnp.PyArray_DATA(aW), <float*>cnp.PyArray_DATA(adW), <float*>cnp.PyArray_DATA(am), <float*>cnp.PyArray_DATA(av),
-                  size, <float>lr_, <float>b1, <float>b2, <float>eps_, <float>c1, <float>c2)
+        _adam(<float*>cnp.PyArray_DATA(aW), <float*>cnp.PyArray_DATA(adW), <float*>cnp.PyArray_DATA(am), <float*>cnp.PyArray_DATA(av),
+              size, <float>lr_, <float>b1, <float>b2, <float>eps_, <float>c1, <float>c2)
+    _restore_gil(gil)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1472,12 +1595,12 @@ def squared_error_forward(y, t):
     cdef Py_ssize_t size = cnp.PyArray_SIZE(ay)
     cdef Py_ssize_t N = cnp.PyArray_DIMS(ay)[0] if cnp.PyArray_NDIM(ay) > 0 else 1
     cdef double s
+    cdef PyThreadState* gil = _release_gil(2 * size)
     if _is64(ay):
-        with nogil:
-            s = _sq_sum(<double*>cnp.PyArray_DATA(ay), <double*>cnp.PyArray_DATA(at), size)
+        s = _sq_sum(<double*>cnp.PyArray_DATA(ay), <double*>cnp.PyArray_DATA(at), size)
     else:
-        with nogil:
-            s = _sq_sum(<float*>cnp.PyArray_DATA(ay), <float*>cnp.PyArray_DATA(at), size)
+        s = _sq_sum(<float*>cnp.PyArray_DATA(ay), <float*>cnp.PyArray_DATA(at), size)
+    _restore_gil(gil)
     return 0.5 * s / N if N > 0 else float("nan")  # the mean over no rows
 
 
@@ -1492,12 +1615,12 @@ def squared_error_backward(y, t, scale, out=None):
         o[...] = squared_error_backward(ay, at, c)  # out shifted against y or t: go through a copy
         return o
     cdef Py_ssize_t size = cnp.PyArray_SIZE(ay)
+    cdef PyThreadState* gil = _release_gil(3 * size)
     if _is64(ay):
-        with nogil:
-            _scaled_diff(<double*>cnp.PyArray_DATA(ay), <double*>cnp.PyArray_DATA(at),
-                         <double*>cnp.PyArray_DATA(o), c, size)
+        _scaled_diff(<double*>cnp.PyArray_DATA(ay), <double*>cnp.PyArray_DATA(at),
+                     <double*>cnp.PyArray_DATA(o), c, size)
     else:
-        with nogil:
-            _scaled_diff(<float*>cnp.PyArray_DATA(ay), <float*>cnp.PyArray_DATA(at),
-                         <float*>cnp.PyArray_DATA(o), <float>c, size)
+        _scaled_diff(<float*>cnp.PyArray_DATA(ay), <float*>cnp.PyArray_DATA(at),
+                     <float*>cnp.PyArray_DATA(o), <float>c, size)
+    _restore_gil(gil)
     return o
