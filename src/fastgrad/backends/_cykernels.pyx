@@ -254,36 +254,71 @@ cdef extern from *:
     #endif
 
     #if FG_VECTORS
-    /* z[i] = b[i] + sum_j W[i, j] x[j], i < M (row-major W): four vector sums per row. */
+    /* z[i] = b[i] + sum_j W[i, j] x[j], i < M (row-major W). Four rows a pass (each load of
+       x serves four rows of W), two vector sums per row, and each row's lanes added as a
+       tree (a chain of L dependent scalar adds per row cost as much as the row itself). */
     #define FG_ROWDOTS(T, BYTES, ISA, TARGET)                                               \\
     typedef T fg_##T##_##ISA __attribute__((vector_size(BYTES)));                            \\
+    TARGET static inline T fg_hsum_##T##_##ISA(fg_##T##_##ISA s) {                           \\
+        T lanes[BYTES / sizeof(T)];                                                          \\
+        __builtin_memcpy(lanes, &s, BYTES);                                                  \\
+        for (Py_ssize_t w = BYTES / sizeof(T) / 2; w > 0; w /= 2)                            \\
+            for (Py_ssize_t l = 0; l < w; l++) lanes[l] += lanes[l + w];                     \\
+        return lanes[0];                                                                     \\
+    }                                                                                        \\
     TARGET static void fg_rowdots_##T##_##ISA(const T *W, const T *x, const T *b, T *z,      \\
                                               Py_ssize_t M, Py_ssize_t D) {                  \\
         typedef fg_##T##_##ISA V;                                                            \\
         const Py_ssize_t L = BYTES / sizeof(T);                                              \\
-        for (Py_ssize_t i = 0; i < M; i++) {                                                 \\
-            const T *w = W + i * D;                                                          \\
-            V s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, a, c;                                  \\
-            Py_ssize_t j = 0;                                                                \\
-            for (; j + 4 * L <= D; j += 4 * L) {                                             \\
-                __builtin_memcpy(&a, w + j, BYTES);                                          \\
-                __builtin_memcpy(&c, x + j, BYTES); s0 += a * c;                             \\
-                __builtin_memcpy(&a, w + j + L, BYTES);                                      \\
-                __builtin_memcpy(&c, x + j + L, BYTES); s1 += a * c;                         \\
-                __builtin_memcpy(&a, w + j + 2 * L, BYTES);                                  \\
-                __builtin_memcpy(&c, x + j + 2 * L, BYTES); s2 += a * c;                     \\
-                __builtin_memcpy(&a, w + j + 3 * L, BYTES);                                  \\
-                __builtin_memcpy(&c, x + j + 3 * L, BYTES); s3 += a * c;                     \\
+        Py_ssize_t i = 0, j;                                                                 \\
+        V a, c;                                                                              \\
+        for (; i + 4 <= M; i += 4) {                                                         \\
+            const T *w0 = W + i * D, *w1 = w0 + D, *w2 = w1 + D, *w3 = w2 + D;               \\
+            V s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, t0 = {0}, t1 = {0}, t2 = {0}, t3 = {0};  \\
+            for (j = 0; j + 2 * L <= D; j += 2 * L) {                                        \\
+                __builtin_memcpy(&c, x + j, BYTES);                                          \\
+                __builtin_memcpy(&a, w0 + j, BYTES); s0 += a * c;                            \\
+                __builtin_memcpy(&a, w1 + j, BYTES); s1 += a * c;                            \\
+                __builtin_memcpy(&a, w2 + j, BYTES); s2 += a * c;                            \\
+                __builtin_memcpy(&a, w3 + j, BYTES); s3 += a * c;                            \\
+                __builtin_memcpy(&c, x + j + L, BYTES);                                      \\
+                __builtin_memcpy(&a, w0 + j + L, BYTES); t0 += a * c;                        \\
+                __builtin_memcpy(&a, w1 + j + L, BYTES); t1 += a * c;                        \\
+                __builtin_memcpy(&a, w2 + j + L, BYTES); t2 += a * c;                        \\
+                __builtin_memcpy(&a, w3 + j + L, BYTES); t3 += a * c;                        \\
             }                                                                                \\
             for (; j + L <= D; j += L) {                                                     \\
-                __builtin_memcpy(&a, w + j, BYTES);                                          \\
-                __builtin_memcpy(&c, x + j, BYTES); s0 += a * c;                             \\
+                __builtin_memcpy(&c, x + j, BYTES);                                          \\
+                __builtin_memcpy(&a, w0 + j, BYTES); s0 += a * c;                            \\
+                __builtin_memcpy(&a, w1 + j, BYTES); s1 += a * c;                            \\
+                __builtin_memcpy(&a, w2 + j, BYTES); s2 += a * c;                            \\
+                __builtin_memcpy(&a, w3 + j, BYTES); s3 += a * c;                            \\
             }                                                                                \\
-            s0 = (s0 + s1) + (s2 + s3);                                                      \\
-            T t = 0;                                                                         \\
-            for (; j < D; j++) t += w[j] * x[j];                                             \\
-            for (Py_ssize_t l = 0; l < L; l++) t += s0[l];                                   \\
-            z[i] = t + b[i];                                                                 \\
+            T r0 = fg_hsum_##T##_##ISA(s0 + t0), r1 = fg_hsum_##T##_##ISA(s1 + t1);          \\
+            T r2 = fg_hsum_##T##_##ISA(s2 + t2), r3 = fg_hsum_##T##_##ISA(s3 + t3);          \\
+            for (; j < D; j++) {                                                             \\
+                r0 += w0[j] * x[j]; r1 += w1[j] * x[j];                                      \\
+                r2 += w2[j] * x[j]; r3 += w3[j] * x[j];                                      \\
+            }                                                                                \\
+            z[i] = r0 + b[i]; z[i + 1] = r1 + b[i + 1];                                      \\
+            z[i + 2] = r2 + b[i + 2]; z[i + 3] = r3 + b[i + 3];                              \\
+        }                                                                                    \\
+        for (; i < M; i++) {                                                                 \\
+            const T *w = W + i * D;                                                          \\
+            V s0 = {0}, t0 = {0};                                                            \\
+            for (j = 0; j + 2 * L <= D; j += 2 * L) {                                        \\
+                __builtin_memcpy(&c, x + j, BYTES);                                          \\
+                __builtin_memcpy(&a, w + j, BYTES); s0 += a * c;                             \\
+                __builtin_memcpy(&c, x + j + L, BYTES);                                      \\
+                __builtin_memcpy(&a, w + j + L, BYTES); t0 += a * c;                         \\
+            }                                                                                \\
+            for (; j + L <= D; j += L) {                                                     \\
+                __builtin_memcpy(&c, x + j, BYTES);                                          \\
+                __builtin_memcpy(&a, w + j, BYTES); s0 += a * c;                             \\
+            }                                                                                \\
+            T r = fg_hsum_##T##_##ISA(s0 + t0);                                              \\
+            for (; j < D; j++) r += w[j] * x[j];                                             \\
+            z[i] = r + b[i];                                                                 \\
         }                                                                                    \\
     }
     #else
