@@ -67,7 +67,7 @@ def squared_error(y, t):
     ``t`` has the shape of ``y``; or, for outputs y (N, K), integer class labels t (N,),
     which stand for their one-hot rows (the lecture's squared error on classes).
     """
-    if type(y) is fg.Tensor and type(t) is fg.Tensor and y._data.shape == t._data.shape:
+    if type(y) is Tensor and type(t) is Tensor and y._data.shape == t._data.shape:
         return _squared_error(y, t)  # the common case: nothing to check or convert
     ys = np.shape(_array(y))
     if len(ys) == 2 and np.ndim(_array(t)) == 1 and _is_integer(t):
@@ -174,5 +174,6 @@ def l2_penalty(w):
 import fastgrad as fg  # noqa: E402
 
 from .._ops import softmax_cross_entropy  # noqa: E402
+from .._tape import Tensor  # noqa: E402
 from .._ops import squared_error as _squared_error  # noqa: E402
 from . import functional as F  # noqa: E402
