@@ -974,6 +974,35 @@ def _check_written(node):
             )
 
 
+@cython.ccall
+@cython.locals(index=list, arrays=list, grads=list, t=_TensorFields, og=OuterGrad,
+               i=cython.Py_ssize_t)
+def update_arguments(params):
+    """For an optimizer step in one kernel call: (indices, arrays, gradients) of the
+    tensors in ``params`` that have a gradient, a factored one as its (dz, x) pair. None
+    when a parameter is not a Tensor or a live graph saved it (the per-parameter path)."""
+    index, arrays, grads = [], [], []
+    i = -1
+    for p in params:
+        i += 1
+        if type(p) is not Tensor:
+            return None
+        t = cython.cast(_TensorFields, p)
+        if t._saves:
+            return None
+        node = t._node
+        dW = node.grad if node is not None and cython.cast(Node, node).prim is None else t._grad
+        if dW is None:
+            continue
+        if type(dW) is OuterGrad:
+            og = cython.cast(OuterGrad, dW)
+            dW = (og.dz, og.x)
+        index.append(i)
+        arrays.append(t._data)
+        grads.append(dW)
+    return index, arrays, grads
+
+
 @cython.cfunc
 @cython.locals(node=Node, handed_out=set)
 def _accumulate_leaf(node, g, handed_out):

@@ -254,24 +254,15 @@ class SGD(Optimizer):
 
     def _step_all(self, many, hyper):
         """The step as one sgd_update_many call; False (nothing written) if it does not apply."""
+        prepared = _tape.update_arguments(self.params)
+        if prepared is None:
+            return False
+        index, params, grads = prepared
         lr, momentum, weight_decay = hyper
-        params, grads = [], []
-        velocities = [] if momentum else None
-        state = self.state
-        i = -1
-        for p in self.params:
-            i += 1
-            if type(p) is not Tensor or p._saves:
-                return False
-            node = p._node
-            dW = node.grad if node is not None and node.prim is None else p._grad
-            if dW is None:
-                continue
-            W = p._data
-            params.append(W)
-            grads.append((dW.dz, dW.x) if type(dW) is OuterGrad else dW)
-            if momentum:
-                velocities.append(self._velocity(state[i], W))
+        velocities = None
+        if momentum:
+            state = self.state
+            velocities = [self._velocity(state[i], W) for i, W in zip(index, params, strict=True)]
         try:
             many(params, grads, lr, momentum, velocities, weight_decay)
         except (TypeError, ValueError):
