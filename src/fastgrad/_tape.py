@@ -328,6 +328,8 @@ def _shape_of(x):
 
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+# L̄ = 1 for a loss held as a NumPy scalar (immutable, so one object serves every backward)
+_UNIT_SEEDS = {np.float32: np.float32(1), np.float64: np.float64(1)}
 
 
 def as_float_array(data, dtype=None, copy=True, name="data"):
@@ -549,6 +551,9 @@ class Tensor(_TensorFields):
         data = self._data
         if type(grad) is np.ndarray and grad.dtype == data.dtype and grad.shape == data.shape:
             run_backward([node], [grad], retain_graph=retain_graph)  # nothing to convert
+            return
+        if grad is None and type(data) in _UNIT_SEEDS:  # a scalar loss: L̄ = 1 of its type
+            run_backward([node], [_UNIT_SEEDS[type(data)]], retain_graph=retain_graph)
             return
         if grad is None:
             if data.size != 1:
