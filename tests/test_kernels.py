@@ -634,6 +634,26 @@ def test_sgd_update_many_takes_factored_gradients(kernels, dtype, momentum, weig
             assert_close(vs[k], v_hand, dtype)
 
 
+@needs_cython
+def test_sgd_update_many_reads_each_gradient_when_it_applies_it():
+    # A gradient that is an earlier parameter's array (or a factor of a pair) is read after
+    # that parameter's update, in both backends: the entries are applied in order.
+    results = []
+    for kernels in (reference, _cykernels):
+        A, B, C = data((2, 3), np.float64, 130), data((4, 3), np.float64, 131), data((2, 3), np.float64, 132)
+        gA, dz = data((2, 3), np.float64, 133), data((2, 4), np.float64, 134)
+        kernels.sgd_update_many([A, B, C], [gA, (dz, A), A], 0.1)
+        results.append((A, B, C))
+    A0, B0, C0 = data((2, 3), np.float64, 130), data((4, 3), np.float64, 131), data((2, 3), np.float64, 132)
+    A1 = A0 - 0.1 * data((2, 3), np.float64, 133)
+    B1 = B0 - 0.1 * (data((2, 4), np.float64, 134).T @ A1)
+    C1 = C0 - 0.1 * A1
+    for A, B, C in results:
+        assert_close(A, A1, np.float64)
+        assert_close(B, B1, np.float64)
+        assert_close(C, C1, np.float64)
+
+
 @pytest.mark.parametrize("kernels", BACKENDS)
 def test_sgd_update_many_checks_factored_gradients_before_writing(kernels):
     Ws = [z2(3, 4) + 1, z2(5, 2) + 1]

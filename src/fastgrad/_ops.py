@@ -216,8 +216,7 @@ def _sigmoid_backward(h, dh):
 
 sigmoid = primitive(_sigmoid, "sigmoid")
 sigmoid_backward = primitive(_sigmoid_backward, "sigmoid_backward")
-# h = σ(z):  z̄ = h̄ ∘ h ∘ (1 − h)
-defvjp(sigmoid, lambda g, ans, z: _sigmoid_vjp(g, ans, z), saves_args=False, saves_ans=True)
+# (sigmoid's own rule, z̄ = h̄ ∘ h ∘ (1 − h), is _sigmoid_vjp below)
 # z̄ = h̄ ∘ h(1 − h) is bilinear-ish in (h, h̄):  ∂/∂h = h̄ ∘ (1 − 2h),  ∂/∂h̄ = h(1 − h)
 defvjp(sigmoid_backward, lambda G, ans, h, dh: G * dh * (1.0 - 2.0 * h),
        lambda G, ans, h, dh: G * h * (1.0 - h))
@@ -303,10 +302,13 @@ def _linear_b(g, ans, x, W, b=None):  # b̄ = Σₙ z̄ₙ
     return bias_grad(_rows(g, shape_of(W)[0]))
 
 
-def _sigmoid_vjp(g, ans, z):  # z̄ = h̄ ∘ h ∘ (1 − h)
+def _sigmoid_vjp(g, ans, z):  # h = σ(z):  z̄ = h̄ ∘ h ∘ (1 − h)
     if type(g) is np.ndarray and type(ans) is np.ndarray:
         return _sigmoid_backward(ans, g)
     return sigmoid_backward(ans, g)
+
+
+defvjp(sigmoid, _sigmoid_vjp, saves_args=False, saves_ans=True)
 
 
 def _linear_W_factored(g, ans, x, W, b=None):

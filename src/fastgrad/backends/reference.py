@@ -168,13 +168,21 @@ def _sgd_arguments(W, dW, momentum, velocity, name):
     check_array("dW", dW, contiguous=False)
     check_same_dtype(W=W, dW=dW)
     check_fits("dW", dW, "W", W)
+    _sgd_target(W, momentum, velocity, name)
+    if np.may_share_memory(dW, W) or (velocity is not None and np.may_share_memory(dW, velocity)):
+        dW = dW.copy()  # read it whole before velocity and W are written
+    return dW
+
+
+def _sgd_target(W, momentum, velocity, name):
+    """The checks of what an SGD update writes: W, and the velocity momentum needs."""
     check_writeable("W", W)
     if velocity is None:
         if momentum != 0:
             raise ValueError(
                 f"{name}: momentum={momentum!r} needs a velocity array of W's shape {W.shape}"
             )
-        return dW
+        return
     check_array("velocity", velocity, contiguous=False)
     check_same_dtype(W=W, velocity=velocity)
     check_fits("velocity", velocity, "W", W)
@@ -182,9 +190,6 @@ def _sgd_arguments(W, dW, momentum, velocity, name):
     if np.may_share_memory(velocity, W):
         raise ValueError(f"velocity {velocity.shape} and W {W.shape} must not share memory "
                          "(both are updated in place)")
-    if np.may_share_memory(dW, velocity) or np.may_share_memory(dW, W):
-        dW = dW.copy()  # read it whole before velocity and W are written
-    return dW
 
 
 def _sgd_step(W, dW, lr, momentum, velocity, weight_decay):
@@ -216,17 +221,29 @@ def sgd_update_many(params, grads, lr, momentum=0.0, velocities=None, weight_dec
     checked = []
     for i, (W, dW, v) in enumerate(zip(params, grads, velocities, strict=True)):
         try:
-            if type(dW) is tuple and len(dW) == 2:  # (dz, x): W̄ = dzᵀ x
-                dW = _outer_gradient(W, dW[0], dW[1], "sgd_update_many")
-            checked.append((W, _sgd_arguments(W, dW, momentum, v, "sgd_update_many"), v))
+            if type(dW) is tuple and len(dW) == 2:  # (dz, x): W̄ = dzᵀ x, formed when applied
+                _check_outer(W, dW[0], dW[1], "sgd_update_many")
+                _sgd_target(W, momentum, v, "sgd_update_many")
+            else:
+                dW = _sgd_arguments(W, dW, momentum, v, "sgd_update_many")
+            checked.append((W, dW, v))
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"sgd_update_many: parameter {i}: {exc}") from None
+    # In order, each gradient read when its parameter is updated (as the compiled loop does:
+    # a gradient that is an earlier parameter's array sees that parameter's update).
     for W, dW, v in checked:
+        if type(dW) is tuple:
+            dW = dW[0].T @ dW[1]
         _sgd_step(W, dW, lr, momentum, v, weight_decay)
 
 
 def _outer_gradient(W, dz, x, name):
     """W̄ = dzᵀ x for W (M, D), dz (N, M), x (N, D), after checking that they fit."""
+    _check_outer(W, dz, x, name)
+    return dz.T @ x
+
+
+def _check_outer(W, dz, x, name):
     check_array("W", W, ndim=2, contiguous=False)
     check_array("dz", dz, ndim=2, contiguous=False)
     check_array("x", x, ndim=2, contiguous=False)
@@ -237,7 +254,6 @@ def _outer_gradient(W, dz, x, name):
             f"{name}: W {W.shape}, dz {dz.shape}, x {x.shape} do not fit "
             "(need W (M, D), dz (N, M), x (N, D))"
         )
-    return dz.T @ x
 
 
 def sgd_outer_update(W, dz, x, lr, momentum=0.0, velocity=None, weight_decay=0.0):
