@@ -533,6 +533,33 @@ def test_sgd_and_bias_grad_at_every_alignment(dtype, with_velocity):
             assert_close(_cykernels.bias_grad(dz), dz.astype(np.float64).sum(axis=0), dtype)
 
 
+@needs_cython
+@pytest.mark.parametrize("isa", ["base", "avx2", "avx512"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch1_affine_and_rank1_sgd_at_every_alignment(isa, dtype):
+    """The batch-1 affine loop and the rank-1 SGD row loop do a scalar head until W reaches
+    a cache line (long rows only), then vectors: W starting at every element offset, rows
+    that are and are not a whole number of lines, every ISA variant."""
+    used = _cykernels.ISA
+    rng = np.random.default_rng(5)
+    itemsize = np.dtype(dtype).itemsize
+    try:
+        _cykernels._select_isa(isa)
+        for M, D in [(6, 784), (5, 300), (3, 64)]:
+            for offset in range(64 // itemsize):
+                buffer = np.empty(M * D + 64, dtype)
+                start = (-buffer.ctypes.data % 64) // itemsize + offset
+                W = buffer[start:start + M * D].reshape(M, D)
+                W[:] = rng.standard_normal((M, D)) / np.sqrt(D)
+                x, b, dz = (rng.standard_normal(s).astype(dtype) for s in ((1, D), (M,), (1, M)))
+                assert_close(_cykernels.affine_forward(x, W, b), reference.affine_forward(x, W, b), dtype)
+                expected = W - 0.1 * (dz.T @ x)
+                _cykernels.sgd_outer_update(W, dz, x, 0.1)
+                assert_close(W, expected, dtype)
+    finally:
+        _cykernels._select_isa(used)
+
+
 @pytest.mark.parametrize("kernels", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(100, 784), (10,), (1, 1)])
