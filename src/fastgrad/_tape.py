@@ -374,11 +374,14 @@ class _TensorFields:
     __weakref__ = cython.declare(object)
 
 
+_new_fields = _TensorFields.__new__  # the extension type's allocator, bound once
+
+
 @cython.ccall
 @cython.locals(t=_TensorFields)
 def _wrap(cls, data, node):
     # Tensor._wrap's body as a plain function: _apply calls it without a classmethod lookup.
-    t = _TensorFields.__new__(cls)  # compiled: the extension type's allocator, no __init__
+    t = _new_fields(cls)  # no __init__, no method lookup per call
     t._data = data
     t._node = node
     t._grad = None
