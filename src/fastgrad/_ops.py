@@ -311,15 +311,9 @@ def _sigmoid_vjp(g, ans, z):  # h = σ(z):  z̄ = h̄ ∘ h ∘ (1 − h)
 defvjp(sigmoid, _sigmoid_vjp, saves_args=False, saves_ans=True)
 
 
-def _linear_W_factored(g, ans, x, W, b=None):
-    """W̄ = z̄ᵀ x left factored when z̄ and x hold under a quarter of W̄'s numbers (a batch
-    much smaller than the layer: per-example SGD). None: compute it as usual."""
-    if type(g) is np.ndarray and type(x) is np.ndarray and g.ndim == 2 == x.ndim:
-        return _factored(g, x)
-    return None
-
-
-def _factored(g, x):  # (2-D arrays)
+def _factored(g, x):
+    """W̄ = z̄ᵀ x (2-D arrays) left factored when z̄ and x hold under a quarter of W̄'s
+    numbers (a batch much smaller than the layer: per-example SGD). None: compute it."""
     N, M = g.shape
     D = x.shape[1]
     if 4 * N * (M + D) <= M * D and g.dtype == x.dtype:
@@ -348,7 +342,6 @@ def _linear_joint(parents, g, ans, defer, x, W, b=None):
 
 # z = x Wᵀ + b
 defvjp(linear, _linear_x, _linear_W, _linear_b)
-linear.deferred_vjps = {1: _linear_W_factored}
 linear.joint_vjp = _linear_joint
 # The adjoints are linear maps; their own adjoints close the table for grad of grad.
 defvjp(transpose_matvec,  # X = dz W

@@ -601,13 +601,11 @@ class Primitive:
     fun = cython.declare(object, visibility="public")
     name = cython.declare(object, visibility="public")
     vjps = cython.declare(object, visibility="public")
-    # argnum -> rule giving that argument's error signal in factored form (an OuterGrad)
-    # or None; used only for a leaf's .grad in a first-order backward (see OuterGrad).
-    deferred_vjps = cython.declare(object, visibility="public")
     # joint_vjp(parents, g, ans, defer, *args): every parent's error signal from one call
-    # (a list in the order of ``parents``, factored where ``defer`` allows it as above), or
-    # None to use the rules one by one. Only in a first-order sweep without keyword
-    # arguments: it saves a dispatch per argument on a hot primitive (linear).
+    # (a list in the order of ``parents``), or None to use the rules one by one. Only in a
+    # first-order sweep without keyword arguments: it saves a dispatch per argument on a
+    # hot primitive (linear). With ``defer`` it may give a leaf parent's signal in factored
+    # form (an OuterGrad: see there), which only a leaf's .grad ever holds.
     joint_vjp = cython.declare(object, visibility="public")
     saves_args = cython.declare(cython.bint, visibility="public")
     saves_ans = cython.declare(cython.bint, visibility="public")
@@ -621,7 +619,6 @@ class Primitive:
         self.__doc__ = fun.__doc__
         self.__wrapped__ = fun
         self.vjps = {}
-        self.deferred_vjps = None
         self.joint_vjp = None
         self.saves_args = True
         self.saves_ans = False
@@ -837,7 +834,7 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
     roots and the targets are visited (a first-order sweep skips that pruning: it costs
     a pass over the graph and saves only rules on arrays, which record nothing).
     With ``defer``, a first-order sweep that accumulates may leave a leaf's error signal
-    factored (an OuterGrad) where its rule offers that.
+    factored (an OuterGrad) where a joint rule offers that (linear's weight).
     """
     if _tracer is not None:
         return _tracer.backward(roots, seeds, retain_graph, create_graph, targets)
@@ -879,7 +876,6 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
         else:  # the rules on arrays: plain NumPy
             args, ans = node.raw, node.ans
         kwargs, vjps = node.kwargs, prim.vjps
-        deferred = prim.deferred_vjps if defer else None
         signals = None
         if prim.joint_vjp is not None and not create_graph and not kwargs:
             signals = prim.joint_vjp(parents, g, ans, defer, *args)
@@ -890,12 +886,10 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
                 continue
             if signals is not None:
                 pg = signals[k]
+            elif kwargs:
+                pg = vjps[argnum](g, ans, *args, **kwargs)
             else:
-                pg = None
-                if deferred is not None and parent.prim is None and argnum in deferred:
-                    pg = deferred[argnum](g, ans, *args)  # factored, or None: not worth it here
-                if pg is None:
-                    pg = vjps[argnum](g, ans, *args, **kwargs) if kwargs else vjps[argnum](g, ans, *args)
+                pg = vjps[argnum](g, ans, *args)
             if anomaly is not None:
                 anomaly.backward(node, argnum, pg)
             if parent.prim is None and results is None:
