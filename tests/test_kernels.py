@@ -537,25 +537,31 @@ def test_sgd_and_bias_grad_at_every_alignment(dtype, with_velocity):
 @pytest.mark.parametrize("isa", ["base", "avx2", "avx512"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_batch1_affine_and_rank1_sgd_at_every_alignment(isa, dtype):
-    """The batch-1 affine loop and the rank-1 SGD row loop do a scalar head until W reaches
-    a cache line (long rows only), then vectors: W starting at every element offset, rows
-    that are and are not a whole number of lines, every ISA variant."""
+    """The batch-1 affine loop and the rank-1 SGD row loop on W starting at every element
+    offset within a cache line (the SGD loop does a scalar head until W reaches a line),
+    rows that are and are not a whole number of lines, every ISA variant: right, and the
+    same bits at every offset (the order of a sum never depends on the address)."""
     used = _cykernels.ISA
     rng = np.random.default_rng(5)
     itemsize = np.dtype(dtype).itemsize
     try:
         _cykernels._select_isa(isa)
         for M, D in [(6, 784), (5, 300), (3, 64)]:
+            W0 = (rng.standard_normal((M, D)) / np.sqrt(D)).astype(dtype)
+            x, b, dz = (rng.standard_normal(s).astype(dtype) for s in ((1, D), (M,), (1, M)))
+            z_bits, W_bits = set(), set()
             for offset in range(64 // itemsize):
                 buffer = np.empty(M * D + 64, dtype)
                 start = (-buffer.ctypes.data % 64) // itemsize + offset
                 W = buffer[start:start + M * D].reshape(M, D)
-                W[:] = rng.standard_normal((M, D)) / np.sqrt(D)
-                x, b, dz = (rng.standard_normal(s).astype(dtype) for s in ((1, D), (M,), (1, M)))
-                assert_close(_cykernels.affine_forward(x, W, b), reference.affine_forward(x, W, b), dtype)
-                expected = W - 0.1 * (dz.T @ x)
+                W[:] = W0
+                z = _cykernels.affine_forward(x, W, b)
+                assert_close(z, reference.affine_forward(x, W, b), dtype)
                 _cykernels.sgd_outer_update(W, dz, x, 0.1)
-                assert_close(W, expected, dtype)
+                assert_close(W, W0 - 0.1 * (dz.T @ x), dtype)
+                z_bits.add(z.tobytes())
+                W_bits.add(W.tobytes())
+            assert len(z_bits) == 1 and len(W_bits) == 1
     finally:
         _cykernels._select_isa(used)
 

@@ -367,3 +367,24 @@ def test_gradcheck_passes_and_reports_failures():
         fg.gradcheck(lambda a: bad(a), (x,))
     with pytest.raises(TypeError, match="float64"):
         fg.gradcheck(lambda a: a, (fg.tensor(np.ones(2, np.float32), requires_grad=True),))
+
+
+def test_a_parameter_starts_on_a_cache_line():
+    # Tensors that require grad keep their values in 64-byte aligned storage (the batch-1
+    # kernels stream them with aligned loads); small ones and plain tensors as NumPy gave.
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        W = rng.standard_normal((100, 784)).astype(dtype)
+        for offset in range(1, 4):  # sources at several alignments, one of them misaligned
+            source = np.empty(W.size + offset, dtype)[offset:].reshape(W.shape)
+            source[...] = W
+            p = fg.tensor(source, requires_grad=True)
+            assert p.data.ctypes.data % 64 == 0
+            assert p.data.flags.c_contiguous and p.dtype == dtype
+            np.testing.assert_array_equal(p.data, W)
+            assert not np.shares_memory(p.data, source)  # still a copy
+        p.grad = None
+        (p * p).sum().backward()
+        np.testing.assert_allclose(p.grad, 2 * W, rtol=1e-6)
+    small = fg.tensor(np.ones(3), requires_grad=True)
+    np.testing.assert_array_equal(small.data, np.ones(3))

@@ -256,7 +256,10 @@ cdef extern from *:
     #if FG_VECTORS
     /* z[i] = b[i] + sum_j W[i, j] x[j], i < M (row-major W). Four rows a pass (each load of
        x serves four rows of W), two vector sums per row, and each row's lanes added as a
-       tree (a chain of L dependent scalar adds per row cost as much as the row itself). */
+       tree (a chain of L dependent scalar adds per row cost as much as the row itself).
+       The loads start at the row's first element, wherever that falls in a cache line:
+       aligning them (a scalar head) ran 784 -> 100 1.4-1.6x faster, but made the order of
+       the sum, so the result's last bits, depend on W's address. */
     #define FG_ROWDOTS(T, BYTES, ISA, TARGET)                                               \\
     typedef T fg_##T##_##ISA __attribute__((vector_size(BYTES)));                            \\
     TARGET static inline T fg_hsum_##T##_##ISA(fg_##T##_##ISA s) {                           \\
@@ -275,16 +278,7 @@ cdef extern from *:
         for (; i + 4 <= M; i += 4) {                                                         \\
             const T *w0 = W + i * D, *w1 = w0 + D, *w2 = w1 + D, *w3 = w2 + D;               \\
             V s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, t0 = {0}, t1 = {0}, t2 = {0}, t3 = {0};  \\
-            /* long rows: a scalar head up to a cache line of W, so the vector loads do not \\
-               straddle two (every row's, when a row is a whole number of lines); 784 -> 100 \\
-               float32 4.7-5.3 us instead of 7.2. Short rows would pay more for the head. */ \\
-            const Py_ssize_t head = D >= 16 * L ? fg_to_line(w0, sizeof(T), D) : 0;          \\
-            T h0 = 0, h1 = 0, h2 = 0, h3 = 0;                                                \\
-            for (j = 0; j < head; j++) {                                                     \\
-                h0 += w0[j] * x[j]; h1 += w1[j] * x[j];                                      \\
-                h2 += w2[j] * x[j]; h3 += w3[j] * x[j];                                      \\
-            }                                                                                \\
-            for (; j + 2 * L <= D; j += 2 * L) {                                             \\
+            for (j = 0; j + 2 * L <= D; j += 2 * L) {                                        \\
                 __builtin_memcpy(&c, x + j, BYTES);                                          \\
                 __builtin_memcpy(&a, w0 + j, BYTES); s0 += a * c;                            \\
                 __builtin_memcpy(&a, w1 + j, BYTES); s1 += a * c;                            \\
@@ -303,8 +297,8 @@ cdef extern from *:
                 __builtin_memcpy(&a, w2 + j, BYTES); s2 += a * c;                            \\
                 __builtin_memcpy(&a, w3 + j, BYTES); s3 += a * c;                            \\
             }                                                                                \\
-            T r0 = h0 + fg_hsum_##T##_##ISA(s0 + t0), r1 = h1 + fg_hsum_##T##_##ISA(s1 + t1); \\
-            T r2 = h2 + fg_hsum_##T##_##ISA(s2 + t2), r3 = h3 + fg_hsum_##T##_##ISA(s3 + t3); \\
+            T r0 = fg_hsum_##T##_##ISA(s0 + t0), r1 = fg_hsum_##T##_##ISA(s1 + t1);          \\
+            T r2 = fg_hsum_##T##_##ISA(s2 + t2), r3 = fg_hsum_##T##_##ISA(s3 + t3);          \\
             for (; j < D; j++) {                                                             \\
                 r0 += w0[j] * x[j]; r1 += w1[j] * x[j];                                      \\
                 r2 += w2[j] * x[j]; r3 += w3[j] * x[j];                                      \\
