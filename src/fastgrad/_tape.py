@@ -996,6 +996,16 @@ def _check_written(node):
 
 
 @cython.ccall
+@cython.locals(t=_TensorFields)
+def stored_grad(tensor):
+    """A tensor's gradient as stored, unconverted: a leaf's accumulated one (maybe an
+    OuterGrad), or what was assigned to a computed tensor's ``.grad``."""
+    t = tensor
+    node = t._node
+    return node.grad if node is not None and cython.cast(Node, node).prim is None else t._grad
+
+
+@cython.ccall
 @cython.locals(index=list, arrays=list, grads=list, t=_TensorFields, og=OuterGrad,
                i=cython.Py_ssize_t)
 def update_arguments(params):
@@ -1011,8 +1021,7 @@ def update_arguments(params):
         t = cython.cast(_TensorFields, p)
         if t._saves:
             return None
-        node = t._node
-        dW = node.grad if node is not None and cython.cast(Node, node).prim is None else t._grad
+        dW = stored_grad(t)
         if dW is None:
             continue
         if type(dW) is OuterGrad:

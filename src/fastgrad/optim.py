@@ -108,8 +108,7 @@ class Optimizer(abc.ABC):
         frozen = bool(_tape._frozen)  # some plain array is frozen by a live graph
         for i, p in enumerate(self.params):
             if type(p) is Tensor:  # the tensor's own fields: no property calls on the hot path
-                node = p._node
-                dW = node.grad if node is not None and node.prim is None else p._grad
+                dW = _tape.stored_grad(p)
                 if dW is None:
                     continue
                 W = p._data

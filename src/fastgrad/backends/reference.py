@@ -237,13 +237,8 @@ def sgd_update_many(params, grads, lr, momentum=0.0, velocities=None, weight_dec
         _sgd_step(W, dW, lr, momentum, v, weight_decay)
 
 
-def _outer_gradient(W, dz, x, name):
-    """W̄ = dzᵀ x for W (M, D), dz (N, M), x (N, D), after checking that they fit."""
-    _check_outer(W, dz, x, name)
-    return dz.T @ x
-
-
 def _check_outer(W, dz, x, name):
+    """W (M, D), dz (N, M) and x (N, D) of one dtype, so that dzᵀ x is W's gradient."""
     check_array("W", W, ndim=2, contiguous=False)
     check_array("dz", dz, ndim=2, contiguous=False)
     check_array("x", x, ndim=2, contiguous=False)
@@ -259,7 +254,8 @@ def _check_outer(W, dz, x, name):
 def sgd_outer_update(W, dz, x, lr, momentum=0.0, velocity=None, weight_decay=0.0):
     """``sgd_update(W, dz.T @ x, ...)``: the weight gradient of a linear layer, W̄ = z̄ᵀ x,
     applied without being kept. W (M, D), dz (N, M), x (N, D)."""
-    sgd_update(W, _outer_gradient(W, dz, x, "sgd_outer_update"), lr, momentum, velocity, weight_decay)
+    _check_outer(W, dz, x, "sgd_outer_update")
+    sgd_update(W, dz.T @ x, lr, momentum, velocity, weight_decay)
 
 
 def adam_update(W, dW, m, v, lr, beta1, beta2, eps, step):

@@ -78,7 +78,7 @@ def squared_error(y, t):
             )
         t = _one_hot(labels, ys[1], _array(y).dtype, "squared_error")
     _same_shape("squared_error", "y", y, "t", t)
-    if not isinstance(t, fg.Tensor):  # plain targets take the outputs' dtype (float32 stays)
+    if not isinstance(t, Tensor):  # plain targets take the outputs' dtype (float32 stays)
         t = np.asarray(t, dtype=_array(y).dtype)
     return _squared_error(y, t)
 
