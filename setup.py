@@ -51,7 +51,7 @@ extensions.append(
 # _tape and _ops carry Cython type hints; in the others an annotation such as ``lr: float``
 # is documentation, and must not become a C type that refuses bad input before the
 # function's own check can name it.
-TYPED_PYTHON = ("_tape", "_ops")
+TYPED_PYTHON = ("_tape", "_ops", "_tensor")
 PLAIN_PYTHON = ("_backend", "optim", "nn.losses")
 COMPILED_PYTHON = TYPED_PYTHON + PLAIN_PYTHON
 

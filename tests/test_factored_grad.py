@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastgrad as fg
-from fastgrad import _tape
+from fastgrad import _factored
 from fastgrad.nn import functional as F
 
 BACKENDS = fg.available_backends()
@@ -46,7 +46,7 @@ def test_small_batch_weight_gradient_is_kept_factored_and_reads_exactly(backend)
     x, W0, b0, t = _layer()
     W, b = fg.tensor(W0, requires_grad=True), fg.tensor(b0, requires_grad=True)
     _loss(fg.tensor(x), W, b, fg.tensor(t)).backward()
-    assert type(W._node.grad) is _tape.OuterGrad  # the mechanism under test is in use
+    assert type(W._node.grad) is _factored.OuterGrad  # the mechanism under test is in use
     dW, db = _grads_by_hand(x, W0, b0, t)
     np.testing.assert_allclose(W.grad, dW, rtol=1e-12, atol=1e-14)
     assert type(W._node.grad) is np.ndarray  # computed once, then kept
@@ -114,7 +114,7 @@ def test_sgd_applies_the_factored_gradient_as_the_array_would(backend, dtype, mo
         for W, opt, read in ((Wa, optA, False), (Wb, optB, True)):
             opt.zero_grad()
             _loss(fg.tensor(x), W, fg.tensor(b0), fg.tensor(t)).backward()
-            assert type(W._node.grad) is _tape.OuterGrad
+            assert type(W._node.grad) is _factored.OuterGrad
             if read:
                 W.grad  # noqa: B018  (reading it makes it an array)
             opt.step()

@@ -63,12 +63,17 @@ def test_explain_counts_the_lectures_multiply_adds():
     assert text.index("̄ = Σₙ") < text.rindex("σ'")
 
 
-def test_explain_of_a_constant_and_of_a_freed_graph():
+def test_explain_of_a_constant_and_after_backward():
     assert "constant" in fg.explain(fg.tensor(1.0))
-    w = fg.tensor(1.0, requires_grad=True)
-    loss = w * 2
-    loss.backward()
-    assert "freed" in fg.explain(loss)
+    W = fg.tensor(np.ones((3, 4)), requires_grad=True)
+    x = np.ones((2, 4))
+    loss = (fg.nn.functional.sigmoid(x @ W.T) ** 2).sum()
+    before = fg.explain(loss, names={"W": W})
+    loss.backward()  # the buffers go, the graph's structure and shapes stay (as PyTorch's)
+    after = fg.explain(loss, names={"W": W})
+    assert before.splitlines()[:3] == after.splitlines()[:3]
+    assert "σ'" in after and "W̄" in after and "[2×3]" in after
+    assert "digraph" in fg.viz.to_dot(loss)
 
 
 def test_render_writes_an_image_or_names_what_is_missing(tmp_path):

@@ -13,7 +13,8 @@ pure-Python reference of the same kernels.
 from . import _backend  # noqa: F401  (fastgrad._backend.kernels(), for the kernels' callers)
 from ._anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled  # noqa: E402
 from ._backend import available_backends, get_backend, set_backend, use_backend
-from ._compile import TracingError, compile  # noqa: A004  (fastgrad.compile, as jax.jit)
+from ._compiler.api import compile  # noqa: A004  (fastgrad.compile, as jax.jit)
+from ._compiler.ir import TracingError
 from ._functional import (
     checkpoint,
     deriv,
@@ -51,7 +52,8 @@ from ._ops import (
     tanh,
     where,
 )
-from ._tape import Tensor, enable_grad, is_grad_enabled, no_grad
+from ._tape import enable_grad, is_grad_enabled, no_grad
+from ._tensor import Tensor
 
 __version__ = "0.1.0"
 
@@ -63,7 +65,7 @@ def tensor(data, requires_grad=False, dtype=None) -> Tensor:
 
 def from_numpy(array, requires_grad=False) -> Tensor:
     """A tensor sharing ``array``'s memory (float32/float64 arrays are not copied)."""
-    from ._tape import as_float_array
+    from ._tensor import as_float_array
 
     t = Tensor._wrap(as_float_array(array, copy=False, name="array"))
     if requires_grad:
@@ -103,7 +105,7 @@ def _warn_if_stale_build():
 
 _warn_if_stale_build()
 
-from . import nn, numpy, optim, viz  # noqa: E402,F401  (numpy adds NumPy's array methods to Tensor)
+from . import nn, numpy, optim, viz  # noqa: E402,F401
 from .builtins import dict, isinstance, list, tuple  # noqa: E402,F401,A004  (autograd's names, not in __all__)
 from .viz import explain  # noqa: E402
 

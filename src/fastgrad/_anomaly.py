@@ -22,7 +22,7 @@ import threading
 import numpy as np
 
 from . import _tape
-from ._tape import Tensor
+from ._tape import TensorBase
 
 __all__ = ["detect_anomaly", "AnomalyError", "is_anomaly_enabled"]
 
@@ -68,7 +68,7 @@ def _describe_site(site):
 
 def _bad_values(x):
     """A short description of x's non-finite values, or None if x is finite (or not float)."""
-    if isinstance(x, Tensor):
+    if isinstance(x, TensorBase):
         x = x._data
     a = x if isinstance(x, np.ndarray) else np.asarray(x)
     if a.dtype.kind not in "fc":
@@ -102,7 +102,7 @@ class _Checker:
         inputs = [
             i
             for i, a in enumerate(args)
-            if isinstance(a, (Tensor, np.ndarray, float)) and _bad_values(a) is not None
+            if isinstance(a, (TensorBase, np.ndarray, float)) and _bad_values(a) is not None
         ]
         origin = (
             f"from non-finite input(s) at argument position(s) {inputs}"

@@ -17,8 +17,10 @@ import functools
 
 import numpy as np
 
-from . import _ops
-from ._tape import Primitive, Tensor, _leaf_node, _mode, _SetGrad, run_backward
+from . import _ops, _tape
+from ._registry import TraceBody
+from ._tape import Primitive, _mode, _SetGrad, leaf_node, run_backward
+from ._tensor import Tensor
 
 __all__ = [
     "grad", "value_and_grad", "elementwise_grad", "jacobian", "hessian", "make_vjp",
@@ -66,6 +68,8 @@ class _Start:
     __slots__ = ("tensor", "scalar", "dtype", "shape")
 
     def __init__(self, x):
+        if _tape._tracer is not None:
+            x = _tape._tracer.start(x)  # fastgrad.compile: an integer argument's float twin
         self.scalar = not isinstance(x, (np.ndarray, Tensor))
         if isinstance(x, Tensor) and x._node is not None and _mode.enabled:
             t = _ops.identity(x)  # traced by an outer transform: a new node on top of it
@@ -76,7 +80,7 @@ class _Start:
             array = np.asarray(data)
             if array.dtype.kind != "f":
                 array = array.astype(np.float64)
-            t = Tensor._wrap(array, _leaf_node())
+            t = Tensor._wrap(array, leaf_node(array.shape))
         self.tensor = t
         self.dtype = np.result_type(t._data)
         self.shape = np.shape(t._data)
@@ -467,4 +471,5 @@ def checkpoint(fun):
             return rule
 
     prim.vjps = _AnyArg()
+    prim.lowering = TraceBody(fun)  # fastgrad.compile records the body instead
     return prim

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from ._tape import Tensor, no_grad
+from ._tape import no_grad
+from ._tensor import Tensor
 
 
 class GradcheckError(AssertionError):

@@ -1,27 +1,34 @@
-"""Every primitive and its local derivative, in one table.
+"""The core primitives, each one registry entry: forward, local rules, formula, lowering, samples.
 
 Notation (the lecture's): for v = f(a, b), the rule for ``a`` turns the output's error
 signal v̄ (``g``) into ā = v̄ ∂v/∂a. A rule has the signature ``rule(g, ans, *args)``,
 where ``ans`` is f's output. Rules are written with the primitives of this file, so the
 backward pass can itself be recorded (grad of grad); on plain arrays those primitives
-are plain NumPy calls, so a first-order backward pays nothing for that.
+are plain NumPy calls, so a first-order backward pays nothing for that. How to add one:
+the guide at the top of ``fastgrad._registry``.
 
 Groups: binary elementwise ops (``unbroadcast`` sums the broadcast axes away), unary
 elementwise ops, the compiled dense kernels (affine/sigmoid and their adjoints, which
-are primitives too so second derivatives stay closed), reductions, shape and indexing.
+are primitives too so second derivatives stay closed), reductions, shape and indexing,
+the softmax family and the losses. The Tensor face's operators call these
+(``fastgrad._tensor``); NumPy's functions map to them (``fastgrad.numpy._map``).
 """
 
 import numpy as np
 
+from . import _opcodes as op
 from ._backend import kernels as _kernels
-from ._tape import OuterGrad, Primitive, Tensor, _apply, _mode, inplace_update
+from ._compiler import lowering as low
+from ._factored import factor
+from ._registry import Formula, NotCompiled, Sample, define
+from ._tape import TensorBase
 
 # ----------------------------------------------------------------------- helpers --
 
 
 def value(x):
     """The array inside a tensor (or ``x`` itself): for masks and constants in rules."""
-    return x._data if isinstance(x, Tensor) else x
+    return x._data if isinstance(x, TensorBase) else x
 
 
 def shape_of(x):
@@ -29,15 +36,6 @@ def shape_of(x):
         return x.shape  # arrays, NumPy scalars, tensors, shape stand-ins
     except AttributeError:
         return np.shape(x)
-
-
-def primitive(fun, name=None):
-    return Primitive(fun, name)
-
-
-def defvjp(prim, *rules, saves_args=True, saves_ans=False):
-    """Attach one rule per argument (``None`` for an argument with no derivative)."""
-    prim.defvjp(*rules, saves_args=saves_args, saves_ans=saves_ans)
 
 
 def unbroadcast(g, x):
@@ -63,10 +61,10 @@ def _keepdims_shape(shape, axis):
     return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 
-def _repeat_to_match(g, x, axis, keepdims):
+def repeat_to_match(g, x, axis, keepdims):
     """Broadcast a reduction's error signal back over the reduced axes of ``x``."""
     shape = shape_of(x)
-    if axis is None and not isinstance(g, Tensor):  # a full reduction: g is one number
+    if axis is None and not isinstance(g, TensorBase):  # a full reduction: g is one number
         return np.full(shape, g, dtype=np.result_type(g))
     if not keepdims:
         g = reshape(g, _keepdims_shape(shape, axis))
@@ -108,16 +106,59 @@ def _common(*arrays):
     return [np.asarray(a, dtype=dtype, order="C") for a in arrays]
 
 
-# --------------------------------------------------------- binary elementwise ops --
+class EveryArgument(dict):
+    """Rules for a variadic primitive: argument i > 0 gets ``make(i)``."""
 
-add = primitive(np.add, "add")
-subtract = primitive(np.subtract, "subtract")
-multiply = primitive(np.multiply, "multiply")
-true_divide = primitive(np.true_divide, "true_divide")
-divide = true_divide
-power = primitive(np.power, "power")
-maximum = primitive(np.maximum, "maximum")
-minimum = primitive(np.minimum, "minimum")
+    def __init__(self, make):
+        super().__init__()
+        self.make = make
+
+    def __contains__(self, i):
+        return i > 0
+
+    def __missing__(self, i):
+        rule = self[i] = self.make(i)
+        return rule
+
+
+def _size(shape):
+    return int(np.prod(shape)) if shape else 1
+
+
+def no_macs(out_shape, arg_shapes):
+    """Moving data (a view, a copy, a sum's repeat) multiplies nothing."""
+    return 0, {i: 0 for i in range(len(arg_shapes))}
+
+
+def _product_macs(out, k):
+    """A matrix product summing ``k`` terms per output element, and its two adjoints."""
+    n = _size(out) * k
+    return n, {0: n, 1: n}
+
+
+def reduction_macs(out_shape, arg_shapes):
+    n = _size(arg_shapes[0])
+    return n, {0: 0}
+
+
+# Samples. Each is a function of a NumPy Generator (tests/test_registry.py seeds it).
+def _normal(*shape):
+    return lambda r: [Sample(r.normal(size=shape))]
+
+
+def _positive(*shape):
+    return lambda r: [Sample(r.uniform(0.5, 2.0, size=shape))]
+
+
+def _binary_samples(r):
+    """Same shapes, a row broadcast against a matrix, a scalar against an array."""
+    return [Sample(r.normal(size=(3, 4)), r.normal(size=(3, 4))),
+            Sample(r.normal(size=(3, 4)), r.normal(size=(4,))),
+            Sample(r.normal(size=(2, 1)), r.normal(size=(2, 3))),
+            Sample(r.normal(), r.normal(size=(3,)))]
+
+
+# --------------------------------------------------------- binary elementwise ops --
 
 
 def _balanced_eq(x, z, y):
@@ -144,56 +185,146 @@ def _replace_zero(x, val):
     return where(value(x) == 0, val, x)
 
 
+def _power_samples(r):
+    return [Sample(r.uniform(0.5, 2.0, size=(3, 4)), r.normal(size=(3, 4))),
+            Sample(r.uniform(0.5, 2.0, size=(3, 4)), 3.0),
+            Sample(r.normal(size=(4,)), 2)]
+
+
 # z = x + y:  x̄ = z̄,  ȳ = z̄
-defvjp(add, lambda g, ans, x, y: unbroadcast(g, x), lambda g, ans, x, y: unbroadcast(g, y),
-       saves_args=False)
+add = define(
+    np.add, "add",
+    vjps=[lambda g, ans, x, y: unbroadcast(g, x), lambda g, ans, x, y: unbroadcast(g, y)],
+    saves_args=False,
+    formula=Formula("{out} = {0} + {1}", {0: "{0}̄ = {out}̄", 1: "{1}̄ = {out}̄"}, no_macs, True),
+    lowering=low.binary(op.ADD, lambda g, x, y, z: (op.COPY, [g]),
+                        lambda g, x, y, z: (op.COPY, [g])),
+    samples=_binary_samples,
+)
 # z = x − y:  x̄ = z̄,  ȳ = −z̄
-defvjp(subtract, lambda g, ans, x, y: unbroadcast(g, x), lambda g, ans, x, y: unbroadcast(-g, y),
-       saves_args=False)
+subtract = define(
+    np.subtract, "subtract",
+    vjps=[lambda g, ans, x, y: unbroadcast(g, x), lambda g, ans, x, y: unbroadcast(-g, y)],
+    saves_args=False,
+    formula=Formula("{out} = {0} − {1}", {0: "{0}̄ = {out}̄", 1: "{1}̄ = −{out}̄"}, no_macs, True),
+    lowering=low.binary(op.SUB, lambda g, x, y, z: (op.COPY, [g]),
+                        lambda g, x, y, z: (op.NEG, [g])),
+    samples=_binary_samples,
+)
 # z = x y:  x̄ = z̄ y,  ȳ = z̄ x
-defvjp(multiply, lambda g, ans, x, y: unbroadcast(g * y, x), lambda g, ans, x, y: unbroadcast(g * x, y))
+multiply = define(
+    np.multiply, "multiply",
+    vjps=[lambda g, ans, x, y: unbroadcast(g * y, x), lambda g, ans, x, y: unbroadcast(g * x, y)],
+    formula=Formula("{out} = {0} ∘ {1}", {0: "{0}̄ = {out}̄ ∘ {1}", 1: "{1}̄ = {out}̄ ∘ {0}"},
+                    broadcasts=True),
+    lowering=low.binary(op.MUL, lambda g, x, y, z: (op.MUL, [g, y]),
+                        lambda g, x, y, z: (op.MUL, [g, x])),
+    samples=_binary_samples,
+)
 # z = x / y:  x̄ = z̄ / y,  ȳ = −z̄ x / y²
-defvjp(true_divide, lambda g, ans, x, y: unbroadcast(g / y, x),
-       lambda g, ans, x, y: unbroadcast(-g * x / (y * y), y))
+true_divide = define(
+    np.true_divide, "true_divide",
+    vjps=[lambda g, ans, x, y: unbroadcast(g / y, x),
+          lambda g, ans, x, y: unbroadcast(-g * x / (y * y), y)],
+    formula=Formula("{out} = {0} / {1}", {0: "{0}̄ = {out}̄ / {1}", 1: "{1}̄ = −{out}̄ ∘ {0} / {1}²"},
+                    broadcasts=True),
+    lowering=low.binary(op.DIV, lambda g, x, y, z: (op.DIV, [g, y]),
+                        lambda g, x, y, z: (op.DIV_BWD_B, [g, x, y])),
+    samples=lambda r: [Sample(r.normal(size=(3, 4)), r.uniform(0.5, 2.0, size=(3, 4))),
+                       Sample(r.normal(size=(3, 4)), r.uniform(0.5, 2.0, size=(4,)))],
+)
+divide = true_divide
 # z = xʸ:  x̄ = z̄ y xʸ⁻¹,  ȳ = z̄ log(x) z  (log taken as 0 where x = 0)
-defvjp(power,
-       _power_x,
-       lambda g, ans, x, y: unbroadcast(g * log(_replace_zero(x, 1.0)) * ans, y),
-       saves_ans=True)
+power = define(
+    np.power, "power",
+    vjps=[_power_x, lambda g, ans, x, y: unbroadcast(g * log(_replace_zero(x, 1.0)) * ans, y)],
+    saves_ans=True,
+    formula=Formula("{out} = {0}^{1}", {0: "{0}̄ = {out}̄ ∘ {1} {0}^({1}−1)",
+                                        1: "{1}̄ = {out}̄ ∘ log({0}) ∘ {out}"}, broadcasts=True),
+    lowering=low.binary(op.POW, lambda g, x, y, z: (op.POW_BWD, [g, x, y]),
+                        lambda g, x, y, z: (op.POW_BWD_B, [g, x, z])),
+    samples=_power_samples,
+)
 # z = max(x, y): the signal goes to the larger; ties split it evenly
-defvjp(maximum, lambda g, ans, x, y: unbroadcast(g * _balanced_eq(x, ans, y), x),
-       lambda g, ans, x, y: unbroadcast(g * _balanced_eq(y, ans, x), y), saves_ans=True)
-defvjp(minimum, lambda g, ans, x, y: unbroadcast(g * _balanced_eq(x, ans, y), x),
-       lambda g, ans, x, y: unbroadcast(g * _balanced_eq(y, ans, x), y), saves_ans=True)
+maximum = define(
+    np.maximum, "maximum",
+    vjps=[lambda g, ans, x, y: unbroadcast(g * _balanced_eq(x, ans, y), x),
+          lambda g, ans, x, y: unbroadcast(g * _balanced_eq(y, ans, x), y)],
+    saves_ans=True,
+    formula=Formula("{out} = max({0}, {1})", {0: "{0}̄ = {out}̄ where {0} is larger (ties: half)",
+                                              1: "{1}̄ = {out}̄ where {1} is larger (ties: half)"},
+                    broadcasts=True),
+    lowering=low.binary(op.MAX, lambda g, x, y, z: (op.MAX_BWD, [g, x, y]),
+                        lambda g, x, y, z: (op.MAX_BWD, [g, y, x])),
+    samples=_binary_samples,
+)
+minimum = define(
+    np.minimum, "minimum",
+    vjps=[lambda g, ans, x, y: unbroadcast(g * _balanced_eq(x, ans, y), x),
+          lambda g, ans, x, y: unbroadcast(g * _balanced_eq(y, ans, x), y)],
+    saves_ans=True,
+    formula=Formula("{out} = min({0}, {1})", {0: "{0}̄ = {out}̄ where {0} is smaller (ties: half)",
+                                              1: "{1}̄ = {out}̄ where {1} is smaller (ties: half)"},
+                    broadcasts=True),
+    lowering=low.binary(op.MIN, lambda g, x, y, z: (op.MIN_BWD, [g, x, y]),
+                        lambda g, x, y, z: (op.MIN_BWD, [g, y, x])),
+    samples=_binary_samples,
+)
 
 # ---------------------------------------------------------- unary elementwise ops --
-
-negative = primitive(np.negative, "negative")
-exp = primitive(np.exp, "exp")
-log = primitive(np.log, "log")
-sqrt = primitive(np.sqrt, "sqrt")
-absolute = primitive(np.abs, "absolute")
-abs = absolute  # noqa: A001  (the NumPy name)
-sin = primitive(np.sin, "sin")
-cos = primitive(np.cos, "cos")
-tanh = primitive(np.tanh, "tanh")
 
 
 def _relu(x):
     return np.maximum(x, 0)
 
 
-relu = primitive(_relu, "relu")
-
-defvjp(negative, lambda g, ans, x: -g, saves_args=False)
-defvjp(exp, lambda g, ans, x: g * ans, saves_args=False, saves_ans=True)  # x̄ = ȳ eˣ
-defvjp(log, lambda g, ans, x: g / x)  # x̄ = ȳ / x
-defvjp(sqrt, lambda g, ans, x: g / (2.0 * ans), saves_args=False, saves_ans=True)
-defvjp(absolute, lambda g, ans, x: g * np.sign(value(x)))  # 0 at x = 0
-defvjp(sin, lambda g, ans, x: g * cos(x))
-defvjp(cos, lambda g, ans, x: -g * sin(x))
-defvjp(tanh, lambda g, ans, x: g * (1.0 - ans * ans), saves_args=False, saves_ans=True)
-defvjp(relu, lambda g, ans, x: g * (value(ans) > 0), saves_args=False, saves_ans=True)
+negative = define(
+    np.negative, "negative", vjps=[lambda g, ans, x: -g], saves_args=False,
+    formula=Formula("{out} = −{0}", {0: "{0}̄ = −{out}̄"}, no_macs),
+    lowering=low.unary(op.NEG, op.NEG), samples=_normal(3, 4),
+)
+exp = define(  # y = eˣ:  x̄ = ȳ eˣ
+    np.exp, "exp", vjps=[lambda g, ans, x: g * ans], saves_args=False, saves_ans=True,
+    formula=Formula("{out} = exp({0})", {0: "{0}̄ = {out}̄ ∘ {out}"}),
+    lowering=low.unary(op.EXP, op.MUL, reads="y"), samples=_normal(3, 4),
+)
+log = define(  # y = log x:  x̄ = ȳ / x
+    np.log, "log", vjps=[lambda g, ans, x: g / x],
+    formula=Formula("{out} = log({0})", {0: "{0}̄ = {out}̄ / {0}"}),
+    lowering=low.unary(op.LOG, op.DIV, reads="x"), samples=_positive(3, 4),
+)
+sqrt = define(  # y = √x:  x̄ = ȳ / (2y)
+    np.sqrt, "sqrt", vjps=[lambda g, ans, x: g / (2.0 * ans)], saves_args=False, saves_ans=True,
+    formula=Formula("{out} = √{0}", {0: "{0}̄ = {out}̄ / (2 {out})"}),
+    lowering=low.unary(op.SQRT, op.SQRT_BWD, reads="y"), samples=_positive(3, 4),
+)
+absolute = define(  # y = |x|:  x̄ = ȳ sign(x)  (0 at x = 0)
+    np.abs, "absolute", vjps=[lambda g, ans, x: g * np.sign(value(x))],
+    formula=Formula("{out} = |{0}|", {0: "{0}̄ = {out}̄ ∘ sign({0})"}),
+    lowering=NotCompiled("absolute is not lowered yet"), samples=_normal(3, 4),
+)
+abs = absolute  # noqa: A001  (the NumPy name)
+sin = define(  # y = sin x:  x̄ = ȳ cos x
+    np.sin, "sin", vjps=[lambda g, ans, x: g * cos(x)],
+    formula=Formula("{out} = sin({0})", {0: "{0}̄ = {out}̄ ∘ cos({0})"}),
+    lowering=low.unary(op.SIN, op.SIN_BWD, reads="x"), samples=_normal(3, 4),
+)
+cos = define(  # y = cos x:  x̄ = −ȳ sin x
+    np.cos, "cos", vjps=[lambda g, ans, x: -g * sin(x)],
+    formula=Formula("{out} = cos({0})", {0: "{0}̄ = −{out}̄ ∘ sin({0})"}),
+    lowering=low.unary(op.COS, op.COS_BWD, reads="x"), samples=_normal(3, 4),
+)
+tanh = define(  # y = tanh x:  x̄ = ȳ (1 − y²)
+    np.tanh, "tanh", vjps=[lambda g, ans, x: g * (1.0 - ans * ans)], saves_args=False,
+    saves_ans=True,
+    formula=Formula("{out} = tanh({0})", {0: "{0}̄ = {out}̄ ∘ (1 − {out}²)"}),
+    lowering=low.unary(op.TANH, op.TANH_BWD, reads="y"), samples=_normal(3, 4),
+)
+relu = define(  # y = max(x, 0):  x̄ = ȳ [y > 0]
+    _relu, "relu", vjps=[lambda g, ans, x: g * (value(ans) > 0)], saves_args=False, saves_ans=True,
+    formula=Formula("{out} = max({0}, 0)", {0: "{0}̄ = {out}̄ ∘ [{0} > 0]"}),
+    lowering=low.unary(op.RELU, op.RELU_BWD, reads="y"), samples=_normal(3, 4),
+)
 
 # ---------------------------------------------------- compiled dense kernels ----
 # These call the selected backend (fastgrad.backends.reference or .cython).
@@ -214,12 +345,29 @@ def _sigmoid_backward(h, dh):
         return _kernel("sigmoid_backward", h, np.broadcast_to(dh, np.shape(h)))
 
 
-sigmoid = primitive(_sigmoid, "sigmoid")
-sigmoid_backward = primitive(_sigmoid_backward, "sigmoid_backward")
-# (sigmoid's own rule, z̄ = h̄ ∘ h ∘ (1 − h), is _sigmoid_vjp below)
+def _sigmoid_vjp(g, ans, z):  # h = σ(z):  z̄ = h̄ ∘ h ∘ (1 − h)
+    if type(g) is np.ndarray and type(ans) is np.ndarray:
+        return _sigmoid_backward(ans, g)
+    return sigmoid_backward(ans, g)
+
+
+sigmoid = define(
+    _sigmoid, "sigmoid", vjps=[_sigmoid_vjp], saves_args=False, saves_ans=True,
+    formula=Formula("{out} = σ({0})", {0: "{0}̄ = {out}̄ ∘ {out} ∘ (1 − {out})  [= {out}̄ ∘ σ'({0})]"},
+                    lambda out, args: (_size(out), {0: 2 * _size(out)})),
+    kernels=("sigmoid_forward", "sigmoid_backward"),
+    lowering=low.unary(op.SIGMOID, op.SIGMOID_BWD, reads="y"), samples=_normal(3, 4),
+)
 # z̄ = h̄ ∘ h(1 − h) is bilinear-ish in (h, h̄):  ∂/∂h = h̄ ∘ (1 − 2h),  ∂/∂h̄ = h(1 − h)
-defvjp(sigmoid_backward, lambda G, ans, h, dh: G * dh * (1.0 - 2.0 * h),
-       lambda G, ans, h, dh: G * h * (1.0 - h))
+sigmoid_backward = define(
+    _sigmoid_backward, "sigmoid_backward",
+    vjps=[lambda G, ans, h, dh: G * dh * (1.0 - 2.0 * h), lambda G, ans, h, dh: G * h * (1.0 - h)],
+    formula=Formula("{out} = {1} ∘ {0} ∘ (1 − {0})", {0: "{0}̄ = {out}̄ ∘ {1} ∘ (1 − 2 {0})",
+                                                       1: "{1}̄ = {out}̄ ∘ {0} ∘ (1 − {0})"}),
+    kernels=("sigmoid_backward",),
+    lowering=NotCompiled("sigmoid_backward (a recorded backward's step) is not lowered yet"),
+    samples=lambda r: [Sample(r.uniform(0.1, 0.9, size=(3, 4)), r.normal(size=(3, 4)))],
+)
 
 
 def _as_rows(a, width):
@@ -270,12 +418,6 @@ def _bias_grad(dz):
         return _kernel("bias_grad", dz)
 
 
-linear = primitive(_linear, "linear")
-transpose_matvec = primitive(_transpose_matvec, "transpose_matvec")
-outer_grad = primitive(_outer_grad, "outer_grad")
-bias_grad = primitive(_bias_grad, "bias_grad")
-
-
 def _rows(a, width):
     return a if len(shape_of(a)) == 2 else reshape(a, (-1, width))
 
@@ -302,28 +444,10 @@ def _linear_b(g, ans, x, W, b=None):  # b̄ = Σₙ z̄ₙ
     return bias_grad(_rows(g, shape_of(W)[0]))
 
 
-def _sigmoid_vjp(g, ans, z):  # h = σ(z):  z̄ = h̄ ∘ h ∘ (1 − h)
-    if type(g) is np.ndarray and type(ans) is np.ndarray:
-        return _sigmoid_backward(ans, g)
-    return sigmoid_backward(ans, g)
-
-
-defvjp(sigmoid, _sigmoid_vjp, saves_args=False, saves_ans=True)
-
-
-def _factored(g, x):
-    """W̄ = z̄ᵀ x (2-D arrays) left factored when z̄ and x hold under a quarter of W̄'s
-    numbers (a batch much smaller than the layer: per-example SGD). None: compute it."""
-    N, M = g.shape
-    D = x.shape[1]
-    if 4 * N * (M + D) <= M * D and g.dtype == x.dtype:
-        return OuterGrad(g.copy(), x.copy())
-    return None
-
-
 def _linear_joint(parents, g, ans, defer, x, W, b=None):
     """x̄, W̄, b̄ (those ``parents`` ask for) from one call in a first-order sweep: the same
-    kernels as the rules above, one dispatch and one set of checks instead of three."""
+    kernels as the rules above, one dispatch and one set of checks instead of three. A
+    leaf's W̄ may stay factored (``fastgrad._factored``)."""
     if type(g) is not np.ndarray or type(x) is not np.ndarray or type(W) is not np.ndarray:
         return None
     if g.ndim != 2 or x.ndim != 2:
@@ -333,26 +457,64 @@ def _linear_joint(parents, g, ans, defer, x, W, b=None):
         if argnum == 0:
             signals.append(_transpose_matvec(W, g))
         elif argnum == 1:
-            W_bar = _factored(g, x) if defer and parent.prim is None else None
+            W_bar = factor(g, x) if defer and parent.prim is None else None
             signals.append(_outer_grad(g, x) if W_bar is None else W_bar)
         else:
             signals.append(_bias_grad(g))
     return signals
 
 
+def _linear_macs(out, args):  # N·M·D for the product; the adjoints the same, b̄ N·M
+    N, M = _size(out[:-1]), out[-1]
+    D = args[1][1] if args[1] is not None else (args[0][-1] if args[0] is not None else 0)
+    nmd = N * M * D
+    return nmd, {0: nmd, 1: nmd, 2: N * M}
+
+
+def _linear_samples(r):
+    return [Sample(r.normal(size=(5, 4)), r.normal(size=(3, 4)), r.normal(size=(3,))),
+            Sample(r.normal(size=(2, 3, 4)), r.normal(size=(3, 4)), r.normal(size=(3,))),
+            Sample(r.normal(size=(1, 30)), r.normal(size=(20, 30)), r.normal(size=(20,))),  # factored W̄
+            Sample(r.normal(size=(5, 4)), r.normal(size=(3, 4)))]
+
+
 # z = x Wᵀ + b
-defvjp(linear, _linear_x, _linear_W, _linear_b)
-linear.joint_vjp = _linear_joint
+linear = define(
+    _linear, "linear", vjps=[_linear_x, _linear_W, _linear_b], joint_vjp=_linear_joint,
+    formula=Formula("{out} = {0} {1}ᵀ + {2}", {0: "{0}̄ = {out}̄ {1}", 1: "{1}̄ = {out}̄ᵀ {0}",
+                                               2: "{2}̄ = Σₙ {out}̄ₙ"}, _linear_macs),
+    kernels=("affine_forward", "transpose_matvec", "outer_grad", "bias_grad"),
+    lowering=low.linear(), samples=_linear_samples,
+)
 # The adjoints are linear maps; their own adjoints close the table for grad of grad.
-defvjp(transpose_matvec,  # X = dz W
-       lambda G, ans, W, dz: outer_grad(dz, G), lambda G, ans, W, dz: matmul(G, transpose(W)))
-defvjp(outer_grad,  # Y = dzᵀ x
-       lambda G, ans, dz, x: matmul(x, transpose(G)), lambda G, ans, dz, x: matmul(dz, G))
-defvjp(bias_grad, lambda G, ans, dz: broadcast_to(G, shape_of(dz)), saves_args=False)
+transpose_matvec = define(  # X = dz W
+    _transpose_matvec, "transpose_matvec",
+    vjps=[lambda G, ans, W, dz: outer_grad(dz, G), lambda G, ans, W, dz: matmul(G, transpose(W))],
+    formula=Formula("{out} = {1} {0}", {0: "{0}̄ = {1}ᵀ {out}̄", 1: "{1}̄ = {out}̄ {0}ᵀ"},
+                    lambda out, args: _product_macs(out, args[0][0])),
+    kernels=("transpose_matvec",),
+    lowering=NotCompiled("transpose_matvec (a recorded backward's step) is not lowered yet"),
+    samples=lambda r: [Sample(r.normal(size=(3, 4)), r.normal(size=(5, 3)))],
+)
+outer_grad = define(  # Y = dzᵀ x
+    _outer_grad, "outer_grad",
+    vjps=[lambda G, ans, dz, x: matmul(x, transpose(G)), lambda G, ans, dz, x: matmul(dz, G)],
+    formula=Formula("{out} = {0}ᵀ {1}", {0: "{0}̄ = {1} {out}̄ᵀ", 1: "{1}̄ = {0} {out}̄"},
+                    lambda out, args: _product_macs(out, args[0][0])),
+    kernels=("outer_grad",),
+    lowering=NotCompiled("outer_grad (a recorded backward's step) is not lowered yet"),
+    samples=lambda r: [Sample(r.normal(size=(5, 3)), r.normal(size=(5, 4)))],
+)
+bias_grad = define(  # y = Σₙ dzₙ
+    _bias_grad, "bias_grad", vjps=[lambda G, ans, dz: broadcast_to(G, shape_of(dz))],
+    saves_args=False,
+    formula=Formula("{out} = Σₙ {0}ₙ", {0: "{0}̄ = {out}̄ repeated over the rows"}, reduction_macs),
+    kernels=("bias_grad",),
+    lowering=NotCompiled("bias_grad (a recorded backward's step) is not lowered yet"),
+    samples=_normal(5, 3),
+)
 
 # --------------------------------------------------------------------- matmul ----
-
-matmul = primitive(np.matmul, "matmul")
 
 
 def _swap(a):
@@ -381,8 +543,22 @@ def _matmul_b(g, ans, a, b):
     return unbroadcast(matmul(_swap(a), g), b)
 
 
+def _matmul_macs(out, args):
+    k = args[0][-1] if args[0] is not None else (args[1][0] if args[1] is not None else 0)
+    return _product_macs(out, k)
+
+
 # C = A B:  Ā = C̄ Bᵀ,  B̄ = Aᵀ C̄
-defvjp(matmul, _matmul_a, _matmul_b)
+matmul = define(
+    np.matmul, "matmul", vjps=[_matmul_a, _matmul_b],
+    formula=Formula("{out} = {0} {1}", {0: "{0}̄ = {out}̄ {1}ᵀ", 1: "{1}̄ = {0}ᵀ {out}̄"}, _matmul_macs),
+    lowering=low.matmul(),
+    samples=lambda r: [Sample(r.normal(size=(3, 4)), r.normal(size=(4, 2))),
+                       Sample(r.normal(size=(4,)), r.normal(size=(4,))),
+                       Sample(r.normal(size=(3, 4)), r.normal(size=(4,))),
+                       Sample(r.normal(size=(4,)), r.normal(size=(4, 2))),
+                       Sample(r.normal(size=(2, 3, 4)), r.normal(size=(4, 2)))],
+)
 dot_2d = matmul
 
 # ----------------------------------------------------------------- reductions ----
@@ -407,13 +583,8 @@ def _min(x, axis=None, keepdims=False):
     return np.min(x, axis=axis, keepdims=keepdims)
 
 
-sum = primitive(_sum, "sum")  # noqa: A001
-mean = primitive(_mean, "mean")
-amax = primitive(_max, "max")
-amin = primitive(_min, "min")
-
-
-def _count(x, axis):
+def count(x, axis):
+    """How many elements a reduction over ``axis`` combines into each result."""
     shape = shape_of(x)
     if axis is None:
         return int(np.prod(shape))
@@ -426,16 +597,41 @@ def _extreme_vjp(g, ans, x, axis=None, keepdims=False):
     xv = value(x)
     mask = xv == np.reshape(value(ans), _keepdims_shape(xv.shape, axis))
     share = (mask / np.sum(mask, axis=axis, keepdims=True)).astype(xv.dtype, copy=False)
-    return _repeat_to_match(g, x, axis, keepdims) * share
+    return repeat_to_match(g, x, axis, keepdims) * share
+
+
+def _reduction_samples(r):
+    x = r.normal(size=(3, 4))
+    return [Sample(x), Sample(x, 0), Sample(x, 1, True), Sample(r.normal(size=(2, 3, 4)), (0, 2))]
 
 
 # s = Σ x:  x̄ = s̄ (repeated over the summed axes)
-defvjp(sum, lambda g, ans, x, axis=None, keepdims=False: _repeat_to_match(g, x, axis, keepdims),
-       saves_args=False)
-defvjp(mean, lambda g, ans, x, axis=None, keepdims=False:
-       _repeat_to_match(g, x, axis, keepdims) / _count(x, axis), saves_args=False)
-defvjp(amax, _extreme_vjp, saves_ans=True)
-defvjp(amin, _extreme_vjp, saves_ans=True)
+sum = define(  # noqa: A001
+    _sum, "sum", vjps=[lambda g, ans, x, axis=None, keepdims=False: repeat_to_match(g, x, axis, keepdims)],
+    saves_args=False,
+    formula=Formula("{out} = Σ {0}", {0: "{0}̄ = {out}̄ repeated over the summed axes"}, reduction_macs),
+    lowering=low.reduction(mean=False), samples=_reduction_samples,
+)
+mean = define(
+    _mean, "mean",
+    vjps=[lambda g, ans, x, axis=None, keepdims=False: repeat_to_match(g, x, axis, keepdims) / count(x, axis)],
+    saves_args=False,
+    formula=Formula("{out} = mean({0})", {0: "{0}̄ = {out}̄ repeated over the averaged axes / n"},
+                    lambda out, args: (_size(args[0]), {0: _size(args[0])})),
+    lowering=low.reduction(mean=True), samples=_reduction_samples,
+)
+amax = define(
+    _max, "max", vjps=[_extreme_vjp], saves_ans=True,
+    formula=Formula("{out} = max({0})", {0: "{0}̄ = {out}̄ at the largest elements (ties share it)"},
+                    reduction_macs),
+    lowering=NotCompiled("max along an axis is not lowered yet"), samples=_reduction_samples,
+)
+amin = define(
+    _min, "min", vjps=[_extreme_vjp], saves_ans=True,
+    formula=Formula("{out} = min({0})", {0: "{0}̄ = {out}̄ at the smallest elements (ties share it)"},
+                    reduction_macs),
+    lowering=NotCompiled("min along an axis is not lowered yet"), samples=_reduction_samples,
+)
 
 # ------------------------------------------------------------ shape and indexing ----
 
@@ -451,13 +647,6 @@ def _transpose(x, axes=None):
     return np.transpose(x, axes)
 
 
-reshape = primitive(_reshape, "reshape")
-transpose = primitive(_transpose, "transpose")
-broadcast_to = primitive(np.broadcast_to, "broadcast_to")
-expand_dims = primitive(np.expand_dims, "expand_dims")
-swapaxes = primitive(np.swapaxes, "swapaxes")
-
-
 def _transpose_vjp(g, ans, x, axes=None):
     if axes is None:
         return transpose(g)
@@ -466,14 +655,43 @@ def _transpose_vjp(g, ans, x, axes=None):
 
 # These outputs are views of their input: "saving" the input protects it from writes
 # while the view lives in a graph (W.data[...] = v after using W.T).
-defvjp(reshape, lambda g, ans, x, shape: reshape(g, shape_of(x)))
-defvjp(transpose, _transpose_vjp)
-defvjp(broadcast_to, lambda g, ans, x, shape: unbroadcast(g, x))
-defvjp(expand_dims, lambda g, ans, x, axis: reshape(g, shape_of(x)))
-defvjp(swapaxes, lambda g, ans, x, a1, a2: swapaxes(g, a1, a2))
+reshape = define(
+    _reshape, "reshape", vjps=[lambda g, ans, x, shape: reshape(g, shape_of(x))],
+    formula=Formula("{out} = reshape({0})", {0: "{0}̄ = reshape({out}̄)"}, no_macs),
+    lowering=low.view(),
+    samples=lambda r: [Sample(r.normal(size=(3, 4)), (2, 6)), Sample(r.normal(size=(3, 4)), (-1,))],
+)
+transpose = define(
+    _transpose, "transpose", vjps=[_transpose_vjp],
+    formula=Formula("{out} = {0}ᵀ", {0: "{0}̄ = {out}̄ᵀ"}, no_macs),
+    lowering=low.transpose(),
+    samples=lambda r: [Sample(r.normal(size=(3, 4))), Sample(r.normal(size=(2, 3, 4)), (1, 2, 0))],
+)
+broadcast_to = define(
+    np.broadcast_to, "broadcast_to", vjps=[lambda g, ans, x, shape: unbroadcast(g, x)],
+    formula=Formula("{out} = broadcast({0})", {0: "{0}̄ = {out}̄ summed over the broadcast axes"}, no_macs),
+    lowering=low.broadcast_to(),
+    samples=lambda r: [Sample(r.normal(size=(1, 4)), (3, 4)), Sample(r.normal(size=(4,)), (2, 4))],
+)
+expand_dims = define(
+    np.expand_dims, "expand_dims", vjps=[lambda g, ans, x, axis: reshape(g, shape_of(x))],
+    formula=Formula("{out} = expand_dims({0})", {0: "{0}̄ = reshape({out}̄)"}, no_macs),
+    lowering=low.view(), samples=lambda r: [Sample(r.normal(size=(3, 4)), 1)],
+)
+swapaxes = define(
+    np.swapaxes, "swapaxes", vjps=[lambda g, ans, x, a1, a2: swapaxes(g, a1, a2)],
+    formula=Formula("{out} = swapaxes({0})", {0: "{0}̄ = swapaxes({out}̄)"}, no_macs),
+    lowering=NotCompiled("swapaxes is not lowered yet"),
+    samples=lambda r: [Sample(r.normal(size=(2, 3, 4)), 0, 2)],
+)
+identity = define(
+    lambda x: x, "identity", vjps=[lambda g, ans, x: g], saves_args=False,
+    formula=Formula("{out} = {0}", {0: "{0}̄ = {out}̄"}, no_macs),
+    lowering=low.view(), samples=_normal(3, 4),
+)
 
 
-def _has_array_index(index):
+def has_array_index(index):
     items = index if isinstance(index, tuple) else (index,)
     return any(not isinstance(i, (int, np.integer, slice, type(None), type(Ellipsis))) for i in items)
 
@@ -481,38 +699,43 @@ def _has_array_index(index):
 def _untake(g, index, shape):
     """The adjoint of ``x[index]``: scatter ``g`` into zeros, repeated indices add up."""
     out = np.zeros(shape, dtype=np.result_type(g, np.float32))
-    if _has_array_index(index):
+    if has_array_index(index):
         np.add.at(out, index, g)
     else:
         out[index] = g
     return out
 
 
-def _index_value(index):
+def index_value(index):
     if isinstance(index, tuple):
         return tuple(value(i) for i in index)
     return value(index)
 
 
-getitem = primitive(lambda x, index: x[index], "getitem")
-untake = primitive(_untake, "untake")
-defvjp(getitem, lambda g, ans, x, index: untake(g, index, shape_of(x)))
-defvjp(untake, lambda G, ans, g, index, shape: getitem(G, index), saves_args=False)
+def _getitem(x, index):
+    return x[index]
 
 
-class _EveryArgument(dict):
-    """Rules for a variadic primitive: argument i > 0 gets ``make(i)``."""
+def _index_samples(r):
+    x = r.normal(size=(4, 5))
+    return [Sample(x, (slice(1, 3), slice(None, None, 2))),
+            Sample(x, (np.array([0, 2, 0]), np.array([1, 3, 1]))),  # repeats accumulate
+            Sample(x, np.array([True, False, True, True])),
+            Sample(x, (Ellipsis, 2))]
 
-    def __init__(self, make):
-        super().__init__()
-        self.make = make
 
-    def __contains__(self, i):
-        return i > 0
-
-    def __missing__(self, i):
-        rule = self[i] = self.make(i)
-        return rule
+getitem = define(
+    _getitem, "getitem", vjps=[lambda g, ans, x, index: untake(g, index, shape_of(x))],
+    formula=Formula("{out} = {0}[index]", {0: "{0}̄ = {out}̄ scattered into zeros (repeats add)"}, no_macs),
+    lowering=NotCompiled("indexing is not lowered yet"), samples=_index_samples,
+)
+untake = define(
+    _untake, "untake", vjps=[lambda G, ans, g, index, shape: getitem(G, index)], saves_args=False,
+    formula=Formula("{out} = scatter({0})", {0: "{0}̄ = {out}̄[index]"}, no_macs),
+    lowering=NotCompiled("scatter-add is not lowered yet"),
+    samples=lambda r: [Sample(r.normal(size=(3,)), (np.array([0, 2, 0]),), (4,)),
+                       Sample(r.normal(size=(2, 5)), (slice(1, 3),), (4, 5))],
+)
 
 
 def _concatenate_args(axis, *arrays):
@@ -521,10 +744,6 @@ def _concatenate_args(axis, *arrays):
 
 def _stack_args(axis, *arrays):
     return np.stack(arrays, axis=axis)
-
-
-_concatenate = primitive(_concatenate_args, "concatenate")
-_stack = primitive(_stack_args, "stack")
 
 
 def _concatenate_rule(i):
@@ -547,10 +766,20 @@ def _stack_rule(i):
     return rule
 
 
-_concatenate.vjps = _EveryArgument(_concatenate_rule)
-_concatenate.saves_args = False
-_stack.vjps = _EveryArgument(_stack_rule)
-_stack.saves_args = False
+_concatenate = define(
+    _concatenate_args, "concatenate", vjps=EveryArgument(_concatenate_rule), saves_args=False,
+    formula=Formula("{out} = concatenate(…)", {}, no_macs),
+    lowering=NotCompiled("concatenate is not lowered yet"),
+    samples=lambda r: [Sample(0, r.normal(size=(2, 3)), r.normal(size=(4, 3))),
+                       Sample(-1, r.normal(size=(2, 3)), r.normal(size=(2, 1)), r.normal(size=(2, 2)))],
+)
+_stack = define(
+    _stack_args, "stack", vjps=EveryArgument(_stack_rule), saves_args=False,
+    formula=Formula("{out} = stack(…)", {}, no_macs),
+    lowering=NotCompiled("stack is not lowered yet"),
+    samples=lambda r: [Sample(0, r.normal(size=(2, 3)), r.normal(size=(2, 3))),
+                       Sample(1, r.normal(size=(4,)), r.normal(size=(4,)), r.normal(size=(4,)))],
+)
 
 
 def concatenate(arrays, axis=0):
@@ -565,10 +794,17 @@ def _where(condition, x, y):
     return np.where(condition, x, y)
 
 
-_where_prim = primitive(_where, "where")
-defvjp(_where_prim, None,
-       lambda g, ans, c, x, y: unbroadcast(where(value(c), g, 0.0), x),
-       lambda g, ans, c, x, y: unbroadcast(where(value(c), 0.0, g), y))
+# z = where(c, x, y):  x̄ = z̄ where c holds (0 elsewhere), ȳ = z̄ where it does not
+_where_prim = define(
+    _where, "where",
+    vjps=[None, lambda g, ans, c, x, y: unbroadcast(where(value(c), g, 0.0), x),
+          lambda g, ans, c, x, y: unbroadcast(where(value(c), 0.0, g), y)],
+    formula=Formula("{out} = where({0}, {1}, {2})", {1: "{1}̄ = {out}̄ where {0}, else 0",
+                                                     2: "{2}̄ = {out}̄ where not {0}, else 0"}, no_macs),
+    lowering=low.where(),
+    samples=lambda r: [Sample(r.normal(size=(3, 4)) > 0, r.normal(size=(3, 4)), r.normal(size=(3, 4))),
+                       Sample(r.normal(size=(3, 4)) > 0, r.normal(size=(4,)), 0.5)],
+)
 
 
 def where(condition, x=None, y=None):
@@ -592,14 +828,26 @@ def _log_softmax(z, axis=-1):
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
-softmax = primitive(_softmax, "softmax")
-log_softmax = primitive(_log_softmax, "log_softmax")
+def _rows_samples(r):
+    return [Sample(r.normal(size=(3, 5))), Sample(r.normal(size=(3, 5)), 0)]
+
+
 # y = softmax(z):  z̄ = y ∘ (ȳ − Σ ȳ ∘ y)
-defvjp(softmax, lambda g, ans, z, axis=-1: ans * (g - sum(g * ans, axis=axis, keepdims=True)),
-       saves_args=False, saves_ans=True)
+softmax = define(
+    _softmax, "softmax",
+    vjps=[lambda g, ans, z, axis=-1: ans * (g - sum(g * ans, axis=axis, keepdims=True))],
+    saves_args=False, saves_ans=True,
+    formula=Formula("{out} = softmax({0})", {0: "{0}̄ = {out} ∘ ({out}̄ − Σ {out}̄ ∘ {out})"}),
+    lowering=low.rowwise(op.SOFTMAX, op.SOFTMAX_BWD), samples=_rows_samples,
+)
 # ℓ = log softmax(z):  z̄ = ℓ̄ − softmax(z) Σ ℓ̄
-defvjp(log_softmax, lambda g, ans, z, axis=-1: g - exp(ans) * sum(g, axis=axis, keepdims=True),
-       saves_args=False, saves_ans=True)
+log_softmax = define(
+    _log_softmax, "log_softmax",
+    vjps=[lambda g, ans, z, axis=-1: g - exp(ans) * sum(g, axis=axis, keepdims=True)],
+    saves_args=False, saves_ans=True,
+    formula=Formula("{out} = log_softmax({0})", {0: "{0}̄ = {out}̄ − softmax({0}) Σ {out}̄"}),
+    lowering=low.rowwise(op.LOGSOFTMAX, op.LOGSOFTMAX_BWD), samples=_rows_samples,
+)
 
 
 def _batch(y):
@@ -627,10 +875,16 @@ def _squared_error_y(g, ans, y, t):  # ȳ = ℒ̄ (y − t) / N
 
 
 # ℒ = (1/N) Σₙ ½‖yₙ − tₙ‖², one primitive (not four):  ȳ = ℒ̄ (y − t) / N,  t̄ = −ȳ
-squared_error = primitive(_squared_error, "squared_error")
-defvjp(squared_error,
-       _squared_error_y,
-       lambda g, ans, y, t: unbroadcast(g * (-1.0 / _batch(y)) * (y - t), t))
+squared_error = define(
+    _squared_error, "squared_error",
+    vjps=[_squared_error_y, lambda g, ans, y, t: unbroadcast(g * (-1.0 / _batch(y)) * (y - t), t)],
+    formula=Formula("{out} = (1/N) Σₙ ½‖{0}ₙ − {1}ₙ‖²", {0: "{0}̄ = {out}̄ ({0} − {1}) / N",
+                                                         1: "{1}̄ = −{out}̄ ({0} − {1}) / N"}),
+    kernels=("squared_error_forward", "squared_error_backward"),
+    lowering=low.squared_error(),
+    samples=lambda r: [Sample(r.normal(size=(4, 3)), r.normal(size=(4, 3))),
+                       Sample(r.normal(size=(4, 3)), r.normal(size=(3,)))],
+)
 
 
 def _softmax_cross_entropy(z, labels):
@@ -646,165 +900,33 @@ def _softmax_cross_entropy_grad(z, labels):
     return k.softmax_cross_entropy_backward(probs, labels, out=probs)
 
 
-# The fused kernel pair: one pass for the loss, one for the gradient (the backward
-# recomputes the softmax rather than saving an (N, K) array beside a scalar output).
-softmax_cross_entropy = primitive(_softmax_cross_entropy, "softmax_cross_entropy")
-softmax_cross_entropy_grad = primitive(_softmax_cross_entropy_grad, "softmax_cross_entropy_grad")
-# ℒ = −(1/N) Σₙ log softmax(zₙ)_{tₙ}:  z̄ = ℒ̄ (softmax(z) − onehot(t)) / N
-defvjp(softmax_cross_entropy, lambda g, ans, z, labels: g * softmax_cross_entropy_grad(z, labels))
-# (y − t)/N has the softmax's Jacobian over N:  z̄ = y ∘ (Ḡ − Σ Ḡ ∘ y) / N
-defvjp(softmax_cross_entropy_grad,
-       lambda G, ans, z, labels: _softmax_vjp_rows(G, z) / shape_of(z)[0])
-
-
 def _softmax_vjp_rows(G, z):
     y = softmax(z, axis=-1)
     return y * (G - sum(G * y, axis=-1, keepdims=True))
 
 
-def identity(x):
-    return x
+def _labels_samples(r):
+    return [Sample(r.normal(size=(4, 3)), np.array([0, 2, 1, 2]))]
 
 
-identity = primitive(identity, "identity")
-defvjp(identity, lambda g, ans, x: g, saves_args=False)
-
-# ------------------------------------------------------------- Tensor operators ----
-
-_UFUNCS = {
-    np.add: add, np.subtract: subtract, np.multiply: multiply, np.true_divide: true_divide,
-    np.power: power, np.maximum: maximum, np.minimum: minimum, np.negative: negative,
-    np.exp: exp, np.log: log, np.sqrt: sqrt, np.absolute: absolute, np.sin: sin, np.cos: cos,
-    np.tanh: tanh, np.matmul: matmul,
-}
-_NOT_DIFFERENTIABLE = {np.greater, np.greater_equal, np.less, np.less_equal, np.equal,
-                       np.not_equal, np.sign, np.isfinite, np.isnan, np.isinf, np.floor,
-                       np.ceil, np.round, np.logical_and, np.logical_or, np.logical_not}
-
-
-def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
-    if method == "__call__" and not kwargs:
-        prim = _UFUNCS.get(ufunc)
-        if prim is not None:
-            return prim(*inputs)
-        if ufunc in _NOT_DIFFERENTIABLE:
-            return ufunc(*[value(i) for i in inputs])
-    return NotImplemented
-
-
-_NO_KWARGS = {}
-
-
-def _binary(prim):
-    # ``self`` is a tensor, so skip the primitive's scan for one: straight to the tape.
-    def forward(self, other):
-        return _apply(prim, (self, other), _NO_KWARGS)
-
-    def reflected(self, other):
-        return _apply(prim, (other, self), _NO_KWARGS)
-
-    return forward, reflected
-
-
-def _unary(prim):
-    return lambda self: _apply(prim, (self,), _NO_KWARGS)
-
-
-def _inplace(prim, ufunc):
-    def method(self, other):
-        node = self._node
-        if _mode.enabled and (node is not None or (isinstance(other, Tensor) and other._node is not None)):
-            if node is not None and node.prim is None:
-                raise RuntimeError(
-                    "a leaf tensor that requires grad cannot be updated in place while recording; "
-                    "update it inside `with fg.no_grad():` (as an optimizer step does)"
-                )
-            return prim(self, other)  # out of place: the name is rebound to the new result
-        data = self._data
-        if type(data) is not np.ndarray:
-            self._data = ufunc(data, value(other))
-        else:
-            with inplace_update(self):
-                ufunc(data, value(other), out=data, casting="same_kind")
-        return self
-
-    return method
-
-
-class AssignmentError(RuntimeError, TypeError):
-    """Item assignment into a recorded tensor: a RuntimeError, and a TypeError as autograd raises."""
-
-
-def _setitem(self, index, new):
-    if _mode.enabled and (self._node is not None or (isinstance(new, Tensor) and new._node is not None)):
-        raise AssignmentError(
-            "item assignment into a tensor that is part of a recorded computation is not "
-            "differentiable; build a new tensor instead (fg.where, fg.concatenate), or assign "
-            "inside `with fg.no_grad():`"
-        )
-    with inplace_update(self):
-        self._data[_index_value(index)] = value(new)
-
-
-def _getitem(self, index):
-    return getitem(self, _index_value(index))
-
-
-def _compare(op):
-    return lambda self, other: op(self._data, value(other))
-
-
-def _method_transpose(self, *axes):
-    if not axes:
-        return transpose(self)
-    if len(axes) == 1 and (axes[0] is None or isinstance(axes[0], (tuple, list))):
-        axes = axes[0]
-    return transpose(self, tuple(axes) if axes is not None else None)
-
-
-def _method_reshape(self, *shape):
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = shape[0]
-    return reshape(self, tuple(shape))
-
-
-T = Tensor
-T.__add__, T.__radd__ = _binary(add)
-T.__sub__, T.__rsub__ = _binary(subtract)
-T.__mul__, T.__rmul__ = _binary(multiply)
-T.__truediv__, T.__rtruediv__ = _binary(true_divide)
-T.__pow__, T.__rpow__ = _binary(power)
-T.__matmul__, T.__rmatmul__ = _binary(matmul)
-T.__iadd__ = _inplace(add, np.add)
-T.__isub__ = _inplace(subtract, np.subtract)
-T.__imul__ = _inplace(multiply, np.multiply)
-T.__itruediv__ = _inplace(true_divide, np.true_divide)
-T.__neg__ = _unary(negative)
-T.__pos__ = lambda self: self
-T.__abs__ = _unary(absolute)
-T.__getitem__ = _getitem
-T.__setitem__ = _setitem
-T.__lt__ = _compare(np.less)
-T.__le__ = _compare(np.less_equal)
-T.__gt__ = _compare(np.greater)
-T.__ge__ = _compare(np.greater_equal)
-T.__eq__ = _compare(np.equal)
-T.__ne__ = _compare(np.not_equal)
-T.__array_ufunc__ = _array_ufunc
-T.sum = lambda self, axis=None, keepdims=False: sum(self, axis, keepdims)
-T.mean = lambda self, axis=None, keepdims=False: mean(self, axis, keepdims)
-T.max = lambda self, axis=None, keepdims=False: amax(self, axis, keepdims)
-T.min = lambda self, axis=None, keepdims=False: amin(self, axis, keepdims)
-T.reshape = _method_reshape
-T.transpose = _method_transpose
-T.T = property(lambda self: transpose(self))
-T.exp = _unary(exp)
-T.log = _unary(log)
-T.sqrt = _unary(sqrt)
-T.tanh = _unary(tanh)
-T.sigmoid = _unary(sigmoid)
-T.relu = _unary(relu)
-T.abs = _unary(absolute)
-T.sin = _unary(sin)
-T.cos = _unary(cos)
-del T
+# The fused kernel pair: one pass for the loss, one for the gradient (the backward
+# recomputes the softmax rather than saving an (N, K) array beside a scalar output).
+# ℒ = −(1/N) Σₙ log softmax(zₙ)_{tₙ}:  z̄ = ℒ̄ (softmax(z) − onehot(t)) / N
+softmax_cross_entropy = define(
+    _softmax_cross_entropy, "softmax_cross_entropy",
+    vjps=[lambda g, ans, z, labels: g * softmax_cross_entropy_grad(z, labels)],
+    formula=Formula("{out} = −(1/N) Σₙ log softmax({0}ₙ)_{{{1}ₙ}}",
+                    {0: "{0}̄ = {out}̄ (softmax({0}) − onehot({1})) / N"}),
+    kernels=("softmax_cross_entropy_forward", "softmax_cross_entropy_backward"),
+    lowering=low.softmax_cross_entropy(), samples=_labels_samples,
+)
+# (y − t)/N has the softmax's Jacobian over N:  z̄ = y ∘ (Ḡ − Σ Ḡ ∘ y) / N
+softmax_cross_entropy_grad = define(
+    _softmax_cross_entropy_grad, "softmax_cross_entropy_grad",
+    vjps=[lambda G, ans, z, labels: _softmax_vjp_rows(G, z) / shape_of(z)[0]],
+    formula=Formula("{out} = (softmax({0}) − onehot({1})) / N",
+                    {0: "{0}̄ = softmax({0}) ∘ ({out}̄ − Σ {out}̄ ∘ softmax({0})) / N"}),
+    kernels=("softmax_cross_entropy_forward", "softmax_cross_entropy_backward"),
+    lowering=NotCompiled("softmax_cross_entropy_grad (a recorded backward's step) is not lowered yet"),
+    samples=_labels_samples,
+)

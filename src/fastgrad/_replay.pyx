@@ -682,7 +682,8 @@ cdef class Program:
         self.callable_ = False
 
     def __init__(self, plan):
-        from . import _compile as C
+        from . import _opcodes as C
+        from ._compiler import ir
 
         self.plan = plan
         used = plan.used
@@ -723,9 +724,9 @@ cdef class Program:
             regnum[id(s)] = -2 - r
         for k, x in enumerate(subs):
             _fill(&self.subs[k], x, regnum, C)
-        cdef Py_ssize_t need = (C.NREG + 4) * C.BLK if self.nsubs else 0
+        cdef Py_ssize_t need = (ir.NREG + 4) * ir.BLK if self.nsubs else 0
         for x in instrs:
-            if x.op == C.AFFINE and x.R > 1 and x.C * x.K <= C.AFFINE_T:
+            if x.op == C.AFFINE and x.R > 1 and x.C * x.K <= ir.AFFINE_T:
                 need = max(need, x.C * x.K)
         if need:
             self.scratch = malloc(need * sizeof(double))

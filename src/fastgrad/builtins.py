@@ -7,7 +7,7 @@ of the value inside (``isinstance(x, np.ndarray)`` holds inside ``grad``).
 
 import builtins as _builtins
 
-from ._tape import Tensor
+from ._tensor import Tensor
 
 tuple = _builtins.tuple  # noqa: A001
 list = _builtins.list  # noqa: A001

@@ -18,8 +18,9 @@ from the reverse pass, so a primitive needs a vjp to be differentiated either wa
 import numpy as np
 
 from ._functional import make_vjp  # noqa: F401
-from ._tape import Tensor
-from .numpy._vjps import NumpyPrimitive, UndefinedVjps
+from ._tape import Primitive
+from ._tensor import Tensor
+from .numpy._vjps import UndefinedVjps
 
 __all__ = [
     "primitive",
@@ -53,13 +54,9 @@ def getval(x):
     return x
 
 
-class _Primitive(NumpyPrimitive):
-    __slots__ = ()
-
-
 def primitive(f_raw):
     """Wrap ``f_raw`` so that calls on traced values are recorded (no rules yet)."""
-    p = _Primitive(f_raw, getattr(f_raw, "__name__", "primitive"))
+    p = Primitive(f_raw, getattr(f_raw, "__name__", "primitive"))
     p.vjps = UndefinedVjps(p.name)
     try:
         p.__qualname__ = f_raw.__qualname__
@@ -79,7 +76,7 @@ class _PrimitiveVjps(dict):
         return isinstance(getattr(prim, "vjps", None), dict) and len(prim.vjps) > 0
 
     def pop(self, prim, default=None):
-        if not isinstance(prim, NumpyPrimitive):
+        if not isinstance(prim, Primitive):
             return default
         old = prim.vjps
         prim.vjps = UndefinedVjps(prim.name)

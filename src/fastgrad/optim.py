@@ -27,9 +27,11 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from . import _tape
+from . import _saved, _tape
 from ._backend import kernels
-from ._tape import OuterGrad, Tensor, frozen_by_graph, inplace_update, leaf_grad
+from ._factored import OuterGrad, leaf_grad
+from ._saved import frozen_by_graph, inplace_update
+from ._tensor import Tensor
 
 __all__ = ["Optimizer", "SGD", "Adam"]
 
@@ -105,7 +107,7 @@ class Optimizer(abc.ABC):
     def step(self) -> None:
         """Update every parameter that has a gradient, in place."""
         todo = []
-        frozen = bool(_tape._frozen)  # some plain array is frozen by a live graph
+        frozen = bool(_saved.frozen)  # some plain array is frozen by a live graph
         for i, p in enumerate(self.params):
             if type(p) is Tensor:  # the tensor's own fields: no property calls on the hot path
                 dW = _tape.stored_grad(p)
@@ -119,7 +121,7 @@ class Optimizer(abc.ABC):
                     continue
                 W = p.data
                 guarded = True
-            if type(dW) is OuterGrad and not self._applies_outer(W, dW):
+            if type(dW) is OuterGrad and (not self._applies_outer(W, dW) or _tape._tracer is not None):
                 dW = leaf_grad(p._node)  # the factored gradient as an array, computed once
             if type(dW) is OuterGrad:
                 pass  # applied in one pass by _update
@@ -137,15 +139,19 @@ class Optimizer(abc.ABC):
     def _apply_updates(self, backend, todo, hyper):
         """Update each (index, parameter, array, gradient, guarded) of ``todo``."""
         state = self.state
+        tracer = _tape._tracer  # fastgrad.compile records each update (None: not tracing)
         for i, p, W, dW, guarded in todo:
             if not guarded:
                 # No live graph saved p (the usual case right after backward): write directly.
                 self._update(backend, state[i], W, dW, hyper)
-                continue
-            # A graph recorded before this step may hold p; inplace_update lets the step
-            # write and marks that graph stale, so its backward() refuses to run.
-            with inplace_update(_owner(p)):
-                self._update(backend, state[i], p.data, dW, hyper)
+            else:
+                # A graph recorded before this step may hold p; inplace_update lets the step
+                # write and marks that graph stale, so its backward() refuses to run.
+                with inplace_update(_owner(p)):
+                    W = p.data
+                    self._update(backend, state[i], W, dW, hyper)
+            if tracer is not None:
+                tracer.optimizer_step(self, state[i], W, dW)
 
     def _as_gradient(self, i, W, dW):
         """``dW`` as an array of W's shape and dtype, or an error naming the parameter."""
@@ -245,7 +251,7 @@ class SGD(Optimizer):
         # checks every parameter before writing; a factored W̄ goes in as its (z̄, x)
         # pair). Anything else — and fastgrad.compile's tracer, which records each
         # parameter's _update — takes Optimizer.step's general path.
-        if _tape._tracer is None and not _tape._frozen:
+        if _tape._tracer is None and not _saved.frozen:
             many = getattr(kernels(), "sgd_update_many", None)
             if many is not None and self._step_all(many, self._hyper()):
                 return

@@ -14,8 +14,8 @@ import math
 
 import numpy as np
 
-from . import _tape
-from ._tape import Tensor
+from ._factored import leaf_grad
+from ._tensor import Tensor
 
 __all__ = ["to_dot", "render", "explain", "graph_nodes"]
 
@@ -29,23 +29,27 @@ def _shape(x):
 def graph_nodes(tensor):
     """The nodes that computed ``tensor``, parents before children, with output shapes.
 
-    Returns a list of (node, shape) in topological (recording) order.
+    Returns a list of (node, shape) in topological (recording) order. Works after a
+    backward too: a swept node keeps its place in the graph and its shape.
     """
     root = tensor._node
     if root is None:
         return []
-    shapes = {root: _shape(tensor)}
+    seen = {root}
     stack = [root]
     while stack:
         node = stack.pop()
-        for argnum, parent in node.parents or ():
-            if parent not in shapes:
-                shapes[parent] = _shape(node.args[argnum]) if node.args is not None else ()
+        for _, parent in node.parents or ():
+            if parent not in seen:
+                seen.add(parent)
                 stack.append(parent)
-    return sorted(shapes.items(), key=lambda item: item[0].seq)
+    return [(node, tuple(node.shape) if node.shape is not None else None)
+            for node in sorted(seen, key=lambda n: n.seq)]
 
 
 def _fmt_shape(shape):
+    if shape is None:
+        return "?"
     return "×".join(str(n) for n in shape) if shape else "scalar"
 
 
@@ -80,7 +84,7 @@ def to_dot(tensor, names=None) -> str:
         if node.prim is None:
             extra = ""
             if node.grad is not None:
-                extra = f"\\n‖{label}̄‖ = {np.linalg.norm(_tape.leaf_grad(node)):.4g}"
+                extra = f"\\n‖{label}̄‖ = {np.linalg.norm(leaf_grad(node)):.4g}"
             lines.append(f'  n{node.seq} [shape=box, style=filled, fillcolor="#dbe9f6", '
                          f'label="{label}\\n{_fmt_shape(shape)}{extra}"];')
         else:
@@ -116,12 +120,28 @@ def _size(shape):
     return int(np.prod(shape)) if shape else 1
 
 
+def _arg_shapes(node):
+    """The shapes of a node's arguments: its parents' (always known), a constant's while
+    the node still holds it (None once a backward freed it)."""
+    parents = dict(node.parents or ())
+    shapes = []
+    for i in range(node.nargs):
+        if i in parents:
+            shapes.append(parents[i].shape)
+        elif node.args is not None:
+            shapes.append(_shape(node.args[i]))
+        else:
+            shapes.append(None)
+    return shapes
+
+
 def _explain_node(node, shape, labels):
-    """(forward formula, [backward formulas], forward MACs, backward MACs) for one node."""
-    name = node.prim.name
+    """(forward formula, [(backward formula, MACs)], forward MACs) for one node, from its
+    primitive's registry entry (``Formula``)."""
+    prim = node.prim
     out = labels[node]
     parents = dict(node.parents or ())
-    arg_shapes = [_shape(a) for a in (node.args or ())]
+    arg_shapes = _arg_shapes(node)
 
     def p(i):  # the name of argument i: a parent's label, a named constant, or its value
         if i in parents:
@@ -133,77 +153,30 @@ def _explain_node(node, shape, labels):
             return f"{float(np.asarray(a._data if isinstance(a, Tensor) else a).reshape(())):g}"
         return "c"
 
-    n_out = _size(shape)
+    names = [p(i) for i in range(len(arg_shapes))]
+    formula = prim.formula
+    if formula is None:  # a primitive nobody registered (fastgrad.extend): the chain rule
+        fwd = f"{out} = {prim.name}({', '.join(names)})"
+        bwd = [(f"{names[i]}̄ = {out}̄ ∂{out}/∂{names[i]}", None) for i in sorted(parents)]
+        return fwd, bwd, None
+    try:
+        fwd_macs, bwd_macs = formula.macs(shape, arg_shapes)
+    except (TypeError, IndexError):  # a shape the freed graph no longer knows
+        fwd_macs, bwd_macs = None, {}
+    fwd = formula.forward.format(*names, out=out)
     bwd = []
-    fwd_macs = n_out
-    bwd_macs = 0
-    if name == "linear":
-        x, W = p(0), p(1)
-        N = _size(arg_shapes[0][:-1])
-        M, D = arg_shapes[1]
-        fwd = f"{out} = {x} {W}ᵀ + {p(2) if len(arg_shapes) > 2 else '0'}"
-        fwd_macs = N * M * D
-        if 1 in parents:
-            bwd.append((f"{W}̄ = {out}̄ᵀ {x}", N * M * D))
-        if 0 in parents:
-            bwd.append((f"{x}̄ = {out}̄ {W}", N * M * D))
-        if 2 in parents:
-            bwd.append((f"{p(2)}̄ = Σₙ {out}̄ₙ", N * M))
-    elif name == "matmul":
-        a, b = p(0), p(1)
-        k = arg_shapes[0][-1]
-        fwd_macs = n_out * k
-        fwd = f"{out} = {a} {b}"
-        if 0 in parents:
-            bwd.append((f"{a}̄ = {out}̄ {b}ᵀ", n_out * k))
-        if 1 in parents:
-            bwd.append((f"{b}̄ = {a}ᵀ {out}̄", n_out * k))
-    elif name == "sigmoid":
-        fwd = f"{out} = σ({p(0)})"
-        bwd.append((f"{p(0)}̄ = {out}̄ ∘ {out} ∘ (1 − {out})  [= {out}̄ ∘ σ'({p(0)})]", 2 * n_out))
-    elif name in ("add", "subtract", "multiply", "true_divide", "power", "maximum", "minimum"):
-        sym = {"add": "+", "subtract": "−", "multiply": "∘", "true_divide": "/", "power": "^",
-               "maximum": "max", "minimum": "min"}[name]
-        fwd = f"{out} = {p(0)} {sym} {p(1)}" if name not in ("maximum", "minimum") else \
-            f"{out} = {sym}({p(0)}, {p(1)})"
-        local = {
-            "add": ("{o}̄", "{o}̄"), "subtract": ("{o}̄", "−{o}̄"),
-            "multiply": ("{o}̄ ∘ {b}", "{o}̄ ∘ {a}"), "true_divide": ("{o}̄ / {b}", "−{o}̄ ∘ {a} / {b}²"),
-            "power": ("{o}̄ ∘ {b} {a}^({b}−1)", "{o}̄ ∘ log({a}) {o}"),
-            "maximum": ("{o}̄ where {a} is larger", "{o}̄ where {b} is larger"),
-            "minimum": ("{o}̄ where {a} is smaller", "{o}̄ where {b} is smaller"),
-        }[name]
-        for i in (0, 1):
-            if i in parents:
-                rule = local[i].format(o=out, a=p(0), b=p(1))
-                summed = " (summed over broadcast axes)" if arg_shapes[i] != shape else ""
-                bwd.append((f"{p(i)}̄ = {rule}{summed}", n_out if name != "add" else 0))
-    elif name in ("sum", "mean"):
-        fwd = f"{out} = {name}({p(0)})"
-        fwd_macs = _size(arg_shapes[0])
-        bwd.append((f"{p(0)}̄ = {out}̄ repeated over the reduced axes" + (" / n" if name == "mean" else ""),
-                    _size(arg_shapes[0]) if name == "mean" else 0))
-    else:
-        unary = {"exp": ("exp({a})", "{o}̄ ∘ {o}"), "log": ("log({a})", "{o}̄ / {a}"),
-                 "tanh": ("tanh({a})", "{o}̄ ∘ (1 − {o}²)"), "relu": ("max({a}, 0)", "{o}̄ ∘ [{a} > 0]"),
-                 "sin": ("sin({a})", "{o}̄ ∘ cos({a})"), "cos": ("cos({a})", "−{o}̄ ∘ sin({a})"),
-                 "sqrt": ("√{a}", "{o}̄ / (2 {o})"), "negative": ("−{a}", "−{o}̄"),
-                 "softmax": ("softmax({a})", "{o} ∘ ({o}̄ − Σ {o}̄ ∘ {o})"),
-                 "log_softmax": ("log_softmax({a})", "{o}̄ − softmax({a}) Σ {o}̄"),
-                 "reshape": ("reshape({a})", "reshape({o}̄)"), "transpose": ("{a}ᵀ", "{o}̄ᵀ"),
-                 "getitem": ("{a}[index]", "{o}̄ scattered into zeros (repeats add)")}
-        if name in unary and 0 in parents:
-            f, b = unary[name]
-            fwd = f"{out} = " + f.format(a=p(0))
-            bwd.append((f"{p(0)}̄ = " + b.format(o=out, a=p(0)), n_out))
-        else:
-            fwd = f"{out} = {name}({', '.join(p(i) for i in range(len(arg_shapes)))})"
-            for i in sorted(parents):
-                bwd.append((f"{p(i)}̄ = {out}̄ ∂{out}/∂{p(i)}", n_out))
-        if name in ("reshape", "transpose", "getitem", "negative"):
-            fwd_macs = 0
-    bwd_macs = sum(m for _, m in bwd)
-    return fwd, bwd, fwd_macs, bwd_macs
+    for i in sorted(parents):
+        rule = formula.backward.get(i)
+        text = rule.format(*names, out=out) if rule else f"{names[i]}̄ = {out}̄ ∂{out}/∂{names[i]}"
+        if formula.broadcasts and arg_shapes[i] is not None and shape is not None \
+                and tuple(arg_shapes[i]) != tuple(shape):
+            text += " (summed over broadcast axes)"
+        bwd.append((text, bwd_macs.get(i)))
+    return fwd, bwd, fwd_macs
+
+
+def _macs(n):
+    return "?" if n is None else f"{n:,}"
 
 
 def explain(tensor, names=None) -> str:
@@ -217,26 +190,24 @@ def explain(tensor, names=None) -> str:
     nodes = graph_nodes(tensor)
     if not nodes:
         return "a constant: nothing was recorded (no input requires grad)\n"
-    if nodes[-1][0].parents is None:
-        return "this graph was already swept by backward() and freed; call explain() before backward()\n"
     labels = _names(nodes, names)
     rows = []
     total_f = total_b = 0
     for node, shape in reversed(nodes):
         if node.prim is None:
             continue
-        fwd, bwd, f_macs, b_macs = _explain_node(node, shape, labels)
-        total_f += f_macs
-        total_b += b_macs
-        rows.append((fwd, _fmt_shape(shape), bwd, f_macs, b_macs))
+        fwd, bwd, f_macs = _explain_node(node, shape, labels)
+        total_f += f_macs or 0
+        total_b += sum(m or 0 for _, m in bwd)
+        rows.append((fwd, _fmt_shape(shape), bwd, f_macs))
     root = labels[nodes[-1][0]]
     out = [f"backward pass of {root} ({_fmt_shape(_shape(tensor))}), children before parents:",
            f"  {root}̄ = 1"]
     width = max(len(r[0]) for r in rows)
-    for fwd, shape, bwd, f_macs, _ in rows:
-        out.append(f"  {fwd:<{width}}  [{shape}]  forward {f_macs:,} MAC")
+    for fwd, shape, bwd, f_macs in rows:
+        out.append(f"  {fwd:<{width}}  [{shape}]  forward {_macs(f_macs)} MAC")
         for rule, macs in bwd:
-            out.append(f"      {rule}   ({macs:,} MAC)")
+            out.append(f"      {rule}   ({_macs(macs)} MAC)")
     leaves = [(labels[n], s) for n, s in nodes if n.prim is None]
     if leaves:
         out.append("  leaves: " + ", ".join(f"{n} [{_fmt_shape(s)}]" for n, s in leaves))

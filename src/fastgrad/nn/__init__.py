@@ -22,7 +22,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .._tape import Tensor, as_float_array, frozen_by_graph, inplace_update
+from .._saved import frozen_by_graph, inplace_update
+from .._tensor import Tensor, as_float_array
 from . import functional as F
 from .losses import binary_cross_entropy, cross_entropy, hinge, l2_penalty, squared_error
 

@@ -174,6 +174,6 @@ def l2_penalty(w):
 import fastgrad as fg  # noqa: E402
 
 from .._ops import softmax_cross_entropy  # noqa: E402
-from .._tape import Tensor  # noqa: E402
 from .._ops import squared_error as _squared_error  # noqa: E402
+from .._tensor import Tensor  # noqa: E402
 from . import functional as F  # noqa: E402

@@ -21,13 +21,13 @@ import numpy as onp
 
 from .. import _ops
 from .._ops import (
-    _EveryArgument,
-    _repeat_to_match,
+    EveryArgument as _EveryArgument,
+)
+from .._ops import (
     amax,
     amin,
     broadcast_to,
     cos,
-    defvjp,
     exp,
     expand_dims,
     getitem,
@@ -44,7 +44,11 @@ from .._ops import (
     untake,
     value,
 )
-from .._tape import Primitive, Tensor
+from .._ops import (
+    repeat_to_match as _repeat_to_match,
+)
+from .._tape import Primitive
+from .._tape import TensorBase as Tensor
 
 try:
     from numpy._core.einsumfunc import _parse_einsum_input
@@ -52,18 +56,16 @@ except ImportError:  # NumPy < 2
     from numpy.core.einsumfunc import _parse_einsum_input
 
 
-class NumpyPrimitive(Primitive):
-    """A primitive standing for a NumPy function; other attributes come from the function
-    (``np.add.reduce``, ``np.maximum.accumulate``)."""
-
-    __slots__ = ()
-
-    def __getattr__(self, name):
-        return getattr(self.fun, name)
+NumpyPrimitive = Primitive  # (a Primitive forwards NumPy's attributes: np.add.reduce)
 
 
 def primitive(fun, name=None):
-    return NumpyPrimitive(fun, name or getattr(fun, "__name__", None))
+    return Primitive(fun, name or getattr(fun, "__name__", None))
+
+
+def defvjp(prim, *rules, saves_args=True, saves_ans=False):
+    """Attach one rule per argument (``None`` for an argument with no derivative)."""
+    prim.defvjp(*rules, saves_args=saves_args, saves_ans=saves_ans)
 
 
 def traced(*args):
@@ -287,11 +289,29 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kwargs):
     return _ops.sum(centered * centered, axis, keepdims) / (_count(a, axis) - ddof)
 
 
+def _std(x, axis=None, ddof=0, keepdims=False):
+    return onp.std(x, axis=axis, ddof=ddof, keepdims=keepdims)
+
+
+def _std_vjp(g, ans, x, axis=None, ddof=0, keepdims=False):
+    # σ = √(Σ (x − x̄)² / (n − ddof)):  x̄ᵢ = σ̄ (xᵢ − x̄) / ((n − ddof) σ); 0 for a single
+    # element (σ is 0 whatever x is), as autograd's
+    n = _count(x, axis)
+    if n <= 1:
+        return _repeat_to_match(g, x, axis, keepdims) * 0.0
+    centered = x - _ops.mean(x, axis, True)
+    return _repeat_to_match(g / ans, x, axis, keepdims) * centered / (n - ddof)
+
+
+_std_p = primitive(_std, "std")
+defvjp(_std_p, _std_vjp, saves_ans=True)
+
+
 def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kwargs):
     a = _as_array_if_sequence(a)
     if not isinstance(a, Tensor):
         return onp.std(a, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims, **kwargs)
-    return sqrt(var(a, axis=axis, ddof=ddof, keepdims=keepdims))
+    return _std_p(a, _axis(axis), ddof, keepdims)
 
 
 def _cumsum(x, axis=None):

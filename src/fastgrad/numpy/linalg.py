@@ -1,5 +1,9 @@
 """``fastgrad.numpy.linalg``: NumPy's linear algebra with derivatives (real matrices).
 
+``DIFFERENTIABLE`` lists the functions with derivatives (the NumPy map's twins of
+``numpy.linalg``'s); every other name of ``numpy.linalg`` is recorded without a rule, so
+a backward through it raises NotImplementedError naming it (never a zero gradient).
+
 Every function accepts stacks of matrices (``(..., n, n)``), like NumPy's. The rules are
 written with matmul, transposes and these functions themselves, so they are
 differentiable again (the hessian of log|det A| works). Decompositions that return
@@ -8,13 +12,12 @@ computing the decomposition: that keeps every output a plain array on the tape.
 """
 
 import numpy as onp
-from numpy.linalg import *  # noqa: F401,F403  (the rest of numpy.linalg, not differentiated)
 
 from .. import _ops
-from .._ops import defvjp, matmul, multiply, reshape, shape_of, sqrt, swapaxes, unbroadcast, value
-from .._tape import Tensor
+from .._ops import matmul, multiply, reshape, shape_of, sqrt, swapaxes, unbroadcast, value
+from .._tape import TensorBase as Tensor
 from . import _vjps
-from ._vjps import primitive
+from ._vjps import defvjp, primitive
 
 
 def T(x):
@@ -151,15 +154,25 @@ def _eigh_v_vjp(g, ans, a, UPLO="L"):
     return matmul(v, matmul(multiply(f, matmul(T(v), g)), T(v)))
 
 
-defvjp(eigh_values, _eigh_w_vjp)
-defvjp(eigh_vectors, _eigh_v_vjp, saves_ans=True)
+def _uplo_projection(m, UPLO):
+    """eigh reads one triangle of A: a change of A[i, j] there moves both A[i, j] and
+    A[j, i] of the symmetric matrix it stands for, so its gradient is M[i, j] + M[j, i];
+    the other triangle gets none, the diagonal M[i, i]."""
+    n = shape_of(m)[-1]
+    tri = onp.tril(onp.ones((n, n)), -1) if UPLO == "L" else onp.triu(onp.ones((n, n)), 1)
+    return multiply(m, onp.eye(n)) + multiply(m + T(m), tri)
+
+
+defvjp(eigh_values, lambda g, ans, a, UPLO="L": _uplo_projection(_eigh_w_vjp(g, ans, a, UPLO), UPLO))
+defvjp(eigh_vectors, lambda g, ans, a, UPLO="L": _uplo_projection(_eigh_v_vjp(g, ans, a, UPLO), UPLO),
+       saves_ans=True)
 
 
 def eigh(a, UPLO="L"):
     """(w, V) of a symmetric matrix; derivatives assume distinct eigenvalues.
 
-    As in autograd, the derivative treats ``a`` as given (its upper triangle is not
-    mirrored), so differentiate a symmetric function of the input, e.g. eigh((A + A.T)/2).
+    As NumPy's, it reads only the ``UPLO`` triangle of ``a``; the gradient is that of the
+    symmetric matrix the triangle stands for (zero on the other triangle), as autograd's.
     """
     if not isinstance(a, Tensor):
         return onp.linalg.eigh(a, UPLO)
@@ -261,3 +274,59 @@ def _matrix_norm(x, ord, axis, keepdims):
         if keepdims
         else reshape(r, tuple(n for i, n in enumerate(shape_of(r)) if i not in (row, col)))
     )
+
+
+# ------------------------------------------------------------- products and powers --
+
+
+def multi_dot(arrays, *, out=None):
+    """A₁ A₂ ⋯ Aₖ, vectors at either end as NumPy's; the product of matmuls (its rules)."""
+    arrays = list(arrays)
+    if not _vjps.contains_tensor(arrays):
+        return onp.linalg.multi_dot(arrays, out=out)
+    if len(arrays) < 2:
+        raise ValueError("multi_dot: expecting at least two arrays")
+    result = arrays[0]
+    for a in arrays[1:]:
+        result = matmul(result, a)
+    return result
+
+
+def matrix_power(a, n):
+    """Aⁿ by repeated squaring (A⁻¹ first for n < 0), so its rule is matmul's (and inv's)."""
+    if not isinstance(a, Tensor):
+        return onp.linalg.matrix_power(a, n)
+    n = int(n)
+    if n == 0:
+        return _ops.broadcast_to(onp.eye(shape_of(a)[-1]), shape_of(a)) + 0.0 * a
+    if n < 0:
+        a, n = inv(a), -n
+    result = None
+    while n:
+        if n & 1:
+            result = a if result is None else matmul(result, a)
+        n >>= 1
+        if n:
+            a = matmul(a, a)
+    return result
+
+
+DIFFERENTIABLE = ("inv", "pinv", "solve", "det", "slogdet", "cholesky", "eigh", "eigvalsh",
+                  "svd", "norm", "multi_dot", "matrix_power")
+
+
+def _recorded_without_rule():
+    """Every other function of numpy.linalg: recorded, its backward raises (naming it)."""
+    for name in dir(onp.linalg):
+        obj = getattr(onp.linalg, name)
+        if name.startswith("_") or name in DIFFERENTIABLE or name in globals():
+            continue
+        if callable(obj) and not isinstance(obj, type):
+            p = primitive(obj, name)
+            p.vjps = _vjps.UndefinedVjps(f"numpy.linalg.{name}")
+            globals()[name] = p
+        else:
+            globals()[name] = obj  # LinAlgError and the like
+
+
+_recorded_without_rule()
