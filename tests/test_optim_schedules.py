@@ -4,10 +4,10 @@ import math
 
 import numpy as np
 import pytest
+from fastgrad.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, StepLR
 
 import fastgrad as fg
 from fastgrad import nn, optim
-from fastgrad.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, StepLR
 
 BACKENDS = fg.available_backends()
 TOL = {np.float64: dict(rtol=1e-12, atol=1e-14), np.float32: dict(rtol=1e-5, atol=1e-6)}

@@ -238,9 +238,13 @@ def save(module: Module, path) -> None:
 
 
 def load(module: Module, path, strict: bool = True) -> None:
-    """Load parameters saved by ``save`` into ``module``, in place."""
+    """Load parameters saved by ``save`` (or ``fastgrad train --save``) into ``module``, in place.
+
+    Entries named ``__fastgrad…`` (the description ``fastgrad train --save`` adds) are not
+    parameters and are skipped.
+    """
     with np.load(os.fspath(path), allow_pickle=False) as archive:
-        state = {name: archive[name] for name in archive.files}
+        state = {name: archive[name] for name in archive.files if not name.startswith("__fastgrad")}
     module.load_state_dict(state, strict=strict)
 
 
