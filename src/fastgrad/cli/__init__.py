@@ -37,14 +37,14 @@ class CLIError(Exception):
         self.code = code
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     """argparse, with its errors on one line (no usage block) and exit status 2."""
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-class _HelpFormatter(argparse.HelpFormatter):
+class HelpFormatter(argparse.HelpFormatter):
     """Adds "(default: …)" once, where the help text does not already say the default."""
 
     def _get_help_string(self, action):
@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from . import evaluate, train
 
-    parser = _Parser(
+    parser = Parser(
         prog="fastgrad",
         description="fastgrad: reverse-mode automatic differentiation for NumPy.",
         epilog="Each command has its own --help, e.g. 'fastgrad train --help'.",
@@ -244,8 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fastgrad {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    train.add_parser(sub, _HelpFormatter)
-    evaluate.add_parsers(sub, _HelpFormatter)
+    train.add_parser(sub, HelpFormatter)
+    evaluate.add_parsers(sub, HelpFormatter)
     sub.add_parser(
         "bench",
         help="time fastgrad beside NumPy by hand (and PyTorch, autograd, JAX from a checkout)",
