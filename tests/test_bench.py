@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _forked import SRC, run_forked
 
 import fastgrad
 from fastgrad.bench import impls, runner, workloads
@@ -316,35 +317,38 @@ def test_peers_are_found_from_a_checkout(tmp_path, monkeypatch):
     assert "no peers package" in impls.load_peers(tmp_path)
 
 
+BENCH_ERRORS = [
+    (["--json", "no/such/dir/b.json"], "argument --json: directory"),
+    (["--repeat", "0"], "argument --repeat/-r: must be a positive integer, got 0"),
+    (["--workload", "W9"], "argument --workload: unknown workload 'W9'"),
+    (["--impl", "nope"], "argument --impl: unknown implementation 'nope'"),
+    (["--peers", "."], "argument --peers: no peers package"),
+]
+
+
 def test_bench_errors_are_one_line_before_any_timing(tmp_path):
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join([str(Path(fastgrad.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+    runs = run_forked([[str(i), ["bench", *argv]] for i, (argv, _) in enumerate(BENCH_ERRORS)], tmp_path)
+    for i, (argv, message) in enumerate(BENCH_ERRORS):
+        proc = runs[str(i)]
+        assert proc.returncode == 2, (argv, proc.stderr)
+        assert proc.stderr.startswith("fastgrad bench: error: ") and len(proc.stderr.splitlines()) == 1
+        assert message in proc.stderr and proc.stdout == ""
+    # And once through a fresh interpreter: an unwritable --json stops it before any timing.
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastgrad", "bench", "--json", "/proc/bench.json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])),
     )
-    cases = [
-        (["--json", "/proc/bench.json"], "argument --json: cannot write in directory '/proc'"),
-        (["--json", "no/such/dir/b.json"], "argument --json: directory"),
-        (["--repeat", "0"], "argument --repeat/-r: must be a positive integer, got 0"),
-        (["--workload", "W9"], "argument --workload: unknown workload 'W9'"),
-        (["--impl", "nope"], "argument --impl: unknown implementation 'nope'"),
-        (["--peers", str(tmp_path)], "argument --peers: no peers package"),
-    ]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "fastgrad", "bench", *argv],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=tmp_path,
-            env=env,
-        )
-        for argv, _ in cases
-    ]
-    for (argv, message), proc in zip(cases, procs):
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 2, (argv, err)
-        assert err.startswith("fastgrad bench: error: ") and len(err.splitlines()) == 1, err
-        assert message in err and out == ""
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert (
+        proc.stderr
+        == "fastgrad bench: error: argument --json: cannot write in directory '/proc' "
+        + (proc.stderr.split("'/proc' ", 1)[1])
+    )
+    assert len(proc.stderr.splitlines()) == 1
 
 
 def test_bench_main_prints_a_table(capsys, tmp_path):

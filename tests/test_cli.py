@@ -1,11 +1,11 @@
 """The ``fastgrad`` command line: train / evaluate / predict end to end, and every error path.
 
-Successful runs are checked in-process (fast); each error path runs the real command in
-a subprocess and checks its exit status and its one line on stderr. The subprocesses of
-all error cases are started together (a module fixture) and checked one test each.
+Successful runs are checked in-process (fast); each error path runs the command in a
+process of its own and checks its exit status and its one line on stderr (forked from one
+interpreter that imported fastgrad once: see FORK_SERVER). `python -m fastgrad` itself is
+run in fresh interpreters by a few tests.
 """
 
-import concurrent.futures
 import json
 import os
 import re
@@ -15,6 +15,7 @@ import types
 
 import numpy as np
 import pytest
+from _forked import run_forked
 
 import fastgrad as fg
 from fastgrad import cli, nn
@@ -697,7 +698,7 @@ def test_argument_type_errors(capsys, name, argv, status, message):
 
 @pytest.fixture(scope="module")
 def error_runs(tmp_path_factory, digits_model):
-    """Every ERRORS case run as `python -m fastgrad ...` in a subprocess, a few at a time."""
+    """Every ERRORS case run as the `fastgrad` command, each in its own process."""
     d = tmp_path_factory.mktemp("errors")
     (d / "adir").mkdir()
     _model_files(d, digits_model)
@@ -721,30 +722,17 @@ def error_runs(tmp_path_factory, digits_model):
         )
         == 0
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]))
-    env.pop("COLUMNS", None)
-
-    def one(case):
-        name, argv, _, _ = case
-        argv = [{"MODEL": digits_model, "BLOBS": str(d / "blobs.npz")}.get(a, a) for a in argv]
+    cases = []
+    for name, argv, _, _ in ERRORS:
         if name == "plot-extension" and not has("matplotlib"):
-            return None
-        return subprocess.run(
-            [sys.executable, "-m", "fastgrad", *argv],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=d,
-            env=env,
-        )
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip([c[0] for c in ERRORS], pool.map(one, ERRORS)))
+            continue
+        cases.append([name, [{"MODEL": digits_model, "BLOBS": str(d / "blobs.npz")}.get(a, a) for a in argv]])
+    return run_forked(cases, d)
 
 
 @pytest.mark.parametrize("name, argv, status, message", ERRORS, ids=[c[0] for c in ERRORS])
 def test_error_is_one_line_and_a_nonzero_exit(error_runs, name, argv, status, message):
-    proc = error_runs[name]
+    proc = error_runs.get(name)
     if proc is None:
         pytest.skip("matplotlib is not installed")
     assert proc.returncode == status, (proc.stdout, proc.stderr)
