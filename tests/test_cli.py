@@ -542,6 +542,12 @@ ERRORS = [
         2,
         "--momentum: only for --optimizer sgd, not adam",
     ),
+    (
+        "compile-adamw-decay",
+        ["train", "--compile", "--optimizer", "adamw", "--weight-decay", "0.01"],
+        2,
+        "argument --compile: AdamW's decoupled weight decay cannot be compiled",
+    ),
     ("lr-zero", ["train", "--lr", "0"], 2, "argument --lr: must be a finite number > 0, got 0"),
     ("backend-unknown", ["train", "--backend", "gpu"], 2, "argument --backend: invalid choice: 'gpu'"),
     ("no-command", [], 2, "the following arguments are required: COMMAND"),

@@ -45,9 +45,7 @@ class LRScheduler:
 
         owner = type(self).__name__
         if not isinstance(optimizer, Optimizer):
-            raise TypeError(
-                f"{owner}: optimizer must be a fastgrad.optim optimizer, got {type(optimizer).__name__}"
-            )
+            raise TypeError(f"{owner}: optimizer must be a fastgrad.optim optimizer, got {type(optimizer).__name__}")
         if not hasattr(optimizer, "lr"):
             raise TypeError(f"{owner}: {type(optimizer).__name__} has no lr to schedule")
         _check_int(owner, "last_epoch", last_epoch, -1)

@@ -535,6 +535,12 @@ def check_options(args) -> None:
         args.momentum = DEFAULT_MOMENTUM if args.optimizer == "sgd" else 0.0
     if args.lr is None:
         args.lr = DEFAULT_LR[args.optimizer]
+    if args.compile and args.optimizer == "adamw" and args.weight_decay:
+        raise CLIError(
+            "argument --compile: AdamW's decoupled weight decay cannot be compiled; "
+            "drop --compile, or use --optimizer adam (L2 weight decay)",
+            2,
+        )
     if args.early_stop and args.val_split == 0:
         raise CLIError("argument --early-stop: needs a validation split (--val-split > 0)", 2)
     if args.early_stop and args.data is None and args.val_split is None:
