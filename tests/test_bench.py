@@ -268,8 +268,11 @@ def test_noise_is_named_instead_of_printing_negative_ratios():
 
 
 def test_bench_defaults_to_one_thread():
-    args = runner.build_parser().parse_args([])
+    parser = runner.build_parser()
+    args = parser.parse_args([])
     assert args.threads == "1"
+    help_text = " ".join(parser.format_help().split())
+    assert help_text.count("(default: 1)") == 1 and "(default: None)" not in help_text
     with runner.thread_mode(args.threads) as mode:
         assert mode == "1 thread"
         if hasattr(os, "sched_getaffinity"):

@@ -452,7 +452,8 @@ def build_parser():
         choices=("1", "default", "both"),
         default="1",
         help="1: one BLAS/torch thread and the process pinned to one CPU, the figures to "
-        "compare; default: each library's own; both: one after the other",
+        "compare; default: each library's own thread pools; both: one after the other "
+        "(default: 1)",
     )
     parser.add_argument(
         "--peers",
