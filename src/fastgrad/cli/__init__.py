@@ -279,5 +279,5 @@ def main(argv=None) -> int:
         print(f"fastgrad {args.command}: error: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
-        print(f"fastgrad {args.command}: interrupted; no files written", file=sys.stderr)
+        print(f"fastgrad {args.command}: interrupted", file=sys.stderr)
         return 130
