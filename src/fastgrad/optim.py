@@ -385,7 +385,7 @@ class AdamW(Adam):
         if weight_decay:
             if _tape._tracer is not None:
                 # The compiled plan's Adam instruction knows only the L2 (coupled) form.
-                from ._compile import TracingError
+                from ._compiler.ir import TracingError
 
                 raise TracingError(
                     "fastgrad.compile: AdamW's decoupled weight decay cannot be recorded; "

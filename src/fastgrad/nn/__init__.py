@@ -345,7 +345,7 @@ class Dropout(Module):
         from .. import _tape
 
         if _tape._tracer is not None:
-            from .._compile import TracingError
+            from .._compiler.ir import TracingError
 
             raise TracingError(
                 "fastgrad.compile: Dropout in training mode draws a new mask every call, which "
