@@ -168,6 +168,7 @@ NO_RULE = {
     "eigvals": lambda a: np.sum(np.real(np.linalg.eigvals(a))),
     "qr": lambda a: np.sum(np.linalg.qr(a)[1]),
     "lstsq": lambda a: np.sum(np.linalg.lstsq(a, onp.ones(3), rcond=None)[0]),
+    "svd": lambda a: np.sum(np.linalg.svd(a)[1]),  # with U and V (without: differentiable)
 }
 
 

@@ -1,13 +1,16 @@
 """``fastgrad.numpy.linalg``: NumPy's linear algebra with derivatives (real matrices).
 
 ``DIFFERENTIABLE`` lists the functions with derivatives (the NumPy map's twins of
-``numpy.linalg``'s); every other name of ``numpy.linalg`` is recorded without a rule, so
-a backward through it raises NotImplementedError naming it (never a zero gradient).
+``numpy.linalg``'s); every other name of ``numpy.linalg`` is recorded without a rule
+(``NoRule``), so a backward through it raises NotImplementedError naming it (never a zero
+gradient).
 
-Every function accepts stacks of matrices (``(..., n, n)``), like NumPy's. The rules are
-written with matmul, transposes and these functions themselves, so they are
-differentiable again (the hessian of log|det A| works). Decompositions that return
-several arrays (eigh, svd) are recorded as one primitive per returned array, each
+The primitives (inv, pinv, solve, det, logabsdet, cholesky, eigh_values, eigh_vectors)
+are registry entries (``fastgrad._registry``); slogdet, eigh, eigvalsh, svd's singular
+values, norm, multi_dot and matrix_power are compositions of them. Every function accepts
+stacks of matrices (``(..., n, n)``), like NumPy's. The rules are written with matmul,
+transposes and these functions themselves, so they are differentiable again (the hessian
+of log|det A| works). eigh is recorded as one primitive per returned array, each
 computing the decomposition: that keeps every output a plain array on the tape.
 """
 
@@ -289,12 +292,16 @@ def _singular_values(a):
     return flip_p(sqrt(_ops.maximum(w, 0.0)), -1)
 
 
+_svd_with_vectors = NoRule(onp.linalg.svd, "numpy.linalg.svd (with U and V)")
+
+
 def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
-    """Differentiable for ``compute_uv=False`` (the singular values)."""
+    """Differentiable for ``compute_uv=False`` (the singular values); with U and V it is
+    recorded without a derivative (a backward through it raises, naming it)."""
     if not isinstance(a, Tensor):
         return onp.linalg.svd(a, full_matrices, compute_uv, hermitian)
     if compute_uv:
-        raise NotImplementedError("fastgrad differentiates svd(a, compute_uv=False) only")
+        return _svd_with_vectors(a, full_matrices, compute_uv, hermitian)
     return _singular_values(a)
 
 
