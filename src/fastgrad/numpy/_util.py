@@ -8,7 +8,7 @@ NumPy function that are not registry entries.
   NotImplementedError naming it (``UndefinedVjps``): never a zero gradient.
 
 Every function with a derivative is a registry entry (``fastgrad._registry.define``) in
-``_elementwise``, ``_shapes``, ``_reductions``, ``_contractions`` or ``linalg``.
+``_elementwise``, ``_shapes``, ``_building``, ``_reductions``, ``_contractions`` or ``linalg``.
 """
 
 import builtins
