@@ -52,7 +52,7 @@ extensions.append(
 # is documentation, and must not become a C type that refuses bad input before the
 # function's own check can name it.
 TYPED_PYTHON = ("_tape", "_ops", "_tensor")
-PLAIN_PYTHON = ("_backend", "_factored", "optim", "nn.losses")
+PLAIN_PYTHON = ("_backend", "_factored", "_saved", "optim", "nn.losses")
 COMPILED_PYTHON = TYPED_PYTHON + PLAIN_PYTHON
 
 

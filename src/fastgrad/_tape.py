@@ -585,10 +585,10 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
     """
     if _tracer is not None:
         return _tracer.backward(roots, seeds, retain_graph, create_graph, targets)
-    sweep = _Sweep(roots, seeds, create_graph, targets, defer)
-    return _sweep(sweep, retain_graph)
+    return _sweep(_Sweep(roots, seeds, create_graph, targets, defer), retain_graph)
 
 
+@cython.cfunc
 @cython.locals(sweep=_Sweep, node=Node, k=cython.Py_ssize_t, signals=list)
 def _sweep(sweep, retain_graph):
     while sweep.heap:
