@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .._creation import default_generator, manual_seed  # noqa: F401  (nn.manual_seed, as before)
 from .._saved import frozen_by_graph, inplace_update
 from .._tensor import Tensor, as_float_array
 from . import functional as F
@@ -49,19 +50,10 @@ __all__ = [
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
-# Default source of initial weights; ``manual_seed`` resets it, ``rng=`` bypasses it.
-_default_rng = np.random.default_rng()
-
-
-def manual_seed(seed: int) -> None:
-    """Reseed the generator layers draw their initial weights from when given no ``rng``."""
-    global _default_rng
-    _default_rng = np.random.default_rng(seed)
-
-
 def _generator(rng) -> np.random.Generator:
+    """``rng`` (a seed or a Generator), or fastgrad's default generator (fg.manual_seed)."""
     if rng is None:
-        return _default_rng
+        return default_generator()
     if isinstance(rng, np.random.Generator):
         return rng
     return np.random.default_rng(rng)
@@ -325,7 +317,7 @@ class Dropout(Module):
     A fresh mask m per call while ``training`` (``model.train()``, the default); the
     identity after ``model.eval()``. The mask enters the tape as a constant factor, so
     x̄ = h̄ ∘ m / (1 − p). ``rng`` (an int seed or a ``numpy.random.Generator``) makes the
-    masks repeatable; without it they come from the generator ``nn.manual_seed`` resets.
+    masks repeatable; without it they come from the generator ``fg.manual_seed`` resets.
     ``fastgrad.compile`` refuses a Dropout in training mode (a mask drawn while tracing
     would be replayed on every step).
     """
@@ -353,7 +345,7 @@ class Dropout(Module):
             )
         if not isinstance(x, Tensor):
             x = Tensor(as_float_array(x, copy=False, name="x"))
-        gen = self.rng if self.rng is not None else _default_rng
+        gen = self.rng if self.rng is not None else default_generator()
         keep = gen.random(x.shape) >= self.p
         if self.p == 1.0:
             mask = np.zeros(x.shape, dtype=x.dtype)  # everything dropped (PyTorch: zeros)
