@@ -3,14 +3,26 @@
 FASTGRAD_DEBUG=1 turns bounds checking and wraparound back on for debugging.
 """
 
+import glob
 import hashlib
 import os
+import runpy
 
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 DEBUG = os.environ.get("FASTGRAD_DEBUG", "") not in ("", "0")
+
+# The opcodes of fastgrad.compile's programs: one list in Python (_opcodes.py), written into
+# the C header the executor is compiled with.
+_opcodes = runpy.run_path("src/fastgrad/_opcodes.py")
+_header = "src/fastgrad/csrc/fg_opcodes.h"
+_text = _opcodes["c_header"]()
+if not os.path.exists(_header) or open(_header, encoding="utf-8").read() != _text:
+    with open(_header, "w", encoding="utf-8") as f:
+        f.write(_text)
+HEADERS = sorted(glob.glob("src/fastgrad/csrc/*.h"))
 
 directives = {
     "language_level": 3,
@@ -25,7 +37,8 @@ extensions = [
     Extension(
         "fastgrad.backends._cykernels",
         ["src/fastgrad/backends/_cykernels.pyx"],
-        include_dirs=[np.get_include()],
+        include_dirs=[np.get_include(), "src/fastgrad/csrc"],
+        depends=HEADERS,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         # Portable flags only: no -march=native (a wheel must run on other CPUs). The
         # batch-1 loops get AVX2/AVX-512 through per-function target attributes, chosen
@@ -39,6 +52,7 @@ extensions.append(
         "fastgrad._replay",
         ["src/fastgrad/_replay.pyx"],
         include_dirs=extensions[0].include_dirs,
+        depends=HEADERS,
         define_macros=extensions[0].define_macros,
         extra_compile_args=extensions[0].extra_compile_args,
     )

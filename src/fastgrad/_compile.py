@@ -36,6 +36,58 @@ import threading
 import numpy as np
 
 from . import _backend, _tape
+from ._opcodes import (
+    ADAM,
+    ADD,
+    AFFINE,
+    BLK,
+    CAST,
+    COL,
+    COPY,
+    COS,
+    COS_BWD,
+    DIV,
+    DIV_BWD_B,
+    EW_END,
+    EXP,
+    FULL,
+    FUSED,
+    GEMM,
+    LOG,
+    LOGSOFTMAX,
+    LOGSOFTMAX_BWD,
+    MAX,
+    MAX_BWD,
+    MIN,
+    MIN_BWD,
+    MUL,
+    NEG,
+    NREG,
+    OPNAMES,
+    POW,
+    POW_BWD,
+    POW_BWD_B,
+    RELU,
+    RELU_BWD,
+    ROW,
+    SCALAR,
+    SCE,
+    SCE_BWD,
+    SGD,
+    SIGMOID,
+    SIGMOID_BWD,
+    SIN,
+    SIN_BWD,
+    SOFTMAX,
+    SOFTMAX_BWD,
+    SQRT,
+    SQRT_BWD,
+    SUB,
+    TANH,
+    TANH_BWD,
+    TRANSPOSE,
+    WHERE,
+)
 from ._tape import Tensor
 
 __all__ = ["compile", "TracingError"]
@@ -47,24 +99,8 @@ class TracingError(RuntimeError):
 
 # ------------------------------------------------------------------- the program --
 # Elementwise opcodes compute v = f(a, b, c) per element of an R × C iteration space and
-# write out = α v (or out += α v). Operands and the output have a broadcast mode.
-
-(COPY, ADD, SUB, MUL, DIV, NEG, EXP, LOG, SIN, COS, TANH, SIGMOID, RELU, SQRT, POW,
- RELU_BWD, SIGMOID_BWD, TANH_BWD, POW_BWD, POW_BWD_B, SIN_BWD, COS_BWD, DIV_BWD_B,
- SQRT_BWD, MAX, MIN, MAX_BWD, MIN_BWD, WHERE) = range(29)
-EW_END = 29
-(CAST, AFFINE, GEMM, TRANSPOSE, SGD, ADAM, LOGSOFTMAX, LOGSOFTMAX_BWD, SOFTMAX, SOFTMAX_BWD,
- FUSED, SCE, SCE_BWD) = range(30, 43)
-OPNAMES = {v: k for k, v in dict(globals()).items() if isinstance(v, int) and k.isupper()
-           and k not in ("EW_END",)}
-# A fused elementwise chain runs in tiles of BLK elements with up to NREG register tiles
-# (the executor in _replay.pyx has the same numbers: FG_BLK, FG_NREG).
-BLK, NREG = 256, 16
-AFFINE_T = 65536  # FG_AFFINE_T: batched affine maps with smaller W transpose W first
-
-# Operand modes: FULL a[r, c]; SCALAR a[0]; ROW a[c] (broadcast down the rows); COL a[r].
-# As an output mode, SCALAR/ROW/COL mean "sum into" (the adjoint of that broadcast).
-FULL, SCALAR, ROW, COL = range(4)
+# write out = α v (or out += α v). Operands and the output have a broadcast mode. The
+# opcodes, modes and shared sizes are defined once, in _opcodes (C gets them from it).
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _DT = {np.dtype(np.float64): 0, np.dtype(np.float32): 1}
