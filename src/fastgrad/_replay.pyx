@@ -15,14 +15,14 @@ same plans with NumPy.
 """
 
 cimport numpy as cnp
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from libc.stdlib cimport free, malloc
-from scipy.linalg.cython_blas cimport dgemm, dgemv, dger, sgemm, sgemv, sger
 
 import os
 
 import numpy as np
 
-from ._opcodes import AFFINE, AFFINE_T, BLK, CAST, EW_END, FUSED, NREG, OPNAMES
+from ._opcodes import AFFINE, AFFINE_T, BLK, CAST, EW_END, FUSED, GEMM, NREG, OPNAMES
 
 cnp.import_array()
 
@@ -43,7 +43,25 @@ cdef extern from "fg_replay.h":
     Py_ssize_t fg_run(const fg_ins* ins, Py_ssize_t n, void** P, const fg_ins* subs,
                       void* scratch) noexcept nogil
 
-fg_set_blas(<void*>dgemm, <void*>sgemm, <void*>dgemv, <void*>sgemv, <void*>dger, <void*>sger)
+cdef bint _blas_loaded = False
+
+
+cdef int _load_blas() except -1:
+    """Point the executor at scipy's BLAS (scipy.linalg.cython_blas), once: importing
+    scipy.linalg takes ~0.3 s, so it waits for the first program that multiplies."""
+    global _blas_loaded
+    if _blas_loaded:
+        return 0
+    from scipy.linalg import cython_blas
+
+    cdef list p = []
+    for name in ("dgemm", "sgemm", "dgemv", "sgemv", "dger", "sger"):
+        capsule = cython_blas.__pyx_capi__[name]
+        p.append(<size_t>PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule)))
+    fg_set_blas(<void*><size_t>p[0], <void*><size_t>p[1], <void*><size_t>p[2],
+                <void*><size_t>p[3], <void*><size_t>p[4], <void*><size_t>p[5])
+    _blas_loaded = True
+    return 0
 
 
 def opcodes():
@@ -92,6 +110,8 @@ cdef inline void _fill(fg_ins* I, object x, dict num):
 def _vec_blas(bint on):
     """Batch-1 products through BLAS gemv/ger instead of the typed loops (benchmarks)."""
     global fg_vec_blas
+    if on:
+        _load_blas()
     fg_vec_blas = 1 if on else 0
 
 
@@ -162,6 +182,8 @@ cdef class Program:
                 if a is not None:
                     self._set(i, a)
         instrs = plan.instrs
+        if any(x.op == GEMM or (x.op == AFFINE and x.R > 1) for x in instrs):
+            _load_blas()
         self.n = len(instrs)
         self.ins = <fg_ins*>malloc(max(self.n, 1) * sizeof(fg_ins))
         num = plan.number

@@ -24,11 +24,11 @@ BLAS is column-major; a C-contiguous (R, C) array is, to BLAS, its (C, R) transp
 """
 
 cimport numpy as cnp
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from cython cimport floating
 from libc.math cimport log, logf, sqrt, sqrtf
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
-from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 import numpy as np
 
@@ -82,6 +82,31 @@ cdef extern from "Python.h":
     PyThreadState* PyEval_SaveThread() nogil
     void PyEval_RestoreThread(PyThreadState*) nogil
 
+# scipy's BLAS (scipy.linalg.cython_blas), looked up when a product first needs it:
+# importing scipy.linalg takes ~0.3 s, most of what `import fastgrad` took before.
+ctypedef void (*dgemm_t)(char*, char*, int*, int*, int*, double*, double*, int*, double*, int*,
+                         double*, double*, int*) noexcept nogil
+ctypedef void (*sgemm_t)(char*, char*, int*, int*, int*, float*, float*, int*, float*, int*,
+                         float*, float*, int*) noexcept nogil
+cdef dgemm_t dgemm = NULL
+cdef sgemm_t sgemm = NULL
+
+
+cdef void* _blas_function(str name) except NULL:
+    from scipy.linalg import cython_blas
+
+    capsule = cython_blas.__pyx_capi__[name]
+    return PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule))
+
+
+cdef inline int _need_blas(Py_ssize_t rows, Py_ssize_t loop_rows) except -1:
+    """Load scipy's gemm before a product of ``rows`` batch rows that may call it."""
+    global dgemm, sgemm
+    if dgemm == NULL and rows > loop_rows:
+        sgemm = <sgemm_t>_blas_function("sgemm")
+        dgemm = <dgemm_t>_blas_function("dgemm")
+    return 0
+
 
 def _tuning(**rows):
     """Read (and, for benchmarks and tests, set) the crossovers: the largest batch each
@@ -92,6 +117,7 @@ def _tuning(**rows):
     reads and writes from which it releases the GIL)."""
     global AFFINE_LOOP_ROWS, OUTER_LOOP_ROWS, TMATVEC_LOOP_ROWS, NUMPY_MATMUL_MIN
     global AFFINE_TRANSPOSED, AFFINE_NN, NOGIL_MIN
+    _need_blas(1, 0)  # a crossover set to 0 rows sends batch-1 products to BLAS too
     unknown = set(rows) - {"affine", "outer", "transpose_matvec", "numpy_matmul",
                            "affine_transposed", "affine_nn", "nogil_min"}
     if unknown:
@@ -611,6 +637,7 @@ cdef object _affine_wrapper(object x, object W, object b, object out, bint sigmo
                                <float*>cnp.PyArray_DATA(ab), N, M, sigmoid)
         _restore_gil(gil)
         return z
+    _need_blas(N, AFFINE_LOOP_ROWS)
     gil = _release_gil(N * D + M * D + N * M)
     if _is64(ax):
         _affine(<double*>cnp.PyArray_DATA(ax), <double*>cnp.PyArray_DATA(aW), <double*>cnp.PyArray_DATA(ab),
@@ -685,6 +712,7 @@ def outer_grad(dz, x, out=None):
     if _numpy_product(N, OUTER_LOOP_ROWS, M, D):
         _np_matmul(cnp.PyArray_Transpose(adz, NULL), ax, dW)  # NumPy's BLAS, see above
         return dW
+    _need_blas(N, OUTER_LOOP_ROWS)
     cdef PyThreadState* gil = _release_gil(N * M + N * D + M * D)
     if _is64(adz):
         _outer(<double*>cnp.PyArray_DATA(adz), <double*>cnp.PyArray_DATA(ax), <double*>cnp.PyArray_DATA(dW), N, M, D)
@@ -713,6 +741,7 @@ def transpose_matvec(W, dz, out=None):
     if _numpy_product(N, TMATVEC_LOOP_ROWS, M, D):
         _np_matmul(adz, aW, dx)  # NumPy's BLAS, see above
         return dx
+    _need_blas(N, TMATVEC_LOOP_ROWS)
     cdef PyThreadState* gil = _release_gil(M * D + N * M + N * D)
     if _is64(aW):
         _tmatvec(<double*>cnp.PyArray_DATA(aW), <double*>cnp.PyArray_DATA(adz), <double*>cnp.PyArray_DATA(dx), N, M, D)
