@@ -5,7 +5,7 @@ with the running environment's setuptools and Cython, half a minute when pip has
 them into an isolated build environment). They do not depend on the kernel backend, so
 the suite's reference-backend run skips them. The compiled build itself, the wheel's
 contents and the sdist are checked by .ci/run; the import time is measured here only as
-a sanity bound (the figure is in docs/performance.md).
+a sanity bound (the figure is in the README).
 """
 
 import importlib.util
@@ -90,7 +90,7 @@ def test_pure_python_install_runs_on_the_reference_backend(tmp_path):
 
 def test_import_does_not_load_scipy_and_is_quick():
     """scipy.linalg (~0.3 s) loads when a product first needs BLAS, not at import. The
-    bound is generous: the figure itself (≈0.2 s beyond NumPy here) is in the docs."""
+    bound is generous: the figure itself (≈0.2 s beyond NumPy here) is in the README."""
     code = ("import time, sys; import numpy; t = time.perf_counter(); import fastgrad; "
             "print(time.perf_counter() - t, 'scipy.linalg' in sys.modules)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
