@@ -95,8 +95,23 @@ class build_ext(_build_ext):
 
     def run(self):
         super().run()
+        if self.inplace or self.editable_mode:
+            self._remove_strays()
         if self.inplace and not self.editable_mode:
             self._write_build_info()
+
+    def _remove_strays(self):
+        """In place: a compiled module in src/ that this build no longer makes (a module
+        taken off PURE_MODE) would shadow its .py at import. Remove it."""
+        built = {ext.name for ext in self.extensions}
+        suffix = self.get_ext_filename("x")[1:]
+        for folder, _, files in os.walk(SRC):
+            for file in files:
+                if file.endswith(suffix):
+                    module = os.path.relpath(os.path.join(folder, file[: -len(suffix)]), "src")
+                    if module.replace(os.sep, ".") not in built:
+                        print(f"removing {os.path.join(folder, file)}: not built any more, its .py runs")
+                        os.remove(os.path.join(folder, file))
 
     def build_extensions(self):
         self._check_compiler()

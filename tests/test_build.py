@@ -93,8 +93,11 @@ def test_import_does_not_load_scipy_and_is_quick():
     bound is generous: the figure itself (≈0.2 s beyond NumPy here) is in the README."""
     code = ("import time, sys; import numpy; t = time.perf_counter(); import fastgrad; "
             "print(time.perf_counter() - t, 'scipy.linalg' in sys.modules)")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    seconds, scipy_loaded = run.stdout.split()
-    assert scipy_loaded == "False"
-    assert float(seconds) < 1.0
+    times = []
+    for _ in range(3):  # the quickest of three: a loaded machine slows any one of them
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        seconds, scipy_loaded = run.stdout.split()
+        assert scipy_loaded == "False"
+        times.append(float(seconds))
+    assert min(times) < 1.0, times
