@@ -138,8 +138,9 @@ class build_ext(_build_ext):
                 f.write("#include <Python.h>\nint fastgrad_check(void) { return 0; }\n")
             try:
                 self.compiler.compile([source], output_dir=tmp, include_dirs=self.include_dirs)
-            except Exception as exc:  # CompileError, or the compiler's executable is missing
-                reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+            except Exception:  # CompileError, or the compiler's executable is missing
+                compiler = (getattr(self.compiler, "compiler_so", None) or ["the C compiler"])[0]
+                reason = f"{compiler} could not compile a file that includes Python.h"
                 raise SystemExit(NO_COMPILER.format(reason=reason)) from None
 
     def _leave_python_uncompiled(self):
