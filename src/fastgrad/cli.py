@@ -160,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="trace the training step once with fastgrad.compile and replay it compiled",
     )
     train.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel training on MPI: run under mpiexec -n N (needs mpi4py); "
+        "--batch-size is then the global batch (docs/distributed.md)",
+    )
+    train.add_argument(
         "--no-progress", action="store_true", help="no progress bar: one line per epoch"
     )
     train.add_argument(
@@ -403,9 +409,15 @@ def main(argv=None) -> int:
 
         n_train = len(load_digits()[1])
         _check_train_args(parser.train_parser, args, n_train)
+        from fastgrad import distributed
+
+        if args.distributed and args.compile:
+            parser.train_parser.error("--compile does not work with --distributed yet")
+        if not args.distributed:
+            distributed._warn_independent_copies("fastgrad train")
         try:
-            train(args)
-        except FloatingPointError as exc:
+            (distributed.train if args.distributed else train)(args)
+        except (FloatingPointError, distributed.DistributedError) as exc:
             print(f"fastgrad train: error: {exc}", file=sys.stderr)
             return 1
         return 0
