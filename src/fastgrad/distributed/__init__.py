@@ -246,3 +246,6 @@ def _warn_independent_copies(command: str) -> bool:
         )
         return True
     return False
+
+
+from ._train import limit_blas_threads, train  # noqa: E402  (it imports the names above)

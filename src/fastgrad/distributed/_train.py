@@ -29,6 +29,12 @@ def limit_blas_threads(n: int = 1):
     return threadpool_limits(limits=n, user_api="blas")
 
 
+def _blas_limited_by_environment() -> bool:
+    import os
+
+    return any(os.environ.get(v) == "1" for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"))
+
+
 def train(args, out=None) -> dict:
     """Train as ``fastgrad train --distributed`` does; returns the figures (on every rank)."""
     import fastgrad as fg
@@ -39,6 +45,13 @@ def train(args, out=None) -> dict:
     root = comm.rank == 0
     out = (sys.stdout if out is None else out) if root else io.StringIO()
     limiter = limit_blas_threads(1) if comm.size > 1 else None
+    if comm.size > 1 and limiter is None and root and not _blas_limited_by_environment():
+        print(
+            "fastgrad train: warning: threadpoolctl is not installed, so each rank's BLAS may use "
+            "every core (ranks × threads > cores slows everything down): pip install threadpoolctl, "
+            "or set OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 for mpiexec",
+            file=sys.stderr,
+        )
     if getattr(args, "compile", False):
         raise ValueError("--compile does not work with --distributed yet")
     if args.lr is None:
