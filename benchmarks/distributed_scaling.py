@@ -47,7 +47,8 @@ def measure(args):
     from threadpoolctl import threadpool_limits
 
     import fastgrad as fg
-    from fastgrad import distributed as dist, optim
+    from fastgrad import distributed as dist
+    from fastgrad import optim
     from fastgrad.bench.workloads import get
     from fastgrad.nn import functional as F
 
@@ -122,8 +123,14 @@ def measure(args):
 
 def run_job():
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    command = [mpiexec if os.path.exists(mpiexec) else "mpiexec", "-n", "2", sys.executable,
-               os.path.abspath(__file__), "--measure"]
+    command = [
+        mpiexec if os.path.exists(mpiexec) else "mpiexec",
+        "-n",
+        "2",
+        sys.executable,
+        os.path.abspath(__file__),
+        "--measure",
+    ]
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800, check=False)
     if done.returncode != 0:
@@ -139,16 +146,24 @@ def ring_seconds(n, nbytes, gbit):
 
 def model(measured):
     """Tables (Markdown lines) and the curves for the plot."""
-    lines = ["| workload | gradient | plain step | compute + pack + update | Allreduce, 2 ranks here | share |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| workload | gradient | plain step | compute + pack + update | Allreduce, 2 ranks here | share |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     curves = {}
     for name, m in measured["workloads"].items():
         busy = m["compute"] + m["pack"] + m["update"]
-        lines.append(f"| {name} | {m['bytes'] / 1e6:.3g} MB | {m['plain_step']:.3g} ms | {busy:.3g} ms | "
-                     f"{m['allreduce']:.3g} ms | {m['allreduce'] / (busy + m['allreduce']):.0%} |")
-    lines += ["", "Weak scaling (each machine the workload's batch): throughput speedup over one machine",
-              "", "| workload | Gb/s | " + " | ".join(f"N={n}" for n in MACHINES[1:]) + " |",
-              "| --- | --- | " + " | ".join("---" for _ in MACHINES[1:]) + " |"]
+        lines.append(
+            f"| {name} | {m['bytes'] / 1e6:.3g} MB | {m['plain_step']:.3g} ms | {busy:.3g} ms | "
+            f"{m['allreduce']:.3g} ms | {m['allreduce'] / (busy + m['allreduce']):.0%} |"
+        )
+    lines += [
+        "",
+        "Weak scaling (each machine the workload's batch): throughput speedup over one machine",
+        "",
+        "| workload | Gb/s | " + " | ".join(f"N={n}" for n in MACHINES[1:]) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in MACHINES[1:]) + " |",
+    ]
     for name, m in measured["workloads"].items():
         busy = (m["compute"] + m["pack"] + m["update"]) / 1e3
         for gbit in BANDWIDTHS:
@@ -157,9 +172,13 @@ def model(measured):
             lines.append(f"| {name} | {gbit} | " + " | ".join(f"{s:.3g}" for s in speedups[1:]) + " |")
     strong = {int(k): v for k, v in measured["strong_W3"].items()}
     t1 = strong[1]["plain_step"] / 1e3
-    lines += ["", "Strong scaling (W3, global batch 256, 256/N rows per machine): speedup over one machine",
-              "", "| Gb/s | " + " | ".join(f"N={n}" for n in sorted(strong)[1:]) + " |",
-              "| --- | " + " | ".join("---" for _ in sorted(strong)[1:]) + " |"]
+    lines += [
+        "",
+        "Strong scaling (W3, global batch 256, 256/N rows per machine): speedup over one machine",
+        "",
+        "| Gb/s | " + " | ".join(f"N={n}" for n in sorted(strong)[1:]) + " |",
+        "| --- | " + " | ".join("---" for _ in sorted(strong)[1:]) + " |",
+    ]
     for gbit in BANDWIDTHS:
         speedups = []
         for n in sorted(strong):

@@ -14,8 +14,9 @@ network has MNIST's shape and the accuracy is measured on real held-out images (
 train / 355 test; a synthetic set would make "0.96" mean whatever its generator makes it).
 ReLU hidden layers (with sigmoid ones this width learns too slowly at batch 256: still at
 chance after 200 epochs for lr 0.1–2); SGD, lr 0.05, momentum 0.9. The clock counts training
-steps only; the test accuracy is evaluated after every step, off the clock. Each step's parts are timed too (forward + backward, packing the gradients,
-the Allreduce, the optimizer step). Figures: docs/distributed.md.
+steps only; the test accuracy is evaluated after every step, off the clock. Each step's
+parts are timed too (forward + backward, packing the gradients, the Allreduce, the
+optimizer step). Figures: docs/distributed.md.
 
 ``--worker`` is one training run (what the driver launches); it prints one JSON line.
 """
@@ -58,7 +59,8 @@ def worker(args):
     from threadpoolctl import threadpool_limits
 
     import fastgrad as fg
-    from fastgrad import distributed as dist, nn, optim
+    from fastgrad import distributed as dist
+    from fastgrad import nn, optim
 
     threadpool_limits(args.threads, user_api="blas")
     comm = dist.init()
@@ -104,16 +106,40 @@ def worker(args):
         if reached is not None:
             break
     if comm.rank == 0:
-        print(json.dumps(dict(processes=comm.size, threads=args.threads, seconds=reached, steps=steps,
-                              epochs=curve[-1][0], accuracy=curve[-1][3],
-                              per_step_ms={k: 1e3 * v / steps for k, v in parts.items()})))
+        print(
+            json.dumps(
+                dict(
+                    processes=comm.size,
+                    threads=args.threads,
+                    seconds=reached,
+                    steps=steps,
+                    epochs=curve[-1][0],
+                    accuracy=curve[-1][3],
+                    per_step_ms={k: 1e3 * v / steps for k, v in parts.items()},
+                )
+            )
+        )
 
 
 def launch(name, args):
     processes, threads = CONFIGS[name]
-    command = [sys.executable, os.path.abspath(__file__), "--worker", "--threads", str(threads),
-               "--lr", str(args.lr), "--batch-size", str(args.batch_size), "--seed", str(args.seed),
-               "--target", str(args.target), "--max-epochs", str(args.max_epochs)]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        "--threads",
+        str(threads),
+        "--lr",
+        str(args.lr),
+        "--batch-size",
+        str(args.batch_size),
+        "--seed",
+        str(args.seed),
+        "--target",
+        str(args.target),
+        "--max-epochs",
+        str(args.max_epochs),
+    ]
     if processes > 1:
         mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
         command = [mpiexec if os.path.exists(mpiexec) else "mpiexec", "-n", str(processes), *command]
@@ -133,9 +159,13 @@ def driver(args):
         random.shuffle(order)
         for name in order:
             results[name].append(launch(name, args))
-        print(f"round {r + 1}: " + ", ".join(
-            f"{n} {results[n][-1]['seconds']:.2f} s ({results[n][-1]['steps']} steps)" for n in args.configs),
-            file=sys.stderr)
+        print(
+            f"round {r + 1}: "
+            + ", ".join(
+                f"{n} {results[n][-1]['seconds']:.2f} s ({results[n][-1]['steps']} steps)" for n in args.configs
+            ),
+            file=sys.stderr,
+        )
     with open("/proc/loadavg") as f:
         load_after = f.read().split()[:3]
     summary = {"load_before": load_before, "load_after": load_after, "configs": {}}
@@ -144,15 +174,17 @@ def driver(args):
         summary["configs"][name] = dict(
             seconds=statistics.median(x["seconds"] for x in runs),
             steps=sorted({x["steps"] for x in runs}),
-            per_step_ms={k: round(statistics.median(x["per_step_ms"][k] for x in runs), 3)
-                         for k in runs[0]["per_step_ms"]},
+            per_step_ms={
+                k: round(statistics.median(x["per_step_ms"][k] for x in runs), 3) for k in runs[0]["per_step_ms"]
+            },
         )
     if "2x1" in args.configs:  # per-round ratios: the same round's runs side by side
         for base in ("1x1", "1x2"):
             if base in args.configs:
                 ratios = [b["seconds"] / m["seconds"] for b, m in zip(results[base], results["2x1"])]
-                summary[f"speedup_2x1_over_{base}"] = dict(median=round(statistics.median(ratios), 3),
-                                                           low=round(min(ratios), 3), high=round(max(ratios), 3))
+                summary[f"speedup_2x1_over_{base}"] = dict(
+                    median=round(statistics.median(ratios), 3), low=round(min(ratios), 3), high=round(max(ratios), 3)
+                )
     print(json.dumps(summary, indent=2))
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import fastgrad as fg
-from fastgrad import cli, distributed as dist, nn, optim
+from fastgrad import cli, nn, optim
+from fastgrad import distributed as dist
 from fastgrad.datasets import DataLoader, load_digits
 
 
@@ -276,8 +277,9 @@ def test_loader_slices_make_up_dataloaders_batches(size, drop_last):
     for _epoch in range(2):  # a new permutation each pass, the same on every rank
         for batch, *slices in zip(plain, *loaders):
             xb, yb = batch
-            assert [len(s[1]) for s in slices] == [hi - lo for lo, hi in
-                                                    (dist.shard_bounds(len(yb), r, size) for r in range(size))]
+            assert [len(s[1]) for s in slices] == [
+                hi - lo for lo, hi in (dist.shard_bounds(len(yb), r, size) for r in range(size))
+            ]
             assert all(s[2] == len(yb) for s in slices)
             np.testing.assert_array_equal(np.concatenate([s[0] for s in slices]), xb)
             np.testing.assert_array_equal(np.concatenate([s[1] for s in slices]), yb)
@@ -326,8 +328,13 @@ def test_a_failing_rank_does_not_hang_the_others():
 def test_step_arguments_are_checked():
     W = fg.tensor(np.ones(3), requires_grad=True)
     opt = dist.DistributedOptimizer(optim.SGD([W], lr=0.1))
-    for args, match in [((3, 2), "n_local <= n_total"), ((0, 0), "n_total > 0"), ((-1, 2), "n_local must be"),
-                        ((1.0, 2), "n_local must be"), ((1, 2), "size 1 .* n_local=1 != n_total=2")]:
+    for args, match in [
+        ((3, 2), "n_local <= n_total"),
+        ((0, 0), "n_total > 0"),
+        ((-1, 2), "n_local must be"),
+        ((1.0, 2), "n_local must be"),
+        ((1, 2), "size 1 .* n_local=1 != n_total=2"),
+    ]:
         with pytest.raises(ValueError, match=match):
             opt.step(*args)
 

@@ -42,7 +42,12 @@ def _run(argv, timeout=TIMEOUT, cwd=None):
         env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     start = time.perf_counter()
     proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd,
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
         start_new_session=True,
     )
     try:
@@ -60,8 +65,18 @@ def _mpi(n, *args, **kwargs):
 
 @pytest.mark.parametrize("n, batch", [(2, 50), (3, 50), (3, 4)])  # 3 × 4: uneven, last slice empty
 def test_cli_n_ranks_match_one_process(tmp_path, n, batch):
-    common = ["-m", "fastgrad", "train", "--dtype", "float64", "--epochs", "2", "--batch-size",
-              str(batch), "--no-progress"]
+    common = [
+        "-m",
+        "fastgrad",
+        "train",
+        "--dtype",
+        "float64",
+        "--epochs",
+        "2",
+        "--batch-size",
+        str(batch),
+        "--no-progress",
+    ]
     code, out, err, _ = _run([sys.executable, *common, "--save", str(tmp_path / "one.npz")])
     assert code == 0, err
     code, out, err, _ = _mpi(n, *common, "--distributed", "--save", str(tmp_path / "many.npz"))

@@ -201,8 +201,9 @@ class DistributedLoader:
     empty (a last batch smaller than the number of ranks): the rank still takes the step.
     """
 
-    def __init__(self, X, y=None, batch_size: int = 32, shuffle: bool = True, seed=None,
-                 drop_last: bool = False, comm=None):
+    def __init__(
+        self, X, y=None, batch_size: int = 32, shuffle: bool = True, seed=None, drop_last: bool = False, comm=None
+    ):
         from ..datasets import _check_batching, _generator
 
         self._n = _check_batching(X, y, batch_size)

@@ -90,9 +90,7 @@ def _check_buffer(owner, buffer):
     if not isinstance(buffer, np.ndarray):
         raise TypeError(f"{owner}: buffer must be a numpy.ndarray, got {type(buffer).__name__}")
     if not buffer.flags.c_contiguous or not buffer.flags.writeable:
-        raise ValueError(
-            f"{owner}: buffer (shape {buffer.shape}) must be a C-contiguous, writeable array"
-        )
+        raise ValueError(f"{owner}: buffer (shape {buffer.shape}) must be a C-contiguous, writeable array")
     if buffer.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise TypeError(f"{owner}: buffer must be float32 or float64, got {buffer.dtype}")
 

@@ -62,8 +62,7 @@ class DistributedOptimizer:
     def __init__(self, optimizer, comm=None):
         if not hasattr(optimizer, "step") or not hasattr(optimizer, "params"):
             raise TypeError(
-                f"DistributedOptimizer: expected an optimizer with .params and .step(), "
-                f"got {type(optimizer).__name__}"
+                f"DistributedOptimizer: expected an optimizer with .params and .step(), got {type(optimizer).__name__}"
             )
         if isinstance(optimizer, DistributedOptimizer):
             raise TypeError("DistributedOptimizer: the optimizer is already distributed")
@@ -139,8 +138,9 @@ class DistributedOptimizer:
             elif type(g) is OuterGrad:
                 # W̄ = z̄ᵀ x straight into the buffer; the weight goes on the small factor z̄.
                 dz = g.dz if weight == 1.0 else g.dz * scale
-                kernels().outer_grad(np.ascontiguousarray(dz, self.dtype), np.ascontiguousarray(g.x, self.dtype),
-                                     out=view)
+                kernels().outer_grad(
+                    np.ascontiguousarray(dz, self.dtype), np.ascontiguousarray(g.x, self.dtype), out=view
+                )
             else:
                 g = np.asarray(p.grad if type(p) is Tensor else g)
                 if g.shape != view.shape:

@@ -74,8 +74,12 @@ def train(args, out=None) -> dict:
         loss_fn = nn.cross_entropy
     # The CLI's DataLoader seed, so the global batches are the ones `fastgrad train` sees.
     loader = DistributedLoader(
-        X_train, y_train, batch_size=args.batch_size, shuffle=True,
-        seed=np.random.default_rng([args.seed, 1]), comm=comm,
+        X_train,
+        y_train,
+        batch_size=args.batch_size,
+        shuffle=True,
+        seed=np.random.default_rng([args.seed, 1]),
+        comm=comm,
     )
     quiet = args.quiet or not root
 
@@ -137,8 +141,14 @@ def train(args, out=None) -> dict:
     finally:
         if limiter is not None:
             limiter.restore_original_limits()
-    figures = dict(final_loss=epoch_losses[-1], seconds=seconds, epoch_losses=epoch_losses,
-                   batch_losses=batch_losses, rank=comm.rank, size=comm.size)
+    figures = dict(
+        final_loss=epoch_losses[-1],
+        seconds=seconds,
+        epoch_losses=epoch_losses,
+        batch_losses=batch_losses,
+        rank=comm.rank,
+        size=comm.size,
+    )
     if not root:
         return figures
     accuracy = float(np.mean(np.argmax(scores, axis=1) == y_test))
