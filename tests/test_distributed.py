@@ -382,3 +382,22 @@ def test_broadcast_parameters_gives_every_rank_root_weights():
     for weights in dist.ThreadGroup(3).run(run):
         for a, b in zip(weights, want):
             assert np.array_equal(a, b)
+
+
+def test_a_parameter_no_rank_differentiated_is_skipped_as_in_one_process():
+    """Adam with weight decay moves a parameter whose .grad is a zero array, not one whose
+    .grad is None: the ranks must agree it had no gradient."""
+
+    def run(comm):
+        used = fg.tensor(np.ones(3), requires_grad=True)
+        unused = fg.tensor(np.ones(2), requires_grad=True)
+        opt = dist.DistributedOptimizer(optim.Adam([used, unused], lr=0.1, weight_decay=0.5), comm=comm)
+        lo, hi = dist.shard_bounds(3, comm.rank, comm.size)
+        if hi > lo:
+            (used * fg.tensor(np.arange(3.0))).sum().backward()
+        opt.step(hi - lo, 3)
+        return used.data.copy(), unused.data.copy(), unused.grad
+
+    for used, unused, grad in dist.ThreadGroup(4).run(run):
+        assert np.array_equal(unused, np.ones(2)) and grad is None
+        assert not np.array_equal(used, np.ones(3))

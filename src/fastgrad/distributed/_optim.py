@@ -3,10 +3,13 @@
 A step is three parts, each callable on its own (a compiled plan replaces the first):
 
 1. ``pack(n_local, n_total, loss)``: each parameter's gradient, scaled by nᵣ/B, written
-   into its view of ``buffer``; the last two slots get nᵣ/B · loss and nᵣ;
+   into its view of ``buffer``; after the gradients come one slot per parameter (1 if
+   this rank has a gradient for it), then nᵣ/B · loss, then nᵣ;
 2. ``comm.allreduce(buffer)``: the one collective of the step;
-3. ``unpack_and_step()``: each parameter's ``.grad`` becomes its view of the summed buffer
-   (no copy), the wrapped optimizer steps, and the global batch loss is returned.
+3. ``unpack_and_step(n_total)``: each parameter's ``.grad`` becomes its view of the summed
+   buffer (no copy; None where no rank had a gradient, so the optimizer skips it as it
+   would in one process), the wrapped optimizer steps, and the global batch loss is
+   returned.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from ._comm import DistributedError
 __all__ = ["DistributedOptimizer", "flatten_parameters"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-_LOSS, _COUNT = -2, -1  # the two slots after the gradients
-_OWN = ("optimizer", "comm", "params", "buffer", "views", "dtype")
+_LOSS, _COUNT = -2, -1  # the last two slots of the buffer
+_OWN = ("optimizer", "comm", "params", "buffer", "views", "dtype", "flags")
 
 
 def flatten_parameters(params, owner="flatten_parameters", extra=0):
@@ -73,8 +76,10 @@ class DistributedOptimizer:
         self.optimizer = optimizer
         self.comm = comm
         self.params = list(optimizer.params)
-        self.buffer, self.views = flatten_parameters(self.params, "DistributedOptimizer", extra=2)
+        n_params = len(self.params)
+        self.buffer, self.views = flatten_parameters(self.params, "DistributedOptimizer", extra=n_params + 2)
         self.dtype = self.buffer.dtype
+        self.flags = self.buffer[-2 - n_params : -2]  # which parameters got a gradient
 
     # -- the wrapped optimizer's face --
 
@@ -133,6 +138,7 @@ class DistributedOptimizer:
         scale = self.dtype.type(weight)
         for i, (p, view) in enumerate(zip(self.params, self.views)):
             g = _tape.stored_grad(p) if type(p) is Tensor else p.grad
+            self.flags[i] = g is not None and n_local > 0
             if g is None or n_local == 0:
                 view.fill(0)  # no backward reached it (or an empty slice): it adds nothing
             elif type(g) is OuterGrad:
@@ -162,13 +168,15 @@ class DistributedOptimizer:
                 f"together, but n_total is {n_total}: the ranks disagree about the batch (each must "
                 "take its slice of the same global batch, e.g. with DistributedLoader and one seed)"
             )
-        for p, view in zip(self.params, self.views):
-            p.grad = view
+        for p, view, flag in zip(self.params, self.views, self.flags):
+            p.grad = view if flag else None
         self.optimizer.step()
         return float(self.buffer[_LOSS])
 
     def __repr__(self):
-        return f"DistributedOptimizer({self.optimizer!r}, {self.comm!r}, {self.buffer.size - 2} values)"
+        return (
+            f"DistributedOptimizer({self.optimizer!r}, {self.comm!r}, {self.buffer.size - self.flags.size - 2} values)"
+        )
 
 
 def _loss_value(loss) -> float:
