@@ -132,7 +132,7 @@ class DistributedOptimizer:
         return n_local / n_total
 
     def pack(self, n_local, n_total, loss=None, weight=None):
-        """Part 1: the weighted gradients (and loss, count) into ``buffer``."""
+        """Part 1: the weighted gradients, then the trailer (flags, loss, count), into ``buffer``."""
         if weight is None:
             weight = self._weight(n_local, n_total)
         scale = self.dtype.type(weight)
@@ -155,12 +155,16 @@ class DistributedOptimizer:
                         f"gradient has shape {g.shape}"
                     )
                 np.multiply(g, scale, out=view, casting="same_kind")
+        self.pack_trailer(n_local, weight, loss)
+
+    def pack_trailer(self, n_local, weight, loss=None):
+        """The last two slots: nᵣ/B · loss and nᵣ (a compiled plan that wrote the weighted
+        gradients and the flags itself calls only this)."""
         self.buffer[_LOSS] = 0.0 if loss is None or n_local == 0 else weight * _loss_value(loss)
         self.buffer[_COUNT] = n_local
 
-    def unpack_and_step(self, n_total):
-        """Part 3: check the ranks' counts add up, point each ``.grad`` at its view of the
-        summed buffer, step; returns the global batch's mean loss."""
+    def check_counts(self, n_total):
+        """After the Allreduce: the ranks' rows must add up to the global batch."""
         counted = float(self.buffer[_COUNT])
         if counted != n_total:
             raise DistributedError(
@@ -168,6 +172,11 @@ class DistributedOptimizer:
                 f"together, but n_total is {n_total}: the ranks disagree about the batch (each must "
                 "take its slice of the same global batch, e.g. with DistributedLoader and one seed)"
             )
+
+    def unpack_and_step(self, n_total):
+        """Part 3: check the counts, point each ``.grad`` at its view of the summed buffer
+        (None where no rank had a gradient), step; returns the global batch's mean loss."""
+        self.check_counts(n_total)
         for p, view, flag in zip(self.params, self.views, self.flags):
             p.grad = view if flag else None
         self.optimizer.step()
