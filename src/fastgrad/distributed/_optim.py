@@ -25,7 +25,7 @@ __all__ = ["DistributedOptimizer", "flatten_parameters"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _LOSS, _COUNT = -2, -1  # the last two slots of the buffer
-_OWN = ("optimizer", "comm", "params", "buffer", "views", "dtype", "flags")
+_OWN = ("optimizer", "comm", "params", "buffer", "views", "dtype", "flags", "_scratch")
 
 
 def flatten_parameters(params, owner="flatten_parameters", extra=0):
@@ -80,6 +80,7 @@ class DistributedOptimizer:
         self.buffer, self.views = flatten_parameters(self.params, "DistributedOptimizer", extra=n_params + 2)
         self.dtype = self.buffer.dtype
         self.flags = self.buffer[-2 - n_params : -2]  # which parameters got a gradient
+        self._scratch = {}
 
     # -- the wrapped optimizer's face --
 
@@ -143,7 +144,7 @@ class DistributedOptimizer:
                 view.fill(0)  # no backward reached it (or an empty slice): it adds nothing
             elif type(g) is OuterGrad:
                 # W̄ = z̄ᵀ x straight into the buffer; the weight goes on the small factor z̄.
-                dz = g.dz if weight == 1.0 else g.dz * scale
+                dz = g.dz if weight == 1.0 else self._scaled(i, g.dz, scale)
                 kernels().outer_grad(
                     np.ascontiguousarray(dz, self.dtype), np.ascontiguousarray(g.x, self.dtype), out=view
                 )
@@ -156,6 +157,14 @@ class DistributedOptimizer:
                     )
                 np.multiply(g, scale, out=view, casting="same_kind")
         self.pack_trailer(n_local, weight, loss)
+
+    def _scaled(self, i, dz, scale):
+        """scale · z̄ in a buffer kept per parameter (a fresh one each step would page-fault)."""
+        out = self._scratch.get(i)
+        if out is None or out.shape != dz.shape:
+            out = self._scratch[i] = np.empty(dz.shape, self.dtype)
+        np.multiply(dz, scale, out=out, casting="same_kind")
+        return out
 
     def pack_trailer(self, n_local, weight, loss=None):
         """The last two slots: nᵣ/B · loss and nᵣ (a compiled plan that wrote the weighted
