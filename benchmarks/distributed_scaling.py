@@ -167,7 +167,8 @@ def model(measured):
     for name, m in measured["workloads"].items():
         busy = (m["compute"] + m["pack"] + m["update"]) / 1e3
         for gbit in BANDWIDTHS:
-            speedups = [n * m["plain_step"] / 1e3 / (busy + ring_seconds(n, m["bytes"], gbit)) for n in MACHINES]
+            plain = m["plain_step"] / 1e3  # one machine takes the plain step
+            speedups = [1.0] + [n * plain / (busy + ring_seconds(n, m["bytes"], gbit)) for n in MACHINES[1:]]
             curves[(name, gbit)] = speedups
             lines.append(f"| {name} | {gbit} | " + " | ".join(f"{s:.3g}" for s in speedups[1:]) + " |")
     strong = {int(k): v for k, v in measured["strong_W3"].items()}
@@ -180,8 +181,8 @@ def model(measured):
         "| --- | " + " | ".join("---" for _ in sorted(strong)[1:]) + " |",
     ]
     for gbit in BANDWIDTHS:
-        speedups = []
-        for n in sorted(strong):
+        speedups = [1.0]
+        for n in sorted(strong)[1:]:
             s = strong[n]
             busy = (s["compute"] + s["pack"] + s["update"]) / 1e3
             speedups.append(t1 / (busy + ring_seconds(n, s["bytes"], gbit)))
