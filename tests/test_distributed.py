@@ -401,3 +401,44 @@ def test_a_parameter_no_rank_differentiated_is_skipped_as_in_one_process():
     for used, unused, grad in dist.ThreadGroup(4).run(run):
         assert np.array_equal(unused, np.ones(2)) and grad is None
         assert not np.array_equal(used, np.ones(3))
+
+
+def test_step_inside_fastgrad_compile_is_refused():
+    model = nn.MLP([4, 3, 2], rng=0)
+    opt = dist.DistributedOptimizer(optim.SGD(model.parameters(), lr=0.1), comm=dist.ThreadGroup(2)[0])
+
+    def step(x, y):
+        opt.zero_grad()
+        nn.cross_entropy(model(x), y).backward()
+        opt.step(len(x), 2 * len(x))
+
+    with pytest.raises(fg.TracingError, match="DistributedOptimizer.step inside fastgrad.compile"):
+        fg.compile(step)(np.ones((3, 4)), np.array([0, 1, 0]))
+
+
+def test_compiled_forward_backward_with_the_step_outside():
+    X, y, _, _ = load_digits(dtype=np.float64)
+    X, y = X[:90], y[:90]
+
+    def run(comm, compiled):
+        model = nn.MLP([64, 16, 10], rng=0)
+        opt = dist.DistributedOptimizer(optim.SGD(model.parameters(), lr=0.1, momentum=0.9), comm=comm)
+
+        def forward_backward(x, t):
+            opt.zero_grad()
+            loss = nn.cross_entropy(model(x), t)
+            loss.backward()
+            return loss
+
+        f = fg.compile(forward_backward) if compiled else forward_backward
+        losses = []
+        for xb, yb, total in dist.DistributedLoader(X, y, batch_size=30, seed=0, comm=comm):
+            losses.append(opt.step(len(xb), total, f(xb, yb)))
+        return [p.data.copy() for p in model.parameters()], losses
+
+    eager = dist.ThreadGroup(3).run(run, False)
+    compiled = dist.ThreadGroup(3).run(run, True)
+    for (we, le), (wc, lc) in zip(eager, compiled):
+        np.testing.assert_allclose(lc, le, rtol=1e-12)
+        for a, b in zip(wc, we):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)

@@ -108,6 +108,14 @@ class DistributedOptimizer:
 
     def step(self, n_local: int, n_total: int, loss=None):
         """Sum the ranks' gradients (weighted nᵣ/B) in one Allreduce, then step; see the class."""
+        if _tape._tracer is not None:
+            from .._compile import TracingError
+
+            # The Allreduce is not an instruction of a compiled plan yet: a replay would skip it.
+            raise TracingError(
+                "DistributedOptimizer.step inside fastgrad.compile is not supported yet: compile "
+                "the forward and backward only, and call step() outside the compiled function"
+            )
         weight = self._weight(n_local, n_total)
         if self.comm.size == 1:  # nothing to sum: exactly the plain step
             self.optimizer.step()
