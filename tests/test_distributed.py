@@ -442,3 +442,12 @@ def test_compiled_forward_backward_with_the_step_outside():
         np.testing.assert_allclose(lc, le, rtol=1e-12)
         for a, b in zip(wc, we):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_loader_without_targets_yields_rows_and_the_global_count():
+    X = np.arange(14.0).reshape(7, 2)
+    group = dist.ThreadGroup(2)
+    a, b = (list(dist.DistributedLoader(X, batch_size=4, shuffle=False, comm=c)) for c in group)
+    assert [len(x) for x, _ in a] == [2, 1] and [len(x) for x, _ in b] == [2, 2]
+    assert [n for _, n in a] == [4, 3] == [n for _, n in b]
+    np.testing.assert_array_equal(np.concatenate([a[0][0], b[0][0], a[1][0], b[1][0]]), X)

@@ -59,7 +59,8 @@ class DistributedOptimizer:
     batch's mean loss when ``loss`` is given (it travels in the same Allreduce), else None.
     With size 1 the step is exactly the wrapped optimizer's.
 
-    After a step every parameter's ``.grad`` is the global gradient, a view of ``buffer``.
+    After a step every parameter's ``.grad`` is the global gradient, a view of ``buffer``
+    that the next step overwrites (copy it to keep it).
     """
 
     def __init__(self, optimizer, comm=None):
