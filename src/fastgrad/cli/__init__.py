@@ -278,6 +278,11 @@ def main(argv=None) -> int:
     except CLIError as exc:
         print(f"fastgrad {args.command}: error: {exc}", file=sys.stderr)
         return exc.code
+    except Exception as exc:
+        if type(exc).__name__ != "DistributedError":  # (fastgrad.distributed, if it was imported)
+            raise
+        print(f"fastgrad {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"fastgrad {args.command}: interrupted", file=sys.stderr)
         return 130
