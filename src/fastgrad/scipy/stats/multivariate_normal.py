@@ -1,0 +1,201 @@
+"""``fastgrad.scipy.stats.multivariate_normal``: the multivariate normal N(mean, cov),
+differentiable in x, mean and cov (``allow_singular=True``: in x and mean; in cov it
+raises, as autograd's).
+
+``cov`` is read as the symmetric matrix S = (cov + covᵀ)/2 (for a symmetric cov, which is
+what a covariance is, that is cov itself, and the values are SciPy's to rounding; SciPy
+reads one triangle). The gradient with respect to cov is then the symmetric one,
+autograd's. The forward factors S once (Cholesky; SciPy's is an eigendecomposition and
+costs more): with r = x − mean and d the dimension,
+
+    logpdf = −½ (d log 2π + log det S + rᵀ S⁻¹ r),
+    x̄ = −ȳ S⁻¹ r,  mean̄ = ȳ S⁻¹ r,  cov̄ = ½ ȳ (S⁻¹ r rᵀ S⁻¹ − S⁻¹),
+    entropy = ½ d (1 + log 2π) + ½ log det S,  cov̄ = ½ ȳ S⁻¹.
+
+x, mean and cov take SciPy's shapes: x (d,) or (..., d) (or (n,) points when d = 1), mean
+(d,) or a number, cov (d, d), a vector (its diagonal) or a number (times I); the result
+is squeezed as SciPy squeezes it.
+"""
+
+import numpy as onp
+import scipy.linalg as _sla
+import scipy.stats as _st
+
+from ... import numpy as fnp
+from ...numpy import linalg as fla
+from .._common import Formula, Sample, entry, reshape, shape_of, value
+
+__all__ = ["pdf", "logpdf", "entropy"]
+
+_LOG_2PI = onp.log(2 * onp.pi)
+
+
+def _points_shape(xs, d):
+    """x's shape as SciPy reads it: (..., d)."""
+    if len(xs) == 0:
+        return (1, 1) if d == 1 else (1,) + xs  # SciPy: a number is one point of dimension 1
+    if len(xs) == 1:
+        return (xs[0], 1) if d == 1 else (1, xs[0])
+    return xs
+
+
+def _squeezed(out):
+    out = onp.squeeze(out)
+    return out[()] if out.ndim == 0 else out
+
+
+def _cholesky(cov, where):
+    s = onp.asarray(cov, dtype=onp.result_type(cov, 1.0))
+    s = (s + s.T) / 2.0
+    try:
+        return onp.linalg.cholesky(s)
+    except onp.linalg.LinAlgError:
+        raise onp.linalg.LinAlgError(
+            f"multivariate_normal.{where}: cov of shape {s.shape} is not positive definite "
+            "(pass allow_singular=True for a singular covariance)") from None
+
+
+def _logpdf_forward(x, mean, cov, allow_singular):
+    if allow_singular:
+        return _st.multivariate_normal.logpdf(x, mean, cov, allow_singular=True)
+    mean = onp.asarray(mean)
+    d = mean.shape[0]
+    x = onp.asarray(x, dtype=onp.result_type(x, mean, 1.0))
+    r = onp.reshape(x, _points_shape(x.shape, d)) - mean
+    low = _cholesky(cov, "logpdf")
+    z = _sla.solve_triangular(low, r.reshape(-1, d).T, lower=True)
+    maha = onp.sum(z * z, axis=0).reshape(r.shape[:-1])
+    log_det = 2.0 * onp.sum(onp.log(onp.diagonal(low)))
+    return _squeezed(-0.5 * (d * _LOG_2PI + log_det + maha))
+
+
+def _pdf_forward(x, mean, cov, allow_singular):
+    if allow_singular:
+        return _st.multivariate_normal.pdf(x, mean, cov, allow_singular=True)
+    return onp.exp(_logpdf_forward(x, mean, cov, False))
+
+
+def _parts(g, x, mean, cov, allow_singular):
+    """(ȳ per point as a column (n, 1), S⁻¹ r per point (n, d), S⁻¹ or None): what the
+    three rules share."""
+    d = shape_of(mean)[0]
+    r = reshape(reshape(x, _points_shape(tuple(shape_of(x)), d)) - mean, (-1, d))
+    if allow_singular:
+        s_inv = fla.pinv(cov)
+    else:
+        s = 0.5 * (cov + fnp.transpose(cov))
+        s_inv = fla.inv(s)
+    solved = fnp.matmul(r, s_inv)  # rows rᵀ S⁻¹ (S⁻¹ is symmetric)
+    return reshape(g, (-1, 1)), solved, s_inv
+
+
+def _x_rule(g, ans, x, mean, cov, allow_singular):
+    g, solved, _ = _parts(g, x, mean, cov, allow_singular)
+    return reshape(-g * solved, shape_of(x))
+
+
+def _mean_rule(g, ans, x, mean, cov, allow_singular):
+    g, solved, _ = _parts(g, x, mean, cov, allow_singular)
+    return fnp.sum(g * solved, 0)
+
+
+def _cov_rule(g, ans, x, mean, cov, allow_singular):
+    if allow_singular:
+        raise NotImplementedError("multivariate_normal: no derivative with respect to cov "
+                                  "(argument 2) when allow_singular=True")
+    g, solved, s_inv = _parts(g, x, mean, cov, allow_singular)
+    return 0.5 * (fnp.matmul(fnp.transpose(solved), g * solved) - fnp.sum(g) * s_inv)
+
+
+def _times_ans(rule):
+    return lambda g, ans, *args: rule(g * ans, ans, *args)
+
+
+def _spd(r, d):
+    m = r.normal(size=(d, d))
+    return m @ m.T + d * onp.eye(d)
+
+
+def _samples(r):
+    # (allow_singular=True is tested in tests/test_scipy.py: off its support the log density
+    # is −∞, so finite differences must move x and mean along the support only)
+    return [Sample(r.normal(size=(3,)), r.normal(size=(3,)), _spd(r, 3), False),
+            Sample(r.normal(size=(5, 3)), r.normal(size=(3,)), _spd(r, 3), False),
+            Sample(r.normal(size=(4,)), r.normal(size=(1,)), _spd(r, 1), False)]
+
+
+_TEXT = {0: "{0}̄ = −{out}̄ S⁻¹ r", 1: "{1}̄ = {out}̄ S⁻¹ r", 2: "{2}̄ = ½ {out}̄ (S⁻¹ r rᵀ S⁻¹ − S⁻¹)"}
+
+_logpdf = entry(
+    _logpdf_forward, "multivariate_normal.logpdf", samples=_samples,
+    vjps=[_x_rule, _mean_rule, _cov_rule],
+    formula=Formula("{out} = log N({0}; {1}, {2})  [r = {0} − {1}, S = sym {2}]", _TEXT),
+)
+_pdf = entry(
+    _pdf_forward, "multivariate_normal.pdf", samples=_samples, saves_ans=True,
+    vjps=[_times_ans(_x_rule), _times_ans(_mean_rule), _times_ans(_cov_rule)],
+    formula=Formula("{out} = N({0}; {1}, {2})  [r = {0} − {1}, S = sym {2}]",
+                    {i: t.replace("{out}̄", "{out}̄ {out}") for i, t in _TEXT.items()}),
+)
+
+
+def _entropy_forward(cov):
+    low = _cholesky(cov, "entropy")
+    d = low.shape[0]
+    return 0.5 * d * (1.0 + _LOG_2PI) + onp.sum(onp.log(onp.diagonal(low)))
+
+
+_entropy = entry(
+    _entropy_forward, "multivariate_normal.entropy",
+    vjps=[lambda g, ans, cov: 0.5 * g * fla.inv(0.5 * (cov + fnp.transpose(cov)))],
+    formula=Formula("{out} = ½ d (1 + log 2π) + ½ log det {0}", {0: "{0}̄ = ½ {out}̄ {0}⁻¹"}),
+    samples=lambda r: [Sample(_spd(r, 3)), Sample(_spd(r, 1))],
+)
+
+
+def _parameters(mean, cov):
+    """(mean (d,), cov (d, d)) from SciPy's accepted forms, composed of differentiable
+    operations so a number or a diagonal given for cov still gets its gradient."""
+    mv, cv = value(mean), value(cov)
+    if mean is not None and onp.ndim(mv) >= 1:
+        d = onp.shape(mv)[0]
+    elif cov is not None and onp.ndim(cv) >= 1:
+        d = onp.shape(cv)[0]
+    else:
+        d = 1
+    if mean is None:
+        mean = onp.zeros(d)
+    elif onp.ndim(mv) == 0:
+        mean = mean * onp.ones(d)
+    if cov is None:
+        cov = onp.eye(d)
+    elif onp.ndim(cv) == 0:
+        cov = cov * onp.eye(d)
+    elif onp.ndim(cv) == 1:
+        cov = fnp.diag(cov)
+    ms, cs = onp.shape(value(mean)), onp.shape(value(cov))
+    if ms != (d,) or cs != (d, d):
+        raise ValueError(f"multivariate_normal: mean of shape {ms} and cov of shape {cs} do not "
+                         f"describe one distribution (need ({d},) and ({d}, {d}))")
+    return mean, cov
+
+
+def logpdf(x, mean=None, cov=1, allow_singular=False):
+    """The log density of N(mean, cov) at x, as ``scipy.stats.multivariate_normal.logpdf``."""
+    mean, cov = _parameters(mean, cov)
+    return _logpdf(x, mean, cov, bool(allow_singular))
+
+
+def pdf(x, mean=None, cov=1, allow_singular=False):
+    """The density of N(mean, cov) at x, as ``scipy.stats.multivariate_normal.pdf``."""
+    mean, cov = _parameters(mean, cov)
+    return _pdf(x, mean, cov, bool(allow_singular))
+
+
+def entropy(mean=None, cov=1):
+    """The differential entropy of N(mean, cov) (it does not depend on the mean), as
+    ``scipy.stats.multivariate_normal.entropy``."""
+    _, cov = _parameters(mean, cov)
+    return _entropy(cov)
+
+
