@@ -61,7 +61,11 @@ def _logpdf_forward(x, mean, cov, allow_singular):
     mean = onp.asarray(mean)
     d = mean.shape[0]
     x = onp.asarray(x, dtype=onp.result_type(x, mean, 1.0))
-    r = onp.reshape(x, _points_shape(x.shape, d)) - mean
+    points = _points_shape(x.shape, d)
+    if points[-1] != d:
+        raise ValueError(f"multivariate_normal.logpdf: x of shape {x.shape} holds no points of the "
+                         f"distribution's dimension {d}")
+    r = onp.reshape(x, points) - mean
     low = _cholesky(cov, "logpdf")
     z = _sla.solve_triangular(low, r.reshape(-1, d).T, lower=True)
     maha = onp.sum(z * z, axis=0).reshape(r.shape[:-1])
@@ -155,28 +159,26 @@ _entropy = entry(
 
 def _parameters(mean, cov):
     """(mean (d,), cov (d, d)) from SciPy's accepted forms, composed of differentiable
-    operations so a number or a diagonal given for cov still gets its gradient."""
+    operations so a number or a diagonal given for cov still gets its gradient. The
+    dimension is SciPy's: the mean's size, else cov's side (1 for a number or a vector)."""
     mv, cv = value(mean), value(cov)
-    if mean is not None and onp.ndim(mv) >= 1:
-        d = onp.shape(mv)[0]
-    elif cov is not None and onp.ndim(cv) >= 1:
-        d = onp.shape(cv)[0]
+    if mean is not None:
+        d = int(onp.size(mv))
+        if onp.shape(mv) != (d,):
+            mean = reshape(mean, (d,))
     else:
-        d = 1
-    if mean is None:
+        d = onp.shape(cv)[0] if cov is not None and onp.ndim(cv) >= 2 else 1
         mean = onp.zeros(d)
-    elif onp.ndim(mv) == 0:
-        mean = mean * onp.ones(d)
     if cov is None:
         cov = onp.eye(d)
     elif onp.ndim(cv) == 0:
         cov = cov * onp.eye(d)
     elif onp.ndim(cv) == 1:
         cov = fnp.diag(cov)
-    ms, cs = onp.shape(value(mean)), onp.shape(value(cov))
-    if ms != (d,) or cs != (d, d):
-        raise ValueError(f"multivariate_normal: mean of shape {ms} and cov of shape {cs} do not "
-                         f"describe one distribution (need ({d},) and ({d}, {d}))")
+    cs = onp.shape(value(cov))
+    if cs != (d, d):
+        raise ValueError(f"multivariate_normal: mean of shape {onp.shape(mv)} and cov of shape "
+                         f"{onp.shape(cv)} do not describe one distribution (need {d} and ({d}, {d}))")
     return mean, cov
 
 

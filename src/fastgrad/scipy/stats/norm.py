@@ -10,6 +10,8 @@ float32 (SciPy's answer is float64). With z = (x − loc)/scale, φ the standard
     cdf = Φ(z),  sf = Φ(−z),  logcdf = log Φ(z),  logsf = log Φ(−z).
 """
 
+import math
+
 import numpy as onp
 import scipy.special as _sp
 
@@ -19,8 +21,12 @@ from ._family import location_scale_formula, location_scale_vjps, nan_where_bad_
 
 __all__ = ["pdf", "logpdf", "cdf", "logcdf", "sf", "logsf"]
 
-_C = onp.sqrt(2 * onp.pi)  # SciPy's _norm_pdf_C
-_LOG_C = onp.log(_C)
+_C = math.sqrt(2 * math.pi)  # SciPy's _norm_pdf_C (Python floats: a float32 x stays float32)
+_LOG_C = math.log(_C)
+
+
+def _log(s):
+    return math.log(s) if isinstance(s, (int, float)) and s > 0 else onp.log(s)
 
 
 def _standardized(fun):
@@ -37,7 +43,7 @@ def _standardized(fun):
 
 
 _pdf = _standardized(lambda z, s: onp.exp(-z * z / 2.0) / _C / s)
-_logpdf = _standardized(lambda z, s: -z * z / 2.0 - _LOG_C - onp.log(s))
+_logpdf = _standardized(lambda z, s: -z * z / 2.0 - _LOG_C - _log(s))
 _cdf = _standardized(lambda z, s: _sp.ndtr(z))
 _sf = _standardized(lambda z, s: _sp.ndtr(-z))
 _logcdf = _standardized(lambda z, s: _sp.log_ndtr(z))
