@@ -104,7 +104,7 @@ def test_beta_family():
     for argument, position in (("a", 0), ("b", 1)):
         args = [a, b, x]
 
-        def f(v, position=position):
+        def f(v, position=position, args=args):
             args[position] = v
             return np.sum(fsp.betainc(*args))
 
@@ -119,7 +119,7 @@ def test_incomplete_gamma_and_multigammaln():
             onp.testing.assert_array_equal(f(a, x), ref(a, x))
             check_grad(f, ref, [a, x], 1)
         with pytest.raises(NotImplementedError, match="no derivative with respect to a"):
-            fg.grad(lambda a: np.sum(f(a, 1.5)))(2.0)
+            fg.grad(lambda a, f=f: np.sum(f(a, 1.5)))(2.0)
     for d in (1, 2, 3):
         a = U(4.0, 5.0, 2, 3)
         onp.testing.assert_array_equal(fsp.multigammaln(a, d), sp.multigammaln(a, d))
@@ -221,6 +221,7 @@ def test_t(name):
             fg.grad(lambda d: np.sum(f(x, d, loc, scale)))(df)
 
 
+LOC = -0.3
 STANDARD = [("beta", ["pdf", "logpdf", "cdf"], lambda: [U(0.05, 0.95, 3, 4), U(1.1, 4, 4), U(0.6, 4, 3, 1)]),
             ("gamma", ["pdf", "logpdf", "cdf"], lambda: [U(0.3, 4, 3, 4), U(0.6, 4, 4)]),
             ("chi2", ["pdf", "logpdf", "cdf"], lambda: [U(0.3, 4, 3, 4), U(0.6, 4, 4)])]
@@ -235,14 +236,14 @@ def test_shape_family(dist, names, make):
         for i in range(len(args) if name != "cdf" else 1):
             check_grad(f, ref, args, i)
         # loc and scale, composed: value and gradient of each against SciPy's
-        loc, scale = -0.3, U(1.1, 1.6, 4)
-        x = args[0] * scale + loc
-        onp.testing.assert_allclose(f(x, *args[1:], loc=loc, scale=scale),
-                                    ref(x, *args[1:], loc=loc, scale=scale), rtol=1e-12)
-        check_grad(lambda s, x=x, args=args: f(x, *args[1:], loc=loc, scale=s),
-                   lambda s, x=x, args=args: ref(x, *args[1:], loc=loc, scale=s), [scale], 0, rtol=1e-4)
-        check_grad(lambda x, args=args: f(x, *args[1:], loc=loc, scale=scale),
-                   lambda x, args=args: ref(x, *args[1:], loc=loc, scale=scale), [x], 0, rtol=1e-4)
+        scale = U(1.1, 1.6, 4)
+        x = args[0] * scale + LOC
+        onp.testing.assert_allclose(f(x, *args[1:], loc=LOC, scale=scale),
+                                    ref(x, *args[1:], loc=LOC, scale=scale), rtol=1e-12)
+        check_grad(lambda s, x=x, args=args, f=f: f(x, *args[1:], loc=LOC, scale=s),
+                   lambda s, x=x, args=args, ref=ref: ref(x, *args[1:], loc=LOC, scale=s), [scale], 0, rtol=1e-4)
+        check_grad(lambda x, args=args, f=f, s=scale: f(x, *args[1:], loc=LOC, scale=s),
+                   lambda x, args=args, ref=ref, s=scale: ref(x, *args[1:], loc=LOC, scale=s), [x], 0, rtol=1e-4)
         with onp.errstate(all="ignore"):
             onp.testing.assert_array_equal(f(x, *args[1:], scale=-1.0), ref(x, *args[1:], scale=-1.0))
     with pytest.raises(NotImplementedError, match=f"{dist}.cdf: no derivative with respect to"):
@@ -268,7 +269,7 @@ def test_poisson():
             check_grad(f, ref, [k_odd, U(0.5, 4, 4)], 1)
         onp.testing.assert_array_equal(f(k, mu, loc=1), ref(k, mu, loc=1))
         with pytest.raises(NotImplementedError, match=f"poisson.{name}: no derivative with respect to k"):
-            fg.grad(lambda k: np.sum(f(k, mu)))(k)
+            fg.grad(lambda k, f=f: np.sum(f(k, mu)))(k)
 
 
 def test_dirichlet():
@@ -281,7 +282,7 @@ def test_dirichlet():
             onp.testing.assert_allclose(f(xx, alpha), ref(xx, alpha), rtol=1e-12)
             check_grad(f, ref, [xx, alpha], 1)
         # along the simplex: x ↦ x / Σx, as autograd's test
-        check_grad(lambda x: f(x / np.sum(x), alpha), lambda x: ref(x / onp.sum(x), alpha), [x], 0)
+        check_grad(lambda x, f=f: f(x / np.sum(x), alpha), lambda x, r=ref: r(x / onp.sum(x), alpha), [x], 0)
         check_grad(f, ref, [x[:-1], alpha], 0)  # the left-out component moves with the others
         with pytest.raises(ValueError, match="simplex"):
             f(x * 1.1, alpha)
@@ -296,6 +297,12 @@ def _spd(d):
     return m @ m.T + d * onp.eye(d)
 
 
+def _symmetric_cov(f):
+    """SciPy reads cov's lower triangle, fastgrad its symmetric part: the same function of a
+    symmetric cov, so both are differentiated through cov ↦ (cov + covᵀ)/2."""
+    return lambda x, m, c: f(x, m, 0.5 * (c + c.T))
+
+
 def test_multivariate_normal():
     mvn, ref = fst.multivariate_normal, st.multivariate_normal
     cov, mean = _spd(3), R(3)
@@ -305,10 +312,7 @@ def test_multivariate_normal():
             onp.testing.assert_allclose(f(x, mean, cov), r(x, mean, cov), rtol=1e-12)
             assert onp.shape(f(x, mean, cov)) == onp.shape(r(x, mean, cov))
             for i in range(3):
-                # SciPy reads cov's lower triangle, fastgrad its symmetric part: the same function
-                # of a symmetric cov, so differentiate through cov ↦ (cov + covᵀ)/2 on both sides
-                sym = (lambda f: lambda x, m, c: f(x, m, 0.5 * (c + c.T)))
-                check_grad(sym(f), sym(r), [x, mean, cov], i, rtol=1e-5)
+                check_grad(_symmetric_cov(f), _symmetric_cov(r), [x, mean, cov], i, rtol=1e-5)
     # SciPy's other forms: no mean, a number or a diagonal for cov, points of dimension 1
     x, x1 = R(4, 2), R(5)
     onp.testing.assert_allclose(mvn.logpdf(x1), ref.logpdf(x1), rtol=1e-12)
@@ -343,12 +347,12 @@ def test_multivariate_normal_entropy_and_singular():
         pad = lambda v: np.concatenate([v, onp.zeros(1)])  # noqa: E731
         pad_np = lambda v: onp.concatenate([v, onp.zeros(1)])  # noqa: E731
         onp.testing.assert_allclose(f(x0, m0, sing, allow_singular=True), r(x0, m0, sing, allow_singular=True))
-        check_grad(lambda x: f(pad(x), m0, sing, allow_singular=True),
-                   lambda x: r(pad_np(x), m0, sing, allow_singular=True), [x0[:2]], 0)
-        check_grad(lambda m: f(x0, pad(m), sing, allow_singular=True),
-                   lambda m: r(x0, pad_np(m), sing, allow_singular=True), [m0[:2]], 0)
+        check_grad(lambda x, f=f, pad=pad: f(pad(x), m0, sing, allow_singular=True),
+                   lambda x, r=r, pad_np=pad_np: r(pad_np(x), m0, sing, allow_singular=True), [x0[:2]], 0)
+        check_grad(lambda m, f=f, pad=pad: f(x0, pad(m), sing, allow_singular=True),
+                   lambda m, r=r, pad_np=pad_np: r(x0, pad_np(m), sing, allow_singular=True), [m0[:2]], 0)
         with pytest.raises(NotImplementedError, match="multivariate_normal: no derivative with respect to cov"):
-            fg.grad(lambda c: f(x0, m0, c, allow_singular=True))(sing)
+            fg.grad(lambda c, f=f: f(x0, m0, c, allow_singular=True))(sing)
 
 
 # -------------------------------------------------------------------- signal --
@@ -391,8 +395,11 @@ GENERAL = [((3, 5), (3, 4), ([1], [0]), ([], [])), ((3, 5), (3, 4), ([], []), ([
            ((4, 3), (3, 2), ([1, 0], [1, 0]), ([], []))]
 
 
+@pytest.mark.parametrize("method", ["direct", "fft"])
 @pytest.mark.parametrize("sa,sb,axes,dot_axes", GENERAL, ids=[str(i) for i in range(len(GENERAL))])
-def test_convolve_generalized(sa, sb, axes, dot_axes):
+def test_convolve_generalized(sa, sb, axes, dot_axes, method, monkeypatch):
+    if method == "fft":  # (large arrays take the FFT path: here every array does)
+        monkeypatch.setattr(fsig, "_DIRECT_MAX", 0)
     A, B = R(*sa), R(*sb)
     for mode in ["full", "valid", "same"]:
         if mode == "valid" and not (all(sa[i] >= sb[j] for i, j in zip(*axes))
@@ -402,8 +409,9 @@ def test_convolve_generalized(sa, sb, axes, dot_axes):
         got = fsig.convolve(A, B, axes=axes, dot_axes=dot_axes, mode=mode)
         onp.testing.assert_allclose(got, want, atol=1e-12)
         for i in (0, 1):
-            check_grad(lambda *ab: fsig.convolve(*ab, axes=axes, dot_axes=dot_axes, mode=mode),
-                       lambda *ab: _reference_convolve(*ab, list(map(list, axes)), list(map(list, dot_axes)), mode),
+            check_grad(lambda *ab, m=mode: fsig.convolve(*ab, axes=axes, dot_axes=dot_axes, mode=m),
+                       lambda *ab, m=mode: _reference_convolve(*ab, [list(a) for a in axes],
+                                                               [list(a) for a in dot_axes], m),
                        [A, B], i)
 
 
@@ -539,7 +547,7 @@ def test_solve_banded_and_cholesky():
         onp.testing.assert_allclose(fla.cholesky(a, lower=lower), sla.cholesky(a, lower=lower), rtol=1e-13)
         sym = lambda f: lambda a, **k: f(0.5 * (a + a.T), **k)  # noqa: E731
         check_grad(sym(fla.cholesky), sym(sla.cholesky), [a], 0, lower=lower)
-        g = fg.grad(lambda a: np.sum(R(4, 4) * fla.cholesky(a, lower=lower)))(a)
+        g = fg.grad(lambda a, lw=lower: np.sum(R(4, 4) * fla.cholesky(a, lower=lw)))(a)
         onp.testing.assert_allclose(g, g.T, atol=1e-12)  # the symmetric gradient (autograd's)
 
 

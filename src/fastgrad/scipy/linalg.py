@@ -23,7 +23,7 @@ from .. import numpy as fnp
 from .._ops import matmul, multiply
 from .._tape import Primitive
 from ..numpy._vjps import UndefinedVjps
-from ._common import Formula, Sample, entry, refuse, shape_of, unbroadcast
+from ._common import Formula, Sample, entry, refuse, shape_of
 
 __all__ = ["sqrtm", "solve_sylvester", "solve_triangular", "solve_banded", "cholesky"]
 

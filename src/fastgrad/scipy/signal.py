@@ -99,7 +99,55 @@ def _convolve(A, B, axes=None, dot_axes=None, mode="full"):
                              f"axes {ax.conv[0]} and {ax.conv[1]})")
         pads = [(0, 0)] * len(na)
     x, y, kx, ky = (A, B, 0, 1) if x_is_a else (B, A, 1, 0)
+    if ax.conv[0] and _window_copy(x, y, ax, kx, ky, pads) > _DIRECT_MAX and A.dtype.kind == B.dtype.kind == "f":
+        return _by_fft(A, B, ax, mode)
     return _slide(x, y, ax, kx, ky, pads)
+
+
+# The direct method copies every window (a matrix for one product); past this many
+# elements the copy costs more than transforms: the FFT method (as scipy.signal.convolve
+# chooses it for large arrays). Both agree to rounding.
+_DIRECT_MAX = 1 << 23
+
+
+def _window_copy(x, y, ax, kx, ky, pads):
+    """How many elements the direct method's window matrix holds."""
+    n = 1
+    for i in ax.other[kx] + ax.dot[kx]:
+        n *= x.shape[i]
+    for i, j, p in zip(ax.conv[kx], ax.conv[ky], pads):
+        n *= (x.shape[i] + p[0] + p[1] - y.shape[j] + 1) * y.shape[j]
+    return n
+
+
+def _by_fft(A, B, ax, mode):
+    """The convolution by real FFTs over the convolved axes, the dot axes contracted in
+    the frequency domain (one matrix product per frequency), then cut to ``mode``."""
+    k = len(ax.conv[0])
+    a = onp.transpose(A, ax.other[0] + ax.dot[0] + ax.conv[0])
+    b = onp.transpose(B, ax.other[1] + ax.dot[1] + ax.conv[1])
+    na = [A.shape[i] for i in ax.conv[0]]
+    nb = [B.shape[i] for i in ax.conv[1]]
+    full = [p + q - 1 for p, q in zip(na, nb)]
+    oa, ob = a.shape[:len(ax.other[0])], b.shape[:len(ax.other[1])]
+    d = int(onp.prod([A.shape[i] for i in ax.dot[0]]))
+    fa = onp.fft.rfftn(a, s=full, axes=range(a.ndim - k, a.ndim))
+    fb = onp.fft.rfftn(b, s=full, axes=range(b.ndim - k, b.ndim))
+    freq = fa.shape[a.ndim - k:]
+    fa = fa.reshape(int(onp.prod(oa)), d, -1).transpose(2, 0, 1)  # (F, Pa, D)
+    fb = fb.reshape(int(onp.prod(ob)), d, -1).transpose(2, 1, 0)  # (F, D, Pb)
+    prod = onp.matmul(fa, fb).transpose(1, 2, 0)  # (Pa, Pb, F)
+    out = onp.fft.irfftn(prod.reshape(prod.shape[:2] + freq), s=full, axes=range(2, 2 + k))
+    cut = [slice(None), slice(None)]
+    for p, q in zip(na, nb):
+        if mode == "full":
+            cut.append(slice(None))
+        elif mode == "valid":
+            cut.append(slice(min(p, q) - 1, max(p, q)))
+        else:
+            cut.append(slice((q - 1) // 2, (q - 1) // 2 + p))
+    out = out[tuple(cut)]
+    return out.reshape(oa + ob + out.shape[2:]).astype(onp.result_type(A, B), copy=False)
 
 
 def _slide(x, y, ax, kx, ky, pads):

@@ -41,13 +41,19 @@ def location_scale_vjps(dx, kind, loc, scale, others=()):
 
 
 def location_scale_formula(forward, dx, kind, loc, scale, others=()):
-    extra = {"cdf": "", "pdf": " + {out}/{%d}" % scale, "logpdf": " + 1/{%d}" % scale}[kind]
-    z = "({0} − {%d})/{%d}" % (loc, scale)
+    s, m = _slot(scale), _slot(loc)
+    extra = {"cdf": "", "pdf": " + {out}/" + s, "logpdf": " + 1/" + s}[kind]
+    z = "({0} − " + m + ")/" + s
     backward = {0: "{0}̄ = {out}̄ ∘ " + dx,
-                loc: "{%d}̄ = −{out}̄ ∘ " % loc + dx,
-                scale: "{%d}̄ = −{out}̄ ∘ (" % scale + dx + " ∘ " + z + extra + ")"}
+                loc: m + "̄ = −{out}̄ ∘ " + dx,
+                scale: s + "̄ = −{out}̄ ∘ (" + dx + " ∘ " + z + extra + ")"}
     backward.update(dict(others))
     return Formula("{out} = " + forward, backward, broadcasts=True)
+
+
+def _slot(i):
+    """The template slot of argument i: "{i}"."""
+    return "{" + str(i) + "}"
 
 
 def nan_where_bad_scale(out, scale):

@@ -49,12 +49,12 @@ _TEXT = {0: "({1}−1)/{0} − ({2}−1)/(1−{0})", 1: "(log {0} − ψ({1}) + 
 _logpdf = entry(
     _st.beta.logpdf, "beta.logpdf", vjps=_rules(False), samples=_samples,
     formula=Formula("{out} = log Beta({0}; {1}, {2})",
-                    {i: "{%d}̄ = {out}̄ ∘ %s" % (i, t) for i, t in _TEXT.items()}, broadcasts=True),
+                    {i: "{" + str(i) + "}̄ = {out}̄ ∘ " + t for i, t in _TEXT.items()}, broadcasts=True),
 )
 _pdf = entry(
     _st.beta.pdf, "beta.pdf", vjps=_rules(True), samples=_samples, saves_ans=True,
     formula=Formula("{out} = Beta({0}; {1}, {2})",
-                    {i: "{%d}̄ = {out}̄ ∘ {out} ∘ %s" % (i, t) for i, t in _TEXT.items()}, broadcasts=True),
+                    {i: "{" + str(i) + "}̄ = {out}̄ ∘ {out} ∘ " + t for i, t in _TEXT.items()}, broadcasts=True),
 )
 _cdf = entry(
     _st.beta.cdf, "beta.cdf",

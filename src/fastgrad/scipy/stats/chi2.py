@@ -49,12 +49,12 @@ _TEXT = {0: "(({1}/2 − 1)/{0} − ½)", 1: "½(log {0} − log 2 − ψ({1}/2)
 _logpdf = entry(
     _st.chi2.logpdf, "chi2.logpdf", vjps=_rules(False), samples=_samples,
     formula=Formula("{out} = log χ²({0}; {1})",
-                    {i: "{%d}̄ = {out}̄ ∘ %s" % (i, t) for i, t in _TEXT.items()}, broadcasts=True),
+                    {i: "{" + str(i) + "}̄ = {out}̄ ∘ " + t for i, t in _TEXT.items()}, broadcasts=True),
 )
 _pdf = entry(
     _st.chi2.pdf, "chi2.pdf", vjps=_rules(True), samples=_samples, saves_ans=True,
     formula=Formula("{out} = χ²({0}; {1})",
-                    {i: "{%d}̄ = {out}̄ ∘ {out} ∘ %s" % (i, t) for i, t in _TEXT.items()}, broadcasts=True),
+                    {i: "{" + str(i) + "}̄ = {out}̄ ∘ {out} ∘ " + t for i, t in _TEXT.items()}, broadcasts=True),
 )
 _cdf = entry(
     _st.chi2.cdf, "chi2.cdf",

@@ -15,9 +15,9 @@ import scipy.special as _sp
 import scipy.stats as _st
 
 from ... import numpy as fnp
+from ..._tape import Primitive
 from ...numpy._vjps import UndefinedVjps
 from .._common import Formula, Sample, entry, reshape, shape_of, value
-from ..._tape import Primitive
 from ..special import digamma
 
 __all__ = ["pdf", "logpdf", "rvs"]

@@ -44,12 +44,12 @@ _TEXT = {0: "(({1}−1)/{0} − 1)", 1: "(log {0} − ψ({1}))"}
 _logpdf = entry(
     _st.gamma.logpdf, "gamma.logpdf", vjps=_rules(False), samples=_samples,
     formula=Formula("{out} = log Gamma({0}; {1})",
-                    {i: "{%d}̄ = {out}̄ ∘ %s" % (i, t) for i, t in _TEXT.items()}, broadcasts=True),
+                    {i: "{" + str(i) + "}̄ = {out}̄ ∘ " + t for i, t in _TEXT.items()}, broadcasts=True),
 )
 _pdf = entry(
     _st.gamma.pdf, "gamma.pdf", vjps=_rules(True), samples=_samples, saves_ans=True,
     formula=Formula("{out} = Gamma({0}; {1})",
-                    {i: "{%d}̄ = {out}̄ ∘ {out} ∘ %s" % (i, t) for i, t in _TEXT.items()}, broadcasts=True),
+                    {i: "{" + str(i) + "}̄ = {out}̄ ∘ {out} ∘ " + t for i, t in _TEXT.items()}, broadcasts=True),
 )
 _cdf = entry(
     _st.gamma.cdf, "gamma.cdf",
