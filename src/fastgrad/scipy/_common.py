@@ -18,10 +18,11 @@ __all__ = ["entry", "refuse", "traced", "value", "shape_of", "unbroadcast", "res
            "Formula", "Sample", "keepdims_shape", "as_axis", "sign_of"]
 
 
-def entry(fun, name, *, vjps, formula, samples, order=2, saves_ans=False, saves_args=True):
+def entry(fun, name, *, vjps, formula, samples, order=2, saves_ans=False, saves_args=True,
+          joint_vjp=None):
     """A registered primitive of ``fastgrad.scipy``: not lowered by ``fastgrad.compile``."""
     return define(fun, name, vjps=vjps, formula=formula, samples=samples, order=order,
-                  saves_ans=saves_ans, saves_args=saves_args,
+                  saves_ans=saves_ans, saves_args=saves_args, joint_vjp=joint_vjp,
                   lowering=NotCompiled(f"{name} (fastgrad.scipy) is not lowered yet"))
 
 

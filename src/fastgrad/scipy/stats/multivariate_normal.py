@@ -23,7 +23,7 @@ import scipy.stats as _st
 
 from ... import numpy as fnp
 from ...numpy import linalg as fla
-from .._common import Formula, Sample, entry, reshape, shape_of, value
+from .._common import Formula, Sample, entry, reshape, shape_of, traced, value
 
 __all__ = ["pdf", "logpdf", "entropy"]
 
@@ -67,10 +67,23 @@ def _logpdf_forward(x, mean, cov, allow_singular):
                          f"distribution's dimension {d}")
     r = onp.reshape(x, points) - mean
     low = _cholesky(cov, "logpdf")
-    z = _sla.solve_triangular(low, r.reshape(-1, d).T, lower=True)
+    z = _lapack("trtrs", low)(low, r.reshape(-1, d).T, lower=1)[0]  # L⁻¹ r
     maha = onp.sum(z * z, axis=0).reshape(r.shape[:-1])
     log_det = 2.0 * onp.sum(onp.log(onp.diagonal(low)))
     return _squeezed(-0.5 * (d * _LOG_2PI + log_det + maha))
+
+
+_LAPACK = {}
+
+
+def _lapack(name, a):
+    """LAPACK's routine for a's dtype (scipy.linalg's wrappers cost more than the solve at
+    the sizes a covariance usually has)."""
+    key = (name, a.dtype.char)
+    fun = _LAPACK.get(key)
+    if fun is None:
+        fun = _LAPACK[key] = _sla.get_lapack_funcs(name, (a,))
+    return fun
 
 
 def _pdf_forward(x, mean, cov, allow_singular):
@@ -115,6 +128,36 @@ def _times_ans(rule):
     return lambda g, ans, *args: rule(g * ans, ans, *args)
 
 
+def _joint(times_ans):
+    """x̄, mean̄, cov̄ (those asked for) in a first-order sweep on arrays: one Cholesky
+    factor serves all three (the rules above, on tensors, stay for grad of grad)."""
+
+    def joint(parents, g, ans, defer, x, mean, cov, allow_singular):
+        if allow_singular or traced(g, x, mean, cov):
+            return None
+        if times_ans:
+            g = g * ans
+        d = mean.shape[0]
+        x = onp.asarray(x)
+        r = (onp.reshape(x, _points_shape(x.shape, d)) - mean).reshape(-1, d)
+        low = _cholesky(cov, "logpdf")
+        potrs = _lapack("potrs", low)
+        solved = potrs(low, r.T, lower=1)[0].T  # rows rᵀ S⁻¹
+        g_col = onp.reshape(g, (-1, 1))
+        signals = []
+        for argnum, _ in parents:
+            if argnum == 0:
+                signals.append(onp.reshape(-g_col * solved, x.shape))
+            elif argnum == 1:
+                signals.append(onp.sum(g_col * solved, 0))
+            else:
+                s_inv = potrs(low, onp.eye(d, dtype=low.dtype), lower=1)[0]
+                signals.append(0.5 * (solved.T @ (g_col * solved) - onp.sum(g) * s_inv))
+        return signals
+
+    return joint
+
+
 def _spd(r, d):
     m = r.normal(size=(d, d))
     return m @ m.T + d * onp.eye(d)
@@ -132,12 +175,12 @@ _TEXT = {0: "{0}̄ = −{out}̄ S⁻¹ r", 1: "{1}̄ = {out}̄ S⁻¹ r", 2: "{2
 
 _logpdf = entry(
     _logpdf_forward, "multivariate_normal.logpdf", samples=_samples,
-    vjps=[_x_rule, _mean_rule, _cov_rule],
+    vjps=[_x_rule, _mean_rule, _cov_rule], joint_vjp=_joint(False),
     formula=Formula("{out} = log N({0}; {1}, {2})  [r = {0} − {1}, S = sym {2}]", _TEXT),
 )
 _pdf = entry(
     _pdf_forward, "multivariate_normal.pdf", samples=_samples, saves_ans=True,
-    vjps=[_times_ans(_x_rule), _times_ans(_mean_rule), _times_ans(_cov_rule)],
+    vjps=[_times_ans(_x_rule), _times_ans(_mean_rule), _times_ans(_cov_rule)], joint_vjp=_joint(True),
     formula=Formula("{out} = N({0}; {1}, {2})  [r = {0} − {1}, S = sym {2}]",
                     {i: t.replace("{out}̄", "{out}̄ {out}") for i, t in _TEXT.items()}),
 )
