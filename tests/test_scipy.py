@@ -491,6 +491,25 @@ def test_odeint_containers_tfirst_and_second_order():
     assert fg.grad(h)(1.3) == pytest.approx((h_np(1.3 + 1e-4) - h_np(1.3 - 1e-4)) / 2e-4, rel=1e-3)
 
 
+def test_odeint_forward_mode():
+    # make_jvp differentiates the adjoint's vjp again: the tangent of y(t) in y0 and in t
+    def f(y, t, k):
+        return -k * y * y + np.sin(t)
+
+    def f_np(y, t):
+        return -1.3 * y * y + onp.sin(t)
+
+    t, y0 = onp.linspace(0, 1, 4), onp.array([0.5, 0.8])
+    for argnum, v in ((0, onp.array([0.3, -1.0])), (1, onp.array([0.0, 0.1, 0.2, 0.3]))):
+        fun = lambda y0, t: integrate.odeint(f, y0, t, (1.3,), **TIGHT)  # noqa: E731
+        _, tangent = fg.make_jvp(fun, argnum)(y0, t)(v)
+        step = [onp.zeros_like(y0), onp.zeros_like(t)]
+        step[argnum] = 1e-6 * v
+        want = (si.odeint(f_np, y0 + step[0], t + step[1], **TIGHT)
+                - si.odeint(f_np, y0 - step[0], t - step[1], **TIGHT)) / 2e-6
+        onp.testing.assert_allclose(tangent, want, atol=1e-8)
+
+
 def test_odeint_refusals():
     p = R(2)
 
@@ -499,6 +518,8 @@ def test_odeint_refusals():
 
     with pytest.raises(TypeError, match="odeint: func returned a value that depends on a traced variable"):
         fg.grad(closes_over)(p)
+    with pytest.raises(TypeError, match="odeint: args must be a tuple"):
+        integrate.odeint(lambda y, t, k: -k * y, onp.ones(2), onp.array([0.0, 1.0]), args=[p])
     y, info = integrate.odeint(lambda y, t: -y, onp.ones(2), onp.array([0.0, 1.0]), full_output=True)
     assert "nst" in info and y.shape == (2, 2)
     with pytest.raises(NotImplementedError, match="odeint: full_output=True has no derivative"):

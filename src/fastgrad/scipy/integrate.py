@@ -247,10 +247,8 @@ def odeint(func, y0, t, args=(), **options):
     """``scipy.integrate.odeint(func, y0, t, args, **options)``, differentiable with respect
     to ``y0``, ``t`` and the float leaves of ``args`` (adjoint method). ``full_output`` works
     on plain arrays only (the solver's report has no derivative)."""
-    if isinstance(args, list):
-        args = tuple(args)
-    elif not isinstance(args, tuple):
-        args = (args,)
+    if not isinstance(args, tuple):
+        raise TypeError(f"odeint: args must be a tuple, as scipy.integrate.odeint's (got {type(args).__name__})")
     tfirst = bool(options.pop("tfirst", False))
     template, leaves = _split(args)
     spec = _Args(template, options, tfirst)

@@ -23,7 +23,7 @@ from .. import numpy as fnp
 from .._ops import matmul, multiply
 from .._tape import Primitive
 from ..numpy._vjps import UndefinedVjps
-from ._common import Formula, Sample, entry, refuse, shape_of
+from ._common import Formula, Sample, entry, refuse, shape_of, value
 
 __all__ = ["sqrtm", "solve_sylvester", "solve_triangular", "solve_banded", "cholesky"]
 
@@ -66,12 +66,15 @@ def _sqrtm(A, **kwargs):
 def _sqrtm_rule(g, ans, A, **kwargs):
     if kwargs.get("disp") is False:
         raise NotImplementedError("sqrtm: no derivative with disp=False (it returns an error estimate too)")
-    return solve_sylvester(_T(ans), _T(ans), g)
+    a_bar = solve_sylvester(_T(ans), _T(ans), g)
+    if onp.iscomplexobj(value(a_bar)) and not onp.iscomplexobj(value(A)):
+        return fnp.real(a_bar)  # a real A moves along real directions only (as autograd)
+    return a_bar
 
 
 # X = A^½:  X dX + dX X = dA, so Ā = sylv(Xᵀ, Xᵀ, X̄)
 sqrtm = entry(
-    _sqrtm, "sqrtm", vjps=[_sqrtm_rule], saves_ans=True, saves_args=False,
+    _sqrtm, "sqrtm", vjps=[_sqrtm_rule], saves_ans=True,
     formula=Formula("{out} = {0}^½", {0: "{0}̄ = sylv({out}ᵀ, {out}ᵀ, {out}̄)"},
                     macs=lambda out, args: (_cube(out), {0: _cube(out)})),
     samples=lambda r: [Sample(_spd(r, 3)), Sample(_spd(r, 2) + 0.3 * r.normal(size=(2, 2)))],
