@@ -600,3 +600,14 @@ def test_compile_refuses_a_scipy_primitive_by_name():
     f = fg.compile(fg.grad(lambda x: np.sum(fsp.gammaln(x))))
     with pytest.raises(fg.TracingError, match="'gammaln'"):
         f(U(1, 2, 3))
+
+
+def test_t_edges_as_scipy():
+    with onp.errstate(all="ignore"):
+        x = onp.array([-onp.inf, -3.0, 0.0, 2.0, onp.inf, onp.nan])
+        for name in ["pdf", "logpdf", "cdf", "logcdf"]:
+            f, ref = getattr(fst.t, name), getattr(st.t, name)
+            for df, loc, scale in ((3.0, 0.0, 1.0), (onp.inf, 0.5, 2.0), (-1.0, 0.0, 1.0), (2.5, 0.0, 0.0),
+                                   (onp.array([1.0, 2.0, onp.inf, 0.5, 4.0, 3.0]), 0.1, 1.5)):
+                onp.testing.assert_allclose(f(x, df, loc, scale), ref(x, df, loc, scale), rtol=1e-13)
+            assert type(f(0.3, 3.0)) is type(ref(0.3, 3.0))
