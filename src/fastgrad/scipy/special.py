@@ -288,22 +288,27 @@ def _logsumexp(a, b, axis, keepdims, return_sign):
     """log |Σ b eᵃ| over ``axis`` (NaN where the sum is negative, unless ``return_sign``),
     shifted by the largest term so nothing overflows."""
     a, b = _lse_inputs(a, b)
-    if a.size == 0:
-        return _sp.logsumexp(a, axis=axis, b=b, keepdims=keepdims, return_sign=return_sign)[
-            0 if return_sign else slice(None)]
-    m = onp.amax(a, axis=axis, keepdims=True)
-    if not onp.isfinite(m).all():
-        m = onp.where(onp.isfinite(m), m, 0)
-    terms = onp.exp(a - m)
-    if b is not None:
-        terms *= b
-    s = onp.sum(terms, axis=axis, keepdims=keepdims)
+    if a.size == 0:  # (−∞, or SciPy's error for an axis of length 0)
+        out = _sp.logsumexp(a, axis=axis, b=b, keepdims=keepdims, return_sign=return_sign)
+        return out[0] if return_sign else out
+    m, s = _shifted_sum(a, b, axis, keepdims)
     if return_sign:
         s = onp.abs(s)
     with onp.errstate(divide="ignore", invalid="ignore"):
         out = onp.log(s)
     out += m if keepdims else onp.squeeze(m, axis=axis)
     return out[()] if out.ndim == 0 else out
+
+
+def _shifted_sum(a, b, axis, keepdims):
+    """(m, Σ b e^(a − m)) with m the largest a over ``axis`` (0 where that is infinite)."""
+    m = onp.amax(a, axis=axis, keepdims=True)
+    if not onp.isfinite(m).all():
+        m = onp.where(onp.isfinite(m), m, 0)
+    terms = onp.exp(a - m)
+    if b is not None:
+        terms *= b
+    return m, onp.sum(terms, axis=axis, keepdims=keepdims)
 
 
 def _lse_rule(arg):
@@ -351,8 +356,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     if not return_sign:
         return out
     a_, b_ = _lse_inputs(value(a), None if b is None else value(b))
-    m = onp.amax(a_, axis=axis, keepdims=True) if a_.size else 0.0
-    m = onp.where(onp.isfinite(m), m, 0)
-    terms = onp.exp(a_ - m) * (1.0 if b_ is None else b_)
-    sign = onp.sign(onp.sum(terms, axis=axis, keepdims=keepdims))
+    if a_.size == 0:
+        return out, _sp.logsumexp(a_, axis=axis, b=b_, keepdims=keepdims, return_sign=True)[1]
+    sign = onp.sign(_shifted_sum(a_, b_, axis, keepdims)[1])
     return out, (sign[()] if sign.ndim == 0 else sign)
