@@ -11,10 +11,16 @@ once, before its first timing. Peers that are not installed are skipped with the
 """
 
 import time
+from pathlib import Path
 
 import pytest
 
 from fastgrad.bench import impls, runner
+
+# The peers' implementations (PyTorch, autograd, JAX) live in benchmarks/peers/.
+_PEERS = impls.load_peers(Path(__file__).parent / "peers")
+if _PEERS is not None:
+    raise RuntimeError(f"benchmarks/peers: {_PEERS}")
 
 # Each timed test spends about this long (seconds): small calls get many iterations.
 ROUND_TARGET = 0.002  # one round (iterations × call)

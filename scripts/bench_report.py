@@ -244,6 +244,11 @@ def ceiling_section(benches):
 # -- fastgrad bench JSON (interleaved rounds) -------------------------------------------
 
 
+def _bwd(b):
+    """bwd/fwd; "noisy" where a round timed the forward slower than forward + backward."""
+    return "noisy" if b and b["min"] < 0 else fmt_ratio(b, spread=False)
+
+
 def runner_section(path):
     with open(path) as f:
         data = json.load(f)
@@ -263,7 +268,7 @@ def runner_section(path):
                 rows.append(
                     [entry["name"], f"`{name}`", fmt_time(med.get("step"))]
                     + [fmt_ratio(r["ratio"].get(p)) for p in ("step", "fwd+bwd", "forward")]
-                    + [fmt_ratio(r.get("bwd_over_fwd"), spread=False)]
+                    + [_bwd(r.get("bwd_over_fwd"))]
                 )
             for name, reason in entry.get("skipped", {}).items():
                 rows.append([entry["name"], f"`{name}`", "skipped: " + reason, "", "", "", ""])
@@ -273,6 +278,11 @@ def runner_section(path):
                 rows,
             )
         )
+        noisy = [e["name"] for e in run["workloads"] if e.get("noisy")]
+        if noisy:
+            out.append(f"Too noisy to trust (a ratio spread over 2× across rounds): {', '.join(noisy)}.")
+        for name, reason in run.get("unavailable", {}).items():
+            out.append(f"Not run: `{name}`: {reason}")
     return "\n\n".join(out), runs
 
 

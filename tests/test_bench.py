@@ -5,13 +5,24 @@ tiny version of each standard workload; peers that are not installed are skipped
 """
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from _forked import SRC, run_forked
 
+import fastgrad
 from fastgrad.bench import impls, runner, workloads
 
 TINY = [w.tiny() for w in workloads.STANDARD]
+CHECKOUT = Path(__file__).resolve().parents[1]
+PEERS_DIR = CHECKOUT / "benchmarks" / "peers"
+# The peers live in the checkout, not the package; an unpacked sdist without them tests
+# what the installed package has.
+PEERS = impls.load_peers(PEERS_DIR) if PEERS_DIR.is_dir() else impls.PEERS_HOWTO
 
 
 def _ids(ws):
@@ -216,6 +227,133 @@ def test_measure_visits_every_pair_each_round():
     assert all(len(v) == 2 and all(t > 0 for t in v) for v in times["numpy"].values())
 
 
+def test_noise_is_named_instead_of_printing_negative_ratios():
+    w = workloads.get("S1")
+    times = {
+        "numpy": {"forward": [1.0, 1.0, 1.0], "fwd+bwd": [3.0, 3.0, 3.0], "step": [4.0, 4.0, 4.0]},
+        # round 2: forward 5× slower than usual (a hiccup), slower than its fwd+bwd
+        "other": {"forward": [1.0, 5.0, 1.0], "fwd+bwd": [3.0, 3.0, 3.0], "step": [4.0, 4.0, 4.0]},
+    }
+    rows = runner.summarise(w, times)
+    reasons = runner.noise(rows)
+    assert reasons == [
+        {"impl": "other", "phase": "forward", "ratio_min": 1.0, "ratio_max": 5.0},
+        {"impl": "other", "phase": "bwd/fwd", "forward_slower_than_fwd_bwd": True},
+    ]
+    entry = {
+        "name": "S1",
+        "description": "S1",
+        "flops": w.flops(),
+        "n_ops": w.n_ops,
+        "results": rows,
+        "compile_s": {},
+        "skipped": {},
+        "noisy": reasons,
+    }
+    report = {
+        "machine": {"cpu": "x", "cpus": 1},
+        "unavailable": {},
+        "workloads": [entry],
+        "settings": {"thread_mode": "1 thread", "rounds": 3, "baseline": "numpy"},
+    }
+    table = runner.format_table(report)
+    (other,) = [line for line in table.splitlines() if line.startswith("other")]
+    assert "noisy !" in other and "1.00 (1.00–5.00) !" in other and "-" not in other.split()[-2]
+    assert (
+        "too noisy to trust (marked !): 1 ratio spanned more than 2x over the rounds; a forward "
+        "timed slower than forward + backward (other)" in table
+    )
+    (numpy_row,) = [line for line in table.splitlines() if line.startswith("numpy")]
+    assert "!" not in numpy_row and "2.00" in numpy_row  # bwd/fwd = (3 − 1) / 1
+
+
+def test_bench_defaults_to_one_thread():
+    parser = runner.build_parser()
+    args = parser.parse_args([])
+    assert args.threads == "1"
+    help_text = " ".join(parser.format_help().split())
+    assert help_text.count("(default: 1)") == 1 and "(default: None)" not in help_text
+    with runner.thread_mode(args.threads) as mode:
+        assert mode == "1 thread"
+        if hasattr(os, "sched_getaffinity"):
+            assert len(os.sched_getaffinity(0)) == 1
+
+
+def test_missing_peers_are_reported_once(capsys, monkeypatch):
+    # Outside a checkout (no peers loaded) every peer is a placeholder that says how to
+    # get the peers; the table says it once, whatever the number of workloads.
+    for name in impls.PEER_NAMES:
+        monkeypatch.setitem(impls.IMPLS, name, impls.Entry(name, None, None, lambda: impls.PEERS_HOWTO, name))
+        monkeypatch.delitem(impls._reasons, name, raising=False)
+    argv = ["--workload", "S1,S2", "--repeat", "1", "--min-time", "0.0002", "--impl", "numpy,torch,autograd,jax-jit"]
+    assert runner.main(argv) == 0
+    out, err = capsys.readouterr()
+    assert out.count("benchmarks/peers/") == 1
+    assert "not run: torch, autograd, jax-jit: the peers' benchmark code is not part of the installed package" in out
+    assert err.count("not running torch") == 1 and "skipping torch" not in err
+    for name in impls.PEER_NAMES:
+        monkeypatch.delitem(impls._reasons, name, raising=False)
+
+
+def test_peers_live_outside_the_package():
+    package = Path(impls.__file__).parent
+    source = "".join(p.read_text() for p in package.glob("*.py"))
+    for peer in ("class Torch", "class Jax", "class Autograd", "import jax", "import autograd"):
+        assert peer not in source, peer
+    if not PEERS_DIR.is_dir():
+        pytest.skip("no benchmarks/peers/ beside the tests (an unpacked sdist)")
+    assert PEERS is None  # found and loaded from the checkout
+    assert impls.IMPLS["torch"].mlp.__module__.startswith("fastgrad_bench_peers")
+
+
+def test_peers_are_found_from_a_checkout(tmp_path, monkeypatch):
+    if not PEERS_DIR.is_dir():
+        pytest.skip("no benchmarks/peers/ beside the tests (an unpacked sdist)")
+    monkeypatch.delenv("FASTGRAD_BENCH_PEERS", raising=False)
+    src = Path(fastgrad.__file__).resolve().parents[1]
+    if (src.parent / "benchmarks" / "peers").is_dir():  # running from the checkout's src/
+        assert impls.find_peers() == src.parent / "benchmarks" / "peers"
+    monkeypatch.chdir(tmp_path)
+    assert impls.find_peers("elsewhere") == Path("elsewhere")
+    monkeypatch.setenv("FASTGRAD_BENCH_PEERS", str(PEERS_DIR))
+    assert impls.find_peers() == PEERS_DIR
+    assert "no peers package" in impls.load_peers(tmp_path)
+
+
+BENCH_ERRORS = [
+    (["--json", "no/such/dir/b.json"], "argument --json: directory"),
+    (["--repeat", "0"], "argument --repeat/-r: must be a positive integer, got 0"),
+    (["--workload", "W9"], "argument --workload: unknown workload 'W9'"),
+    (["--impl", "nope"], "argument --impl: unknown implementation 'nope'"),
+    (["--peers", "."], "argument --peers: no peers package"),
+]
+
+
+def test_bench_errors_are_one_line_before_any_timing(tmp_path):
+    runs = run_forked([[str(i), ["bench", *argv]] for i, (argv, _) in enumerate(BENCH_ERRORS)], tmp_path)
+    for i, (argv, message) in enumerate(BENCH_ERRORS):
+        proc = runs[str(i)]
+        assert proc.returncode == 2, (argv, proc.stderr)
+        assert proc.stderr.startswith("fastgrad bench: error: ") and len(proc.stderr.splitlines()) == 1
+        assert message in proc.stderr and proc.stdout == ""
+    # And once through a fresh interpreter: an unwritable --json stops it before any timing.
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastgrad", "bench", "--json", "/proc/bench.json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])),
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert (
+        proc.stderr
+        == "fastgrad bench: error: argument --json: cannot write in directory '/proc' "
+        + (proc.stderr.split("'/proc' ", 1)[1])
+    )
+    assert len(proc.stderr.splitlines()) == 1
+
+
 def test_bench_main_prints_a_table(capsys, tmp_path):
     out = tmp_path / "bench.json"
     argv = ["--workload", "S1", "--repeat", "2", "--min-time", "0.0005", "-q"]
@@ -228,7 +366,7 @@ def test_bench_main_prints_a_table(capsys, tmp_path):
     assert entry["name"] == "S1"
     assert entry["results"]["numpy"]["ratio"]["step"]["median"] == 1.0
     for name in ("fastgrad-cython", "fastgrad-reference"):
-        assert name in entry["results"] or name in entry["skipped"]
+        assert name in entry["results"] or name in entry["skipped"] or name in report["unavailable"]
 
 
 def test_bench_main_default_impls_and_skips(capsys):
@@ -245,6 +383,9 @@ def test_bench_main_rejects_bad_arguments(capsys):
     assert "unknown workload" in capsys.readouterr().err
     assert runner.main(["--impl", "nope", "--workload", "S1"]) == 2
     assert "unknown implementation" in capsys.readouterr().err
+    tmp = Path("/proc/fastgrad-bench.json")
+    assert runner.main(["--workload", "S1", "--json", str(tmp)]) == 2  # before any timing
+    assert "argument --json" in capsys.readouterr().err
 
 
 def test_bench_list(capsys):

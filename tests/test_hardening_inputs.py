@@ -52,6 +52,8 @@ _SPECS = {
     "sgd_update": (("W", "dW"), ((3, 4), (3, 4)), (0,)),
     "sgd_outer_update": (("W", "dz", "x"), ((2, 4), (3, 2), (3, 4)), (0,)),
     "adam_update": (("W", "dW", "m", "v"), ((3, 4), (3, 4), (3, 4), (3, 4)), (0, 2, 3)),
+    "squared_error_forward": (("y", "t"), ((3, 4), (3, 4)), None),
+    "squared_error_backward": (("y", "t"), ((3, 4), (3, 4)), None),
 }
 _OUT_SHAPE = {
     "affine_forward": (3, 2),
@@ -62,8 +64,10 @@ _OUT_SHAPE = {
     "transpose_matvec": (3, 4),
     "bias_grad": (2,),
     "softmax_cross_entropy_backward": (3, 4),
+    "squared_error_backward": (3, 4),
 }
-_ANY_SHAPE = {"sigmoid_forward", "sigmoid_backward", "sgd_update", "adam_update"}
+_ANY_SHAPE = {"sigmoid_forward", "sigmoid_backward", "sgd_update", "adam_update",
+              "squared_error_forward", "squared_error_backward"}
 
 
 def _values(shape, seed, kind):
@@ -87,6 +91,8 @@ def _extras(kernel):
         return [0.1], {"momentum": 0.0, "weight_decay": 0.01}
     if kernel == "adam_update":
         return [1e-3, 0.9, 0.999, 1e-8, 2], {}
+    if kernel == "squared_error_backward":
+        return [0.25], {}
     return [], {}
 
 
@@ -383,7 +389,27 @@ def kernel_cases():
     cases.append(
         ("sgd_update/velocity overlaps dW (shifted)", "sgd_update", velocity_overlap, "value", (0,))
     )
+    # sgd_update_many takes lists: each bad entry is named by its position
+    W, dW = _clean_arrays("sgd_update")
+    for label, make, expect in [
+        ("lists of two lengths", lambda: ([[W.copy(), W.copy()], [dW], 0.1], {}), "error:length"),
+        ("a gradient of another shape", lambda: ([[W.copy()], [dW[:, :2]], 0.1], {}), "error:parameter 0"),
+        ("an int parameter", lambda: ([[W.astype(np.int64)], [dW], 0.1], {}), "error:parameter 0"),
+        ("a float32 gradient", lambda: ([[W.copy()], [dW.astype(np.float32)], 0.1], {}), "error:parameter 0"),
+        ("a read-only parameter", lambda: ([[_readonly(W)], [dW], 0.1], {}), "error:parameter 0"),
+        ("momentum without velocities", lambda: ([[W.copy()], [dW], 0.1], {"momentum": 0.9}),
+         "error:velocit"),
+        ("a bad (dz, x) pair", lambda: ([[W.copy()], [(dW, dW)], 0.1], {}), "error:parameter 0"),
+    ]:
+        cases.append((f"sgd_update_many/{label}", "sgd_update_many", make, expect, None))
     return cases
+
+
+def test_the_table_covers_every_kernel():
+    """Every kernel both backends export is given bad input here (backends.KERNELS)."""
+    from fastgrad.backends import KERNELS
+
+    assert {kernel for _, kernel, *_ in kernel_cases()} == set(KERNELS)
 
 
 def _with_nonfinite(a):

@@ -240,3 +240,104 @@ def test_vjp_of_vjp_of_index():
     expected[0] = 4 * W[0]
     expected[3] = 2 * W[3]
     assert onp.allclose(vjp2(onp.ones_like(W)), onp.sum(expected * 1.0))
+
+
+# --------------------------------------------- rules fixed with the registry walk --
+
+
+def test_clip_differentiates_its_bounds():
+    # y = min(max(x, lo), hi): each element comes from exactly one of the three
+    x = onp.array([-2.0, -0.5, 0.1, 0.7, 3.0])
+    lo, hi = onp.array([-1.0, -1.0, 0.5, 0.5, 0.5]), 1.0
+    gx, glo, ghi = grad(lambda x, lo, hi: np.sum(np.clip(x, lo, hi)), (0, 1, 2))(x, lo, hi)
+    assert onp.array_equal(gx, [0, 1, 0, 1, 0])
+    assert onp.array_equal(glo, [1, 0, 1, 0, 0])
+    assert ghi == 1.0
+    check_grads(lambda lo, hi: np.clip(x, lo, hi), argnum=(0, 1), modes=["rev"])(lo, 1.0)
+
+
+def test_clip_bounds_may_broadcast_x():
+    x, hi = R(3), 0.5 + R(2, 3)
+    check_grads(lambda x, hi: np.clip(x, -0.5, hi), argnum=(0, 1), modes=["rev"])(x, hi)
+
+
+def test_astype_to_integers_is_a_step_function():
+    x = onp.array([0.4, 1.7, -2.3])
+    assert onp.array_equal(grad(lambda v: np.sum(np.astype(v, onp.int64) * v))(x), [0.0, 1.0, -2.0])
+    assert onp.array_equal(grad(lambda v: np.sum(v.astype(bool) * 1.0))(x), [0.0, 0.0, 0.0])
+
+
+def test_prod_with_zeros():
+    # ∂/∂xᵢ Π x = Π_{j≠i} xⱼ: where xᵢ is the only zero, the product of the others
+    assert onp.array_equal(grad(np.prod)(onp.array([2.0, 0.0, 3.0])), [0.0, 6.0, 0.0])
+    assert onp.array_equal(grad(np.prod)(onp.array([2.0, 0.0, 0.0])), [0.0, 0.0, 0.0])
+    # ∂²/∂x₁∂x₂ Π x = x₀ at two zeros
+    H = hessian(np.prod)(onp.array([2.0, 0.0, 0.0]))
+    assert onp.array_equal(H, [[0, 0, 0], [0, 0, 2.0], [0, 2.0, 0]])
+    x = R(3, 4)
+    x[1, 2] = x[2, 0] = x[2, 3] = 0.0
+    combo_check(np.prod, (0,), modes=["rev"])([x], axis=[None, 0, 1], keepdims=[True, False])
+
+
+def test_sinc_derivatives_at_zero():
+    # sinc(x) = 1 − (πx)²/6 + …: sinc'(0) = 0, sinc''(0) = −π²/3
+    assert grad(np.sinc)(0.0) == 0.0
+    assert onp.isclose(grad(grad(np.sinc))(0.0), -onp.pi**2 / 3, rtol=1e-12)
+    assert onp.isclose(grad(grad(np.sinc))(1e-4), -onp.pi**2 / 3 + onp.pi**4 / 10 * 1e-8, rtol=1e-9)
+
+
+def test_diff_with_prepend_and_append():
+    x = R(2, 4)
+    rev(lambda a: np.diff(a, prepend=[[0.5], [1.0]], append=2.0))(x)
+    rev(lambda a: np.diff(a, 2, axis=0, prepend=a[:1]))(x)
+
+
+# -------------------------------------- derivatives fastgrad refuses, by name --
+
+
+def test_pad_in_another_mode_refuses_at_the_backward():
+    x = R(3)
+    assert onp.allclose(np.pad(fg.tensor(x), 1, "edge").data, onp.pad(x, 1, "edge"))
+    with pytest.raises(NotImplementedError, match="pad only in mode 'constant', not 'edge'"):
+        grad(lambda a: np.sum(np.pad(a, 1, "edge")))(x)
+
+
+def test_einsum_with_a_repeated_index_refuses_at_the_backward():
+    with pytest.raises(NotImplementedError, match="einsum.*'ii'"):
+        grad(lambda a: np.einsum("ii->", a))(R(3, 3))
+
+
+def test_function_without_a_rule_returning_several_arrays():
+    # each array of a tuple result is recorded; the backward through any raises, naming it
+    x, y = fg.tensor(R(3), requires_grad=True), fg.tensor(R(2), requires_grad=True)
+    X, Y = np.meshgrid(x, y)
+    assert onp.array_equal(X.data, onp.meshgrid(x.data, y.data)[0])
+    with pytest.raises(NotImplementedError, match="meshgrid"):
+        np.sum(X * Y).backward()
+
+
+# ------------------------------------------------------- the face's registry entries --
+
+
+def _face_entries():
+    from fastgrad._registry import REGISTRY
+
+    return [p for p in REGISTRY if "fastgrad.numpy" in getattr(p.samples, "__module__", "")]
+
+
+@pytest.mark.parametrize("prim", _face_entries(), ids=lambda p: p.name)
+def test_explain_writes_every_face_entry(prim):
+    """Each entry's formula formats on every one of its samples: one forward line with its
+    multiply-adds, and a rule of its own (not the generic ∂) for each argument."""
+    for sample in prim.samples(onp.random.default_rng(0)):
+        positions = sample.positions(prim)
+        args = [fg.tensor(onp.asarray(a, dtype=float), requires_grad=True) if i in positions else a
+                for i, a in enumerate(sample.args)]
+        text = fg.explain(prim(*args, **sample.kwargs))
+        forward = [ln for ln in text.splitlines() if ln.startswith("  v") and " forward " in ln]
+        backward = [ln for ln in text.splitlines() if ln.startswith("      ")]
+        assert len(forward) == 1, text
+        assert len(backward) == len(positions), text
+        assert not any("∂" in ln for ln in backward), text
+        if prim.name != "einsum":  # (its count depends on the subscripts, not the shapes)
+            assert "forward ? MAC" not in forward[0] and not any("(? MAC)" in ln for ln in backward)

@@ -153,7 +153,7 @@ def _has_rules(prim):
     """False only for a primitive recorded without a rule (its backward raises
     NotImplementedError naming it) — a rule table of its own class (variadic, by
     argument) counts as rules."""
-    from fastgrad.numpy._vjps import UndefinedVjps
+    from fastgrad.numpy._util import UndefinedVjps
 
     if type(prim.vjps) is UndefinedVjps:
         return dict.__len__(prim.vjps) > 0

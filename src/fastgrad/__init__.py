@@ -15,6 +15,7 @@ from ._anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled  # noqa: 
 from ._backend import available_backends, get_backend, set_backend, use_backend
 from ._compiler.api import compile  # noqa: A004  (fastgrad.compile, as jax.jit)
 from ._compiler.ir import TracingError
+from ._creation import arange, manual_seed, ones, rand, randn, zeros  # noqa: E402  (after Tensor)
 from ._functional import (
     checkpoint,
     deriv,
@@ -97,7 +98,8 @@ def _warn_if_stale_build():
         if digest != compiled_digest:
             warnings.warn(
                 f"{source} changed after it was compiled; the old compiled module still runs. "
-                "Rebuild: pip install -e . (or python setup.py build_ext --inplace)",
+                "Rebuild: python setup.py build_ext --inplace (or pip install -e ., which "
+                "leaves it uncompiled)",
                 RuntimeWarning,
                 stacklevel=3,
             )
@@ -119,4 +121,5 @@ __all__ = [
     "hessian_vector_product", "tensor_jacobian_product", "vector_jacobian_product",
     "checkpoint", "make_ggnvp", "holomorphic_grad", "viz", "explain", "compile", "TracingError",
     "detect_anomaly", "AnomalyError", "is_anomaly_enabled",
+    "zeros", "ones", "randn", "rand", "arange", "manual_seed",
 ]

@@ -10,14 +10,32 @@ the array, computed once (``leaf_grad``). See docs/tape.md.
 
 from ._backend import kernels
 
+try:
+    import cython
+except ImportError:  # (setup.py compiles this module; uncompiled, the hints are no-ops)
+    class cython:  # noqa: N801
+        @staticmethod
+        def cclass(cls):
+            return cls
+
+        final = cclass
+
+        @staticmethod
+        def declare(type=None, value=None, **kwds):  # noqa: A002
+            return value
+
 __all__ = ["OuterGrad", "factor", "leaf_grad", "add_signals"]
 
 
+@cython.final
+@cython.cclass
 class OuterGrad:
     """W̄ = z̄ᵀ x as its factors ``dz`` (N, M) and ``x`` (N, D): private copies, so later
-    writes to x cannot change the gradient."""
+    writes to x cannot change the gradient. (Compiled, an extension type: made and read
+    once per weight per per-example step.)"""
 
-    __slots__ = ("dz", "x")
+    dz = cython.declare(object, visibility="public")
+    x = cython.declare(object, visibility="public")
 
     def __init__(self, dz, x):
         self.dz = dz

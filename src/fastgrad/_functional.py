@@ -422,12 +422,10 @@ def tensor_jacobian_product(fun, argnum=0):
     """``f(*args, v)`` ↦ vᵀ ∂f/∂x."""
 
     def vector_dot_fun(*args, **kwargs):
-        from .numpy import (
-            _vjps,  # the face's tensordot (fastgrad.numpy imports this module's layer)
-        )
+        from .numpy import tensordot  # (fastgrad.numpy imports this module's layer)
 
         args, vector = args[:-1], args[-1]
-        return _vjps.tensordot(vector, fun(*args, **kwargs), np.ndim(value_of(vector)))
+        return tensordot(vector, fun(*args, **kwargs), np.ndim(value_of(vector)))
 
     return jacobian(vector_dot_fun, argnum)
 

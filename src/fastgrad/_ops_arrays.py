@@ -7,16 +7,12 @@ top of ``fastgrad._registry``.
 
 import numpy as np
 
-from . import _opcodes as op
-from ._backend import kernels as _kernels
 from ._compiler import lowering as low
 from ._ops import (
     EveryArgument,
-    _float_c,
     _keepdims_shape,
     _normal,
     _size,
-    exp,
     no_macs,
     reduction_macs,
     repeat_to_match,
@@ -277,121 +273,3 @@ def where(condition, x=None, y=None):
     if x is None and y is None:
         return np.where(value(condition))
     return _where_prim(value(condition), x, y)
-
-
-# ----------------------------------------------------------- softmax family ----
-
-
-def _softmax(z, axis=-1):
-    e = np.exp(z - np.max(z, axis=axis, keepdims=True))
-    e /= np.sum(e, axis=axis, keepdims=True)
-    return e
-
-
-def _log_softmax(z, axis=-1):
-    shifted = z - np.max(z, axis=axis, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
-
-
-def _rows_samples(r):
-    return [Sample(r.normal(size=(3, 5))), Sample(r.normal(size=(3, 5)), 0)]
-
-
-# y = softmax(z):  z̄ = y ∘ (ȳ − Σ ȳ ∘ y)
-softmax = define(
-    _softmax, "softmax",
-    vjps=[lambda g, ans, z, axis=-1: ans * (g - sum(g * ans, axis=axis, keepdims=True))],
-    saves_args=False, saves_ans=True,
-    formula=Formula("{out} = softmax({0})", {0: "{0}̄ = {out} ∘ ({out}̄ − Σ {out}̄ ∘ {out})"}),
-    lowering=low.rowwise(op.SOFTMAX, op.SOFTMAX_BWD), samples=_rows_samples,
-)
-# ℓ = log softmax(z):  z̄ = ℓ̄ − softmax(z) Σ ℓ̄
-log_softmax = define(
-    _log_softmax, "log_softmax",
-    vjps=[lambda g, ans, z, axis=-1: g - exp(ans) * sum(g, axis=axis, keepdims=True)],
-    saves_args=False, saves_ans=True,
-    formula=Formula("{out} = log_softmax({0})", {0: "{0}̄ = {out}̄ − softmax({0}) Σ {out}̄"}),
-    lowering=low.rowwise(op.LOGSOFTMAX, op.LOGSOFTMAX_BWD), samples=_rows_samples,
-)
-
-
-def _batch(y):
-    shape = shape_of(y)
-    return shape[0] if shape else 1
-
-
-def _squared_error(y, t):
-    if type(y) is np.ndarray and type(t) is np.ndarray:
-        try:  # arrays of one shape and dtype (the usual case): one pass in the kernel
-            return y.dtype.type(_kernels().squared_error_forward(y, t))
-        except (TypeError, ValueError):
-            pass  # broadcasting, mixed dtypes, strides: NumPy
-    d = np.subtract(y, t)
-    return np.vdot(d, d) * (0.5 / _batch(y))
-
-
-def _squared_error_y(g, ans, y, t):  # ȳ = ℒ̄ (y − t) / N
-    if type(y) is np.ndarray and type(t) is np.ndarray and isinstance(g, (np.generic, np.ndarray)):
-        try:
-            return _kernels().squared_error_backward(y, t, float(g) / _batch(y))
-        except (TypeError, ValueError):
-            pass
-    return unbroadcast(g * (1.0 / _batch(y)) * (y - t), y)
-
-
-# ℒ = (1/N) Σₙ ½‖yₙ − tₙ‖², one primitive (not four):  ȳ = ℒ̄ (y − t) / N,  t̄ = −ȳ
-squared_error = define(
-    _squared_error, "squared_error",
-    vjps=[_squared_error_y, lambda g, ans, y, t: unbroadcast(g * (-1.0 / _batch(y)) * (y - t), t)],
-    formula=Formula("{out} = (1/N) Σₙ ½‖{0}ₙ − {1}ₙ‖²", {0: "{0}̄ = {out}̄ ({0} − {1}) / N",
-                                                         1: "{1}̄ = −{out}̄ ({0} − {1}) / N"}),
-    kernels=("squared_error_forward", "squared_error_backward"),
-    lowering=low.squared_error(),
-    samples=lambda r: [Sample(r.normal(size=(4, 3)), r.normal(size=(4, 3))),
-                       Sample(r.normal(size=(4, 3)), r.normal(size=(3,)))],
-)
-
-
-def _softmax_cross_entropy(z, labels):
-    z = _float_c(z)
-    loss, _ = _kernels().softmax_cross_entropy_forward(z, labels)
-    return z.dtype.type(loss)
-
-
-def _softmax_cross_entropy_grad(z, labels):
-    k = _kernels()
-    z = _float_c(z)
-    _, probs = k.softmax_cross_entropy_forward(z, labels)
-    return k.softmax_cross_entropy_backward(probs, labels, out=probs)
-
-
-def _softmax_vjp_rows(G, z):
-    y = softmax(z, axis=-1)
-    return y * (G - sum(G * y, axis=-1, keepdims=True))
-
-
-def _labels_samples(r):
-    return [Sample(r.normal(size=(4, 3)), np.array([0, 2, 1, 2]))]
-
-
-# The fused kernel pair: one pass for the loss, one for the gradient (the backward
-# recomputes the softmax rather than saving an (N, K) array beside a scalar output).
-# ℒ = −(1/N) Σₙ log softmax(zₙ)_{tₙ}:  z̄ = ℒ̄ (softmax(z) − onehot(t)) / N
-softmax_cross_entropy = define(
-    _softmax_cross_entropy, "softmax_cross_entropy",
-    vjps=[lambda g, ans, z, labels: g * softmax_cross_entropy_grad(z, labels)],
-    formula=Formula("{out} = −(1/N) Σₙ log softmax({0}ₙ)_{{{1}ₙ}}",
-                    {0: "{0}̄ = {out}̄ (softmax({0}) − onehot({1})) / N"}),
-    kernels=("softmax_cross_entropy_forward", "softmax_cross_entropy_backward"),
-    lowering=low.softmax_cross_entropy(), samples=_labels_samples,
-)
-# (y − t)/N has the softmax's Jacobian over N:  z̄ = y ∘ (Ḡ − Σ Ḡ ∘ y) / N
-softmax_cross_entropy_grad = define(
-    _softmax_cross_entropy_grad, "softmax_cross_entropy_grad",
-    vjps=[lambda G, ans, z, labels: _softmax_vjp_rows(G, z) / shape_of(z)[0]],
-    formula=Formula("{out} = (softmax({0}) − onehot({1})) / N",
-                    {0: "{0}̄ = softmax({0}) ∘ ({out}̄ − Σ {out}̄ ∘ softmax({0})) / N"}),
-    kernels=("softmax_cross_entropy_forward", "softmax_cross_entropy_backward"),
-    lowering=NotCompiled("softmax_cross_entropy_grad (a recorded backward's step) is not lowered yet"),
-    samples=_labels_samples,
-)

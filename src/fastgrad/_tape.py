@@ -238,7 +238,8 @@ class TensorBase:
     _grad = cython.declare(object, visibility="public")
     _saves = cython.declare(cython.Py_ssize_t, visibility="public")
     _written_at = cython.declare(cython.Py_ssize_t, visibility="public")
-    __weakref__ = cython.declare(object)
+    if cython.compiled:  # (uncompiled, a plain class has one already)
+        __weakref__ = cython.declare(object)
 
 
 _new_fields = TensorBase.__new__  # the extension type's allocator, bound once
@@ -304,8 +305,9 @@ class Primitive:
     kernels = cython.declare(object, visibility="public")
     samples = cython.declare(object, visibility="public")
     order = cython.declare(cython.Py_ssize_t, visibility="public")
-    __dict__ = cython.declare(dict)
-    __weakref__ = cython.declare(object)
+    if cython.compiled:  # (uncompiled, a plain class has both already)
+        __dict__ = cython.declare(dict)
+        __weakref__ = cython.declare(object)
 
     def __init__(self, fun, name=None):
         self.fun = fun
@@ -585,10 +587,10 @@ def run_backward(roots, seeds, retain_graph=False, create_graph=False, targets=N
     """
     if _tracer is not None:
         return _tracer.backward(roots, seeds, retain_graph, create_graph, targets)
-    sweep = _Sweep(roots, seeds, create_graph, targets, defer)
-    return _sweep(sweep, retain_graph)
+    return _sweep(_Sweep(roots, seeds, create_graph, targets, defer), retain_graph)
 
 
+@cython.cfunc
 @cython.locals(sweep=_Sweep, node=Node, k=cython.Py_ssize_t, signals=list)
 def _sweep(sweep, retain_graph):
     while sweep.heap:

@@ -20,7 +20,7 @@ import numpy as np
 from ._functional import make_vjp  # noqa: F401
 from ._tape import Primitive
 from ._tensor import Tensor
-from .numpy._vjps import UndefinedVjps
+from .numpy._util import UndefinedVjps
 
 __all__ = [
     "primitive",

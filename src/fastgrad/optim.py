@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import abc
 import math
+import sys
 from collections.abc import Iterable
 
 import numpy as np
@@ -33,7 +34,7 @@ from ._factored import OuterGrad, leaf_grad
 from ._saved import frozen_by_graph, inplace_update
 from ._tensor import Tensor
 
-__all__ = ["Optimizer", "SGD", "Adam"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "lr_scheduler"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -318,20 +319,27 @@ class Adam(Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ):
-        lr = _check_number("Adam", "lr", lr)
+        name = type(self).__name__  # AdamW too
+        lr = _check_number(name, "lr", lr)
         try:
             beta1, beta2 = betas
         except (TypeError, ValueError):
-            raise ValueError(f"Adam: betas must be a pair (beta1, beta2), got {betas!r}") from None
-        beta1 = _check_number("Adam", "betas[0]", beta1, 0.0, 1.0, high_open=True)
-        beta2 = _check_number("Adam", "betas[1]", beta2, 0.0, 1.0, high_open=True)
-        eps = _check_number("Adam", "eps", eps)
-        weight_decay = _check_number("Adam", "weight_decay", weight_decay)
+            raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}") from None
+        beta1 = _check_number(name, "betas[0]", beta1, 0.0, 1.0, high_open=True)
+        beta2 = _check_number(name, "betas[1]", beta2, 0.0, 1.0, high_open=True)
+        eps = _check_number(name, "eps", eps)
+        weight_decay = _check_number(name, "weight_decay", weight_decay)
         super().__init__(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
 
     def _hyper(self):
         beta1, beta2 = self.betas
-        return (_check_number("Adam", "lr", self.lr), beta1, beta2, self.eps, self.weight_decay)
+        return (
+            _check_number(type(self).__name__, "lr", self.lr),
+            beta1,
+            beta2,
+            self.eps,
+            self.weight_decay,
+        )
 
     def _update(self, backend, state, W, dW, hyper):
         lr, beta1, beta2, eps, weight_decay = hyper
@@ -353,3 +361,42 @@ class Adam(Optimizer):
         m_hat = m / (1.0 - beta1**t)
         v_hat = v / (1.0 - beta2**t)
         W -= lr * m_hat / (np.sqrt(v_hat) + eps)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019), as ``torch.optim.AdamW``.
+
+    w ← w − η λ w  first, then Adam's update on w̄ alone (no λ w in g), so the decay is
+    not rescaled by √v̂. Note the default λ = 0.01, PyTorch's.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas=(0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+    ):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+    def _update(self, backend, state, W, dW, hyper):
+        lr, beta1, beta2, eps, weight_decay = hyper
+        if weight_decay:
+            if _tape._tracer is not None:
+                # The compiled plan's Adam instruction knows only the L2 (coupled) form.
+                from ._compiler.ir import TracingError
+
+                raise TracingError(
+                    "fastgrad.compile: AdamW's decoupled weight decay cannot be recorded; "
+                    "compile with AdamW(weight_decay=0) or Adam(weight_decay=...), or run eagerly"
+                )
+            W *= 1.0 - lr * weight_decay
+        super()._update(backend, state, W, dW, (lr, beta1, beta2, eps, 0.0))
+
+
+# torch.optim.lr_scheduler's place: ``from fastgrad.optim.lr_scheduler import StepLR``
+# works as it does for os.path (a module registered under this module's name).
+from . import _lr_scheduler as lr_scheduler  # noqa: E402
+
+sys.modules[__name__ + ".lr_scheduler"] = lr_scheduler

@@ -23,6 +23,8 @@ __all__ = ["to_dot", "render", "explain", "graph_nodes"]
 def _shape(x):
     if isinstance(x, Tensor):
         return tuple(x.shape)
+    if isinstance(x, type):  # a dtype argument (astype's np.float64): its .shape is a descriptor
+        return ()
     return tuple(np.shape(x))
 
 
@@ -149,8 +151,9 @@ def _explain_node(node, shape, labels):
         a = node.args[i] if node.args is not None and i < len(node.args) else None
         if id(a) in labels:
             return labels[id(a)]
-        if a is not None and np.size(a._data if isinstance(a, Tensor) else a) == 1:
-            return f"{float(np.asarray(a._data if isinstance(a, Tensor) else a).reshape(())):g}"
+        v = np.asarray(a._data if isinstance(a, Tensor) else a) if a is not None else None
+        if v is not None and v.size == 1 and v.dtype.kind in "biuf":  # a number, not einsum's 'ij'
+            return f"{float(v.reshape(())):g}"
         return "c"
 
     names = [p(i) for i in range(len(arg_shapes))]

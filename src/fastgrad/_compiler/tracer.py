@@ -396,6 +396,8 @@ class Tracer:
         from .. import optim
 
         kind = {optim.SGD: "sgd", optim.Adam: "adam"}.get(type(opt))  # exactly: not subclasses
+        if type(opt) is optim.AdamW and opt.weight_decay == 0:
+            kind = "adam"  # without its decoupled decay AdamW is Adam
         if kind is None:
             raise TracingError(
                 f"fastgrad.compile: '{self.fn_name}' steps the optimizer {type(opt).__name__}, "

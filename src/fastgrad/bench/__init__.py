@@ -1,9 +1,10 @@
 """Benchmarks of fastgrad beside NumPy by hand and its peers (``fastgrad bench``).
 
 - :mod:`fastgrad.bench.workloads`: the standard workloads of SPEC §7, defined once.
-- :mod:`fastgrad.bench.impls`: each workload in NumPy by hand, fastgrad (per backend, and
-  under ``fastgrad.compile``), PyTorch, HIPS autograd and JAX, with a gradient check
-  against NumPy by hand.
+- :mod:`fastgrad.bench.impls`: each workload in NumPy by hand and fastgrad (per backend,
+  and under ``fastgrad.compile``), with a gradient check against NumPy by hand; the
+  peers (PyTorch, HIPS autograd, JAX) are loaded from a source checkout's
+  ``benchmarks/peers/``.
 - :mod:`fastgrad.bench.runner`: the interleaved-rounds timer and the command line.
 
 The peers are optional; nothing here imports them until asked.

@@ -12,9 +12,11 @@ or [t̄] for a scalar workload) without changing the parameters, so that they ca
 checked against NumPy by hand before anything is timed (:func:`check_gradients`).
 
 The baseline, ``numpy``, is the lecture's vectorized backward pass written as well as
-NumPy allows: every buffer preallocated, every ufunc and matmul writing in place. The
-peers (PyTorch, HIPS autograd, JAX) are optional: :func:`available` says why one is
-missing instead of failing.
+NumPy allows: every buffer preallocated, every ufunc and matmul writing in place.
+Here are NumPy by hand and fastgrad (eager on each backend, and compiled). The peers'
+implementations (PyTorch, HIPS autograd, JAX) are in the source checkout's
+``benchmarks/peers/``, registered by :func:`load_peers`; :func:`available` says why an
+implementation cannot run (not installed, not loaded) instead of failing.
 """
 
 from __future__ import annotations
@@ -22,14 +24,29 @@ from __future__ import annotations
 import abc
 import contextlib
 import importlib
+import importlib.util
 import math
+import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from .workloads import MLPData, ScalarData, Workload
 
-__all__ = ["IMPLS", "BASELINE", "available", "create", "check_gradients", "GradientMismatch"]
+__all__ = [
+    "IMPLS",
+    "BASELINE",
+    "Entry",
+    "Impl",
+    "available",
+    "create",
+    "check_gradients",
+    "GradientMismatch",
+    "load_peers",
+    "PEER_NAMES",
+]
 
 BASELINE = "numpy"
 
@@ -542,287 +559,7 @@ class FastgradCompiledScalar(FastgradCompiledBase):
 
 
 # ---------------------------------------------------------------------------------------
-# PyTorch (eager)
-
-
-class TorchBase(Impl):
-    name = "torch"
-    label = "PyTorch eager"
-
-    def __init__(self, workload, data):
-        super().__init__(workload, data)
-        import torch
-
-        self.torch = torch
-
-
-class TorchMLP(TorchBase):
-    def __init__(self, workload, data: MLPData):
-        super().__init__(workload, data)
-        torch = self.torch
-        self.params = [
-            (
-                torch.tensor(W, requires_grad=True),
-                torch.tensor(b, requires_grad=True),
-            )
-            for W, b in data.params
-        ]
-        self.flat = [p for pair in self.params for p in pair]
-        self.x = torch.from_numpy(data.x)
-        self.t = torch.from_numpy(data.t)
-        self.scale = 0.5 / data.x.shape[0]
-        self.lr = workload.lr
-        self.linear = torch.nn.functional.linear
-
-    def forward(self):
-        h = self.x
-        linear, sigmoid = self.linear, self.torch.sigmoid
-        for W, b in self.params[:-1]:
-            h = sigmoid(linear(h, W, b))
-        W, b = self.params[-1]
-        return ((linear(h, W, b) - self.t) ** 2).sum() * self.scale
-
-    def forward_backward(self):
-        for p in self.flat:
-            p.grad = None
-        loss = self.forward()
-        loss.backward()
-        return loss
-
-    def step(self):
-        for p in self.flat:
-            p.grad = None
-        self.forward().backward()
-        with self.torch.no_grad():
-            for p in self.flat:
-                p.sub_(p.grad, alpha=self.lr)
-
-    def gradients(self):
-        self.forward_backward()
-        return [p.grad.numpy().copy() for p in self.flat]
-
-    def parameters(self):
-        return [p.detach().numpy().copy() for p in self.flat]
-
-
-class TorchScalar(TorchBase):
-    def __init__(self, workload, data: ScalarData):
-        super().__init__(workload, data)
-        torch = self.torch
-        self.t = torch.tensor(data.t, dtype=torch.float64, requires_grad=True)
-        self.consts = data.consts
-        self.s1 = workload.family == "S1"
-        self.lr = workload.lr
-
-    def forward(self):
-        torch, t = self.torch, self.t
-        if self.s1:
-            x = torch.cos(t)
-            y = t * t
-            return y + torch.exp(x * y)
-        exp, sin = torch.exp, torch.sin
-        v = t
-        for a in self.consts:
-            v = v + exp(sin(v * a))
-        return v
-
-    def forward_backward(self):
-        self.t.grad = None
-        f = self.forward()
-        f.backward()
-        return f
-
-    def step(self):
-        self.t.grad = None
-        self.forward().backward()
-        with self.torch.no_grad():
-            self.t.sub_(self.t.grad, alpha=self.lr)
-
-    def gradients(self):
-        self.forward_backward()
-        return [self.t.grad.numpy().copy()]
-
-    def parameters(self):
-        return [self.t.detach().numpy().copy()]
-
-
-# ---------------------------------------------------------------------------------------
-# Functional peers: HIPS autograd and JAX share the loss functions, written once per
-# NumPy-like namespace.
-
-
-def _mlp_loss(xnp, scale):
-    def loss(params, x, t):
-        h = x
-        for W, b in params[:-1]:
-            h = 1.0 / (1.0 + xnp.exp(-(xnp.dot(h, W.T) + b)))
-        W, b = params[-1]
-        d = xnp.dot(h, W.T) + b - t
-        return xnp.sum(d * d) * scale
-
-    return loss
-
-
-def _scalar_fn(xnp, workload, consts):
-    if workload.family == "S1":
-
-        def f(t):
-            x = xnp.cos(t)
-            y = t * t
-            return y + xnp.exp(x * y)
-
-        return f
-
-    def f(t):
-        v = t
-        for a in consts:
-            v = v + xnp.exp(xnp.sin(v * a))
-        return v
-
-    return f
-
-
-class FunctionalImpl(Impl):
-    """A functional peer: parameters are (W, b) pairs (or the scalar t), forward_backward
-    returns (loss, gradients of the same structure)."""
-
-    def gradients(self):
-        _, g = self.forward_backward()
-        if self.workload.kind == "mlp":
-            return [np.asarray(a) for pair in g for a in pair]
-        return [np.asarray(g, dtype=np.float64)]
-
-    def parameters(self):
-        if self.workload.kind == "mlp":
-            return [np.array(a) for pair in self.params for a in pair]
-        return [np.array(self.params, dtype=np.float64)]
-
-
-class AutogradImpl(FunctionalImpl):
-    name = "autograd"
-    label = "HIPS autograd"
-
-    def __init__(self, workload, data):
-        super().__init__(workload, data)
-        import autograd
-        import autograd.numpy as anp
-
-        self.lr = workload.lr
-        if workload.kind == "mlp":
-            self.params = [(W, b) for W, b in data.params]
-            self.args = (data.x, data.t)
-            self.fun = _mlp_loss(anp, 0.5 / data.x.shape[0])
-        else:
-            self.params = np.float64(data.t)
-            self.args = ()
-            self.fun = _scalar_fn(anp, workload, data.consts)
-        self.vg = autograd.value_and_grad(self.fun)
-
-    def forward(self):
-        return self.fun(self.params, *self.args)
-
-    def forward_backward(self):
-        return self.vg(self.params, *self.args)
-
-    def step(self):
-        _, g = self.vg(self.params, *self.args)
-        lr = self.lr
-        if self.workload.kind == "mlp":
-            for (W, b), (dW, db) in zip(self.params, g, strict=False):
-                W -= lr * dW
-                b -= lr * db
-        else:
-            self.params = self.params - lr * g
-
-
-
-class JaxImpl(FunctionalImpl):
-    name = "jax"
-    label = "JAX, op by op (no jit)"
-    jit = False
-
-    def __init__(self, workload, data):
-        super().__init__(workload, data)
-        import jax
-
-        jax.config.update("jax_enable_x64", True)  # W1-f64 and the scalars are float64
-        import jax.numpy as jnp
-
-        self.jax = jax
-        lr = workload.lr
-        if workload.kind == "mlp":
-            self.params = [(jnp.asarray(W), jnp.asarray(b)) for W, b in data.params]
-            self.args = (jnp.asarray(data.x), jnp.asarray(data.t))
-            fun = _mlp_loss(jnp, 0.5 / data.x.shape[0])
-        elif self.jit and workload.family == "S2":
-            # Unrolled, XLA compiles the 1000-op chain in ~10 s; a JAX user writes a scan.
-            self.params = jnp.asarray(np.float64(data.t))
-            self.args = (jnp.asarray(np.array(data.consts, dtype=np.float64)),)
-
-            def fun(t, consts):
-                def block(v, a):
-                    return v + jnp.exp(jnp.sin(v * a)), None
-
-                return jax.lax.scan(block, t, consts)[0]
-
-        else:
-            self.params = jnp.asarray(np.float64(data.t))
-            self.args = ()
-            fun = _scalar_fn(jnp, workload, data.consts)
-        vg = jax.value_and_grad(fun)
-
-        def step(params, *args):
-            loss, g = vg(params, *args)
-            return loss, jax.tree_util.tree_map(lambda p, d: p - lr * d, params, g)
-
-        if self.jit:
-            fun, vg, step = jax.jit(fun), jax.jit(vg), jax.jit(step)
-        self.fun, self.vg, self.step_fn = fun, vg, step
-        if self.jit:  # compile now, and say how long it took
-            start = time.perf_counter()
-            jax.block_until_ready(self.fun(self.params, *self.args))
-            jax.block_until_ready(self.vg(self.params, *self.args))
-            jax.block_until_ready(self.step_fn(self.params, *self.args))
-            self.compile_seconds = time.perf_counter() - start
-
-    def forward(self):
-        return self.fun(self.params, *self.args).block_until_ready()
-
-    def forward_backward(self):
-        return self.jax.block_until_ready(self.vg(self.params, *self.args))
-
-    def step(self):
-        loss, self.params = self.jax.block_until_ready(self.step_fn(self.params, *self.args))
-
-
-
-class JaxJitImpl(JaxImpl):
-    name = "jax-jit"
-    label = "JAX, jit-compiled (S2 as a lax.scan)"
-    jit = True
-
-
-# ---------------------------------------------------------------------------------------
 # Registry
-
-
-def _module_reason(module, extra=""):
-    try:
-        importlib.import_module(module)
-    except Exception as exc:  # ImportError, or a broken install
-        return f"{module} not importable ({type(exc).__name__}: {exc}){extra}"
-    return None
-
-
-def _torch_reason():
-    reason = _module_reason("torch", "; install with: pip install torch==2.13.0")
-    if reason:
-        return reason
-    import torch
-
-    if not torch.__version__.startswith("2.13.0"):
-        return f"torch {torch.__version__} is installed; the benchmarks pin torch==2.13.0"
-    return None
 
 
 def _fastgrad_reason(backend):
@@ -852,67 +589,114 @@ def _compiled_reason():
     return None
 
 
-class _Entry:
+class Entry:
+    """One implementation: its classes for MLP and scalar workloads (None: no such version),
+    ``reason()`` (None if it can run here, else why not) and a label for tables."""
+
     def __init__(self, name, mlp, scalar, reason, label):
-        self.name, self.mlp, self.scalar, self.reason, self.label = (
-            name,
-            mlp,
-            scalar,
-            reason,
-            label,
-        )
+        self.name, self.mlp, self.scalar, self.reason, self.label = name, mlp, scalar, reason, label
 
 
 IMPLS = {
     e.name: e
     for e in (
-        _Entry("numpy", NumpyMLP, NumpyScalar, lambda: None, NumpyMLP.label),
-        _Entry("numpy-plain", NumpyPlainMLP, None, lambda: None, NumpyPlainMLP.label),
-        _Entry(
+        Entry("numpy", NumpyMLP, NumpyScalar, lambda: None, NumpyMLP.label),
+        Entry("numpy-plain", NumpyPlainMLP, None, lambda: None, NumpyPlainMLP.label),
+        Entry(
             "fastgrad-cython",
             _fastgrad_impl("mlp", "cython"),
             _fastgrad_impl("scalar", "cython"),
             _fastgrad_reason("cython"),
             "fastgrad, cython backend",
         ),
-        _Entry(
+        Entry(
             "fastgrad-reference",
             _fastgrad_impl("mlp", "reference"),
             _fastgrad_impl("scalar", "reference"),
             _fastgrad_reason("reference"),
             "fastgrad, reference backend",
         ),
-        _Entry(
+        Entry(
             "fastgrad-compiled",
             FastgradCompiledMLP,
             FastgradCompiledScalar,
             _compiled_reason,
             "fastgrad.compile, cython backend",
         ),
-        _Entry("torch", TorchMLP, TorchScalar, _torch_reason, TorchBase.label),
-        _Entry(
-            "autograd",
-            AutogradImpl,
-            AutogradImpl,
-            lambda: _module_reason("autograd", "; install with: pip install autograd"),
-            AutogradImpl.label,
-        ),
-        _Entry(
-            "jax",
-            JaxImpl,
-            JaxImpl,
-            lambda: _module_reason("jax", "; install with: pip install jax jaxlib"),
-            JaxImpl.label,
-        ),
-        _Entry(
-            "jax-jit",
-            JaxJitImpl,
-            JaxJitImpl,
-            lambda: _module_reason("jax", "; install with: pip install jax jaxlib"),
-            JaxJitImpl.label,
-        ),
     )
 }
+
+# ---------------------------------------------------------------------------------------
+# The peers (PyTorch, HIPS autograd, JAX): benchmark code kept out of the installed
+# package, in the source checkout's benchmarks/peers/. Until load_peers finds it, each
+# peer is a placeholder whose reason says how to get it.
+
+PEER_NAMES = ("torch", "autograd", "jax", "jax-jit")
+PEERS_HOWTO = (
+    "the peers' benchmark code is not part of the installed package: run fastgrad bench "
+    "from a fastgrad source checkout (it reads benchmarks/peers/ there), or give --peers DIR"
+)
+for _name in PEER_NAMES:
+    IMPLS[_name] = Entry(_name, None, None, lambda: PEERS_HOWTO, _name)
+
+_peers = {"directory": None}
+
+
+def _is_fastgrad_checkout(root: Path) -> bool:
+    try:
+        text = (root / "pyproject.toml").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return 'name = "fastgrad"' in text
+
+
+def find_peers(directory=None) -> Path | None:
+    """The peers' directory: ``directory``, else ``$FASTGRAD_BENCH_PEERS``, else
+    ``benchmarks/peers`` of the checkout this fastgrad is imported from (``src/`` layout),
+    else of the current directory if it is a fastgrad checkout. None if there is none."""
+    if directory is None:
+        directory = os.environ.get("FASTGRAD_BENCH_PEERS") or None
+    if directory is not None:
+        return Path(directory)
+    here = Path(__file__).resolve().parents[3]  # <checkout>/src/fastgrad/bench/impls.py
+    for root in (here, Path.cwd()):
+        peers = root / "benchmarks" / "peers"
+        if (peers / "__init__.py").is_file() and _is_fastgrad_checkout(root):
+            return peers
+    return None
+
+
+def load_peers(directory=None) -> str | None:
+    """Register the peers found by :func:`find_peers`; None on success, else why not.
+
+    Idempotent. The directory is imported as the package ``fastgrad_bench_peers``, whose
+    ``PEERS`` list of :class:`Entry` replaces the placeholders.
+    """
+    path = find_peers(directory)
+    if path is None:
+        return PEERS_HOWTO
+    path = path.resolve()
+    if _peers["directory"] == path:
+        return None
+    init = path / "__init__.py"
+    if not init.is_file():
+        return f"no peers package in {str(path)!r} (expected {init.name} there)"
+    spec = importlib.util.spec_from_file_location(
+        "fastgrad_bench_peers", init, submodule_search_locations=[str(path)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[spec.name]
+        return f"the peers in {str(path)!r} failed to load ({type(exc).__name__}: {exc})"
+    for entry in module.PEERS:
+        IMPLS[entry.name] = entry
+        _reasons.pop(entry.name, None)
+    _peers["directory"] = path
+    return None
+
 
 _reasons: dict = {}
 

@@ -5,14 +5,13 @@ the same process, in rounds, each round visiting the (implementation, phase) pai
 fresh random order; ratios to NumPy by hand are taken within a round and summarised by
 their median and range over the rounds.
 
-    fastgrad bench                         # every workload, every installed peer
+    fastgrad bench                         # every workload, one thread (the default)
     fastgrad bench --workload W2,S1 --repeat 9 --json out.json
-    fastgrad bench --threads 1             # single-thread figures (BLAS, torch, pinned CPU)
+    fastgrad bench --threads default       # each library's own thread pools
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib.metadata
 import json
@@ -140,16 +139,11 @@ def summarise(workload, times, baseline=_impls.BASELINE):
         for phase, values in by_phase.items():
             row["median_s"][phase] = statistics.median(values)
             if base is not None:
-                row["ratio"][phase] = _summary(
-                    [a / b for a, b in zip(values, base[phase], strict=False)]
-                )
+                row["ratio"][phase] = _summary([a / b for a, b in zip(values, base[phase], strict=False)])
         if "forward" in by_phase and "fwd+bwd" in by_phase:
             # The backward's cost in forward passes, per round: (t_fb − t_f) / t_f.
             row["bwd_over_fwd"] = _summary(
-                [
-                    (fb - f) / f
-                    for f, fb in zip(by_phase["forward"], by_phase["fwd+bwd"], strict=False)
-                ]
+                [(fb - f) / f for f, fb in zip(by_phase["forward"], by_phase["fwd+bwd"], strict=False)]
             )
         if flops["step"] and "step" in by_phase:
             row["step_gflops"] = flops["step"] / row["median_s"]["step"] / 1e9
@@ -157,13 +151,23 @@ def summarise(workload, times, baseline=_impls.BASELINE):
     return rows
 
 
-def run(workloads=None, impls=None, rounds=5, min_time=0.01, threads=None, seed=None, log=None):
-    """Check gradients, then time; returns a JSON-able dict (see ``--json``)."""
+def run(workloads=None, impls=None, rounds=5, min_time=0.01, threads=1, seed=None, log=None):
+    """Check gradients, then time; returns a JSON-able dict (see ``--json``).
+
+    An implementation that cannot run here at all (a peer not installed, or not loaded)
+    is listed once under ``"unavailable"``; one that cannot run a particular workload
+    (no scalar version, a failed gradient check) under that workload's ``"skipped"``.
+    """
     chosen = _workloads.select(workloads)
     names = list(impls or DEFAULT_IMPLS)
     if _impls.BASELINE not in names:
         names.insert(0, _impls.BASELINE)
     log = log or (lambda msg: None)
+    unavailable = {name: _impls.available(name) for name in names}
+    unavailable = {name: reason for name, reason in unavailable.items() if reason}
+    for name, reason in unavailable.items():
+        log(f"not running {name}: {reason}")
+    names = [name for name in names if name not in unavailable]
     report = {
         "machine": {},
         "settings": {
@@ -172,6 +176,7 @@ def run(workloads=None, impls=None, rounds=5, min_time=0.01, threads=None, seed=
             "threads": "default" if threads in (None, "default") else int(threads),
             "baseline": _impls.BASELINE,
         },
+        "unavailable": unavailable,
         "workloads": [],
     }
     with thread_mode(threads) as mode:
@@ -209,9 +214,43 @@ def run(workloads=None, impls=None, rounds=5, min_time=0.01, threads=None, seed=
             log(f"{w.name}: timing {', '.join(ready)} ({rounds} rounds)")
             times = measure(ready, rounds=rounds, min_time=min_time, seed=seed)
             entry["results"] = summarise(w, times)
+            entry["noisy"] = noise(entry["results"])
             report["workloads"].append(entry)
         report["machine"] = machine_info()  # inside: thread pools and peers as timed
     return report
+
+
+NOISY_RANGE = 2.0  # a ratio whose rounds span more than this factor is not a figure
+
+
+def noise(rows) -> list:
+    """Why a workload's figures cannot be trusted, one dict per finding: a ratio whose
+    per-round range exceeds NOISY_RANGE, or a forward timed slower than forward + backward
+    in some round (which would make the backward's cost negative)."""
+    found = []
+    for name, row in rows.items():
+        for phase, r in row["ratio"].items():
+            if r and r["min"] > 0 and r["max"] / r["min"] > NOISY_RANGE:
+                found.append({"impl": name, "phase": phase, "ratio_min": r["min"], "ratio_max": r["max"]})
+        b = row.get("bwd_over_fwd")
+        if b and b["min"] < 0:
+            found.append({"impl": name, "phase": "bwd/fwd", "forward_slower_than_fwd_bwd": True})
+    return found
+
+
+def _noise_summary(found) -> str:
+    ranges = [f for f in found if "ratio_min" in f]
+    negative = [f["impl"] for f in found if "ratio_min" not in f]
+    parts = []
+    if ranges:
+        parts.append(
+            f"{len(ranges)} ratio{'s' if len(ranges) > 1 else ''} spanned more than {NOISY_RANGE:g}x over the rounds"
+        )
+    if negative:
+        parts.append(f"a forward timed slower than forward + backward ({', '.join(negative)})")
+    return (
+        "  too noisy to trust (marked !): " + "; ".join(parts) + ". Rerun with more --repeat, or on a quieter machine."
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -244,8 +283,7 @@ def machine_info():
         from threadpoolctl import threadpool_info
 
         info["threadpools"] = [
-            {k: p.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
-            for p in threadpool_info()
+            {k: p.get(k) for k in ("internal_api", "version", "num_threads", "architecture")} for p in threadpool_info()
         ]
     except ImportError:
         pass
@@ -326,16 +364,42 @@ def format_table(report) -> str:
                 extra = f"{med['fwd+bwd'] / entry['n_ops'] * 1e6:9.3f}"
             lines.append(
                 f"{name:<20}{fmt_time(med.get('forward')):>11}{fmt_time(med.get('fwd+bwd')):>11}"
-                f"{fmt_time(med.get('step')):>11}  {fmt_ratio(ratio.get('step')):<20}"
-                f"{fmt_ratio(ratio.get('fwd+bwd')):<20}{fmt_ratio(ratio.get('forward')):<20}"
-                f"{fmt_ratio(row.get('bwd_over_fwd'), spread=False):<8}{extra}"
+                f"{fmt_time(med.get('step')):>11}  {_fmt_noisy(ratio.get('step')):<20}"
+                f"{_fmt_noisy(ratio.get('fwd+bwd')):<20}{_fmt_noisy(ratio.get('forward')):<20}"
+                f"{_fmt_bwd(row.get('bwd_over_fwd')):<8}{extra}"
             )
         for name, secs in entry["compile_s"].items():
             if secs:
                 lines.append(f"  ({name}: compiled in {secs:.2f} s before timing)")
         for name, reason in entry["skipped"].items():
             lines.append(f"  skipped {name}: {reason}")
+        if entry.get("noisy"):
+            lines.append(_noise_summary(entry["noisy"]))
+    unavailable = report.get("unavailable") or {}
+    if unavailable:
+        lines.append("")
+        howto = [n for n, r in unavailable.items() if r == _impls.PEERS_HOWTO]
+        if howto:
+            lines.append(f"not run: {', '.join(howto)}: {_impls.PEERS_HOWTO}")
+        for name, reason in unavailable.items():
+            if name not in howto:
+                lines.append(f"not run: {name}: {reason}")
     return "\n".join(lines)
+
+
+def _fmt_noisy(r):
+    """A ratio as fmt_ratio shows it, with a "!" when its rounds span more than NOISY_RANGE."""
+    text = fmt_ratio(r)
+    if isinstance(r, dict) and r and r["min"] > 0 and r["max"] / r["min"] > NOISY_RANGE:
+        text += " !"
+    return text
+
+
+def _fmt_bwd(b):
+    """The backward's cost in forwards; "noisy" where a round timed it negative."""
+    if b and b["min"] < 0:
+        return "noisy !"
+    return fmt_ratio(b, spread=False)
 
 
 # ---------------------------------------------------------------------------------------
@@ -347,11 +411,15 @@ def _split(values):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    from fastgrad.cli import HelpFormatter, Parser
+
+    parser = Parser(
         prog="fastgrad bench",
-        description="Time fastgrad's backends beside NumPy by hand, PyTorch, HIPS autograd "
-        "and JAX (where installed) on the standard workloads (SPEC §7); every "
-        "implementation's gradients are checked against NumPy by hand first.",
+        description="Time fastgrad's backends beside NumPy by hand on the standard workloads "
+        "(SPEC §7), and beside PyTorch, HIPS autograd and JAX where installed (their benchmark "
+        "code is in the source checkout's benchmarks/peers/). Every implementation's gradients "
+        "are checked against NumPy by hand first.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--workload",
@@ -359,9 +427,7 @@ def build_parser():
         action="append",
         metavar="NAME",
         help="workload(s) to run, repeatable or comma-separated: "
-        + ", ".join(
-            dict.fromkeys([w.family for w in _workloads.STANDARD] + list(_workloads.WORKLOADS))
-        )
+        + ", ".join(dict.fromkeys([w.family for w in _workloads.STANDARD] + list(_workloads.WORKLOADS)))
         + " (default: all)",
     )
     parser.add_argument(
@@ -373,31 +439,64 @@ def build_parser():
         + ", ".join(_impls.IMPLS)
         + f" (default: {', '.join(DEFAULT_IMPLS)}; numpy is always included; 'all' for every one)",
     )
-    parser.add_argument(
-        "--repeat", "-r", type=int, default=5, help="interleaved rounds (default 5)"
-    )
+    parser.add_argument("--repeat", "-r", type=_positive_int, default=5, metavar="N", help="interleaved rounds")
     parser.add_argument(
         "--min-time",
-        type=float,
+        type=_positive_float,
         default=0.01,
-        help="seconds spent per implementation and phase in each round (default 0.01)",
+        metavar="SECONDS",
+        help="time spent per implementation and phase in each round",
     )
     parser.add_argument(
         "--threads",
-        choices=("default", "1", "both"),
-        default="default",
-        help="library defaults, one thread (BLAS, torch, and the process pinned to one "
-        "CPU), or both one after the other (default: default)",
+        choices=("1", "default", "both"),
+        default="1",
+        help="1: one BLAS/torch thread and the process pinned to one CPU, the figures to "
+        "compare; default: each library's own thread pools; both: one after the other "
+        "(default: 1)",
+    )
+    parser.add_argument(
+        "--peers",
+        metavar="DIR",
+        help="directory of the peers' implementations (default: benchmarks/peers of the "
+        "fastgrad checkout this runs from, or $FASTGRAD_BENCH_PEERS)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the full results as JSON")
-    parser.add_argument("--seed", type=int, default=None, help="seed for the round order")
+    parser.add_argument("--seed", type=int, help="seed for the round order (default: a fresh one)")
     parser.add_argument("--list", action="store_true", help="list workloads and implementations")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     return parser
 
 
+def _positive_int(text):
+    from fastgrad.cli import positive_int
+
+    return positive_int(text)
+
+
+def _positive_float(text):
+    from fastgrad.cli import positive_float
+
+    return positive_float(text)
+
+
 def main(argv=None) -> int:
+    from fastgrad.cli import CLIError
+
     args = build_parser().parse_args(argv)
+    try:
+        return _main(args)
+    except CLIError as exc:
+        print(f"fastgrad bench: error: {exc}", file=sys.stderr)
+        return exc.code
+
+
+def _main(args) -> int:
+    from fastgrad.cli import CLIError, atomic_write, output_path
+
+    peers = _impls.load_peers(args.peers)
+    if peers is not None and args.peers is not None:
+        raise CLIError(f"argument --peers: {peers}", 2)
     if args.list:
         for w in _workloads.STANDARD:
             print(f"{w.name:<8} {w.describe()}")
@@ -405,27 +504,19 @@ def main(argv=None) -> int:
             reason = _impls.available(name)
             print(f"{name:<20} {'available' if reason is None else 'unavailable: ' + reason}")
         return 0
-    if args.repeat < 1:
-        print("fastgrad bench: --repeat must be at least 1", file=sys.stderr)
-        return 2
+    json_path = output_path("--json", args.json) if args.json is not None else None
     try:
         _workloads.select(_split(args.workload))
     except ValueError as exc:
-        print(f"fastgrad bench: {exc}", file=sys.stderr)
-        return 2
+        raise CLIError(f"argument --workload: {exc}", 2) from None
     impl_names = _split(args.impl) or None
     if impl_names == ["all"]:
         impl_names = list(_impls.IMPLS)
     for name in impl_names or []:
         if name not in _impls.IMPLS:
-            print(
-                f"fastgrad bench: unknown implementation {name!r}; "
-                f"known: {', '.join(_impls.IMPLS)}",
-                file=sys.stderr,
-            )
-            return 2
+            raise CLIError(f"argument --impl: unknown implementation {name!r}; known: {', '.join(_impls.IMPLS)}", 2)
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    modes = ["default", "1"] if args.threads == "both" else [args.threads]
+    modes = ["1", "default"] if args.threads == "both" else [args.threads]
     reports = []
     for mode in modes:
         report = run(
@@ -440,10 +531,10 @@ def main(argv=None) -> int:
         reports.append(report)
         print(format_table(report))
         print()
-    if args.json:
-        with open(args.json, "w") as f:
+    if json_path is not None:
+        with atomic_write(json_path) as tmp, open(tmp, "w") as f:
             json.dump(reports[0] if len(reports) == 1 else {"runs": reports}, f, indent=1)
-        print(f"wrote {args.json}")
+        print(f"wrote {json_path}")
     return 0
 
 

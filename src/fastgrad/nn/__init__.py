@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .._creation import default_generator, manual_seed  # noqa: F401  (nn.manual_seed, as before)
 from .._saved import frozen_by_graph, inplace_update
 from .._tensor import Tensor, as_float_array
 from . import functional as F
@@ -34,6 +35,7 @@ __all__ = [
     "Sigmoid",
     "ReLU",
     "Tanh",
+    "Dropout",
     "MLP",
     "save",
     "load",
@@ -48,19 +50,10 @@ __all__ = [
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
-# Default source of initial weights; ``manual_seed`` resets it, ``rng=`` bypasses it.
-_default_rng = np.random.default_rng()
-
-
-def manual_seed(seed: int) -> None:
-    """Reseed the generator layers draw their initial weights from when given no ``rng``."""
-    global _default_rng
-    _default_rng = np.random.default_rng(seed)
-
-
 def _generator(rng) -> np.random.Generator:
+    """``rng`` (a seed or a Generator), or fastgrad's default generator (fg.manual_seed)."""
     if rng is None:
-        return _default_rng
+        return default_generator()
     if isinstance(rng, np.random.Generator):
         return rng
     return np.random.default_rng(rng)
@@ -238,9 +231,13 @@ def save(module: Module, path) -> None:
 
 
 def load(module: Module, path, strict: bool = True) -> None:
-    """Load parameters saved by ``save`` into ``module``, in place."""
+    """Load parameters saved by ``save`` (or ``fastgrad train --save``) into ``module``, in place.
+
+    Entries named ``__fastgrad…`` (the description ``fastgrad train --save`` adds) are not
+    parameters and are skipped.
+    """
     with np.load(os.fspath(path), allow_pickle=False) as archive:
-        state = {name: archive[name] for name in archive.files}
+        state = {name: archive[name] for name in archive.files if not name.startswith("__fastgrad")}
     module.load_state_dict(state, strict=strict)
 
 
@@ -312,6 +309,52 @@ class Tanh(Module):
 
     def forward(self, z):
         return F.tanh(z)
+
+
+class Dropout(Module):
+    """Inverted dropout: in training h = x ∘ m / (1 − p), m ~ Bernoulli(1 − p); in eval h = x.
+
+    A fresh mask m per call while ``training`` (``model.train()``, the default); the
+    identity after ``model.eval()``. The mask enters the tape as a constant factor, so
+    x̄ = h̄ ∘ m / (1 − p). ``rng`` (an int seed or a ``numpy.random.Generator``) makes the
+    masks repeatable; without it they come from the generator ``fg.manual_seed`` resets.
+    ``fastgrad.compile`` refuses a Dropout in training mode (a mask drawn while tracing
+    would be replayed on every step).
+    """
+
+    def __init__(self, p: float = 0.5, rng=None):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
+            raise TypeError(f"Dropout: p must be a number, got {type(p).__name__}")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
+        self.p = float(p)
+        self.rng = None if rng is None else _generator(rng)
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        from .. import _tape
+
+        if _tape._tracer is not None:
+            from .._compiler.ir import TracingError
+
+            raise TracingError(
+                "fastgrad.compile: Dropout in training mode draws a new mask every call, which "
+                "a compiled plan would freeze; call model.eval() or train this model eagerly"
+            )
+        if not isinstance(x, Tensor):
+            x = Tensor(as_float_array(x, copy=False, name="x"))
+        gen = self.rng if self.rng is not None else default_generator()
+        keep = gen.random(x.shape) >= self.p
+        if self.p == 1.0:
+            mask = np.zeros(x.shape, dtype=x.dtype)  # everything dropped (PyTorch: zeros)
+        else:
+            mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
+        return x * mask
+
+    def extra_repr(self):
+        return f"p={self.p}"
 
 
 class Sequential(Module):

@@ -50,6 +50,21 @@ def _one_hot(labels: np.ndarray, num_classes: int, dtype, where: str) -> np.ndar
     return onehot
 
 
+def _refuse_traced_labels(t, call):
+    """Integer labels made one-hot while fastgrad.compile traces: refused, naming the call
+    (the one-hot rows would be frozen at trace time)."""
+    from .. import _tape
+
+    if _tape._tracer is not None and isinstance(t, Tensor) and _tape._tracer.traced(t):
+        from .._compiler.ir import TracingError
+
+        raise TracingError(
+            f"fastgrad.compile: {call} with integer labels is not compiled (their one-hot rows "
+            "would be frozen at trace time); pass one-hot float targets, or use "
+            "nn.cross_entropy(logits, labels), which compiles with integer labels"
+        )
+
+
 def _same_shape(where, y_name, y, t_name, t):
     ys, ts = np.shape(_array(y)), np.shape(_array(t))
     if ys != ts:
@@ -71,6 +86,7 @@ def squared_error(y, t):
         return _squared_error(y, t)  # the common case: nothing to check or convert
     ys = np.shape(_array(y))
     if len(ys) == 2 and np.ndim(_array(t)) == 1 and _is_integer(t):
+        _refuse_traced_labels(t, "squared_error(y, labels)")
         labels = _array(t)
         if labels.shape[0] != ys[0]:
             raise ValueError(

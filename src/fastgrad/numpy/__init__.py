@@ -13,11 +13,11 @@ Every name in ``numpy`` is here, built from one map (``fastgrad.numpy._map``):
 
 import numpy as _onp
 
-from . import _vjps
+from ._building import c_, r_
+from ._contractions import make_diagonal
 from ._map import NOT_DIFFERENTIABLE, TWINS
-from ._vjps import UndefinedVjps as _UndefinedVjps
-from ._vjps import nograd as _nograd
-from ._vjps import primitive as _primitive
+from ._util import NoRule as _NoRule
+from ._util import nograd as _nograd
 
 __version__ = _onp.__version__
 
@@ -40,13 +40,10 @@ def _build():
         elif id(obj) in wrapped:
             ns[name] = wrapped[id(obj)]  # aliases share one wrapper (conj, conjugate)
         else:
-            p = _primitive(obj, name)
-            p.vjps = _UndefinedVjps(name)
-            ns[name] = wrapped[id(obj)] = p
+            ns[name] = wrapped[id(obj)] = _NoRule(obj, name)
     for name, twin in TWINS.items():
         ns[name] = twin  # twins NumPy 2 no longer has under that name (row_stack, ...)
-    ns["make_diagonal"] = _vjps.make_diagonal
-    ns["c_"], ns["r_"] = _vjps.c_, _vjps.r_
+    ns.update(make_diagonal=make_diagonal, c_=c_, r_=r_)
     return ns
 
 

@@ -17,9 +17,14 @@ import numpy as onp
 
 from .. import _ops
 from .._tape import TensorBase
-from . import _vjps, linalg
+from . import _building, _contractions, _elementwise, _reductions, _shapes, linalg
 
-__all__ = ["NUMPY_MAP", "NOT_DIFFERENTIABLE", "TWINS", "unbox"]
+__all__ = ["NUMPY_MAP", "NOT_DIFFERENTIABLE", "NOGRAD", "TWINS", "unbox"]
+
+
+def _names(module, names):
+    return {name: getattr(module, name) for name in names.split()}
+
 
 # fastgrad.numpy's name -> its differentiable function (the names are NumPy's).
 TWINS = {
@@ -30,26 +35,28 @@ TWINS = {
     "negative": _ops.negative, "exp": _ops.exp, "log": _ops.log, "sqrt": _ops.sqrt,
     "absolute": _ops.absolute, "abs": _ops.absolute, "sin": _ops.sin, "cos": _ops.cos,
     "tanh": _ops.tanh,
-    # the NumPy face's table (fastgrad.numpy._vjps)
-    **{name: getattr(_vjps, name) for name in (
-        "angle", "append", "arccos", "arccosh", "arcsin", "arcsinh", "arctan", "arctan2",
-        "arctanh", "array", "array_split", "asarray", "astype", "atleast_1d", "atleast_2d",
-        "atleast_3d", "clip", "column_stack", "concatenate", "conjugate", "cosh", "cross",
-        "cumsum", "deg2rad", "diag", "diagonal", "diff", "dot", "dsplit", "dstack", "einsum",
-        "exp2", "expm1", "fabs", "flip", "fliplr", "flipud", "fmax", "fmin", "hsplit",
-        "hstack", "hypot", "imag", "inner", "kron", "linspace", "log1p", "log2", "log10",
-        "logaddexp", "logaddexp2", "max", "mean", "min", "mod", "moveaxis", "nan_to_num",
-        "outer", "pad", "partition", "prod", "rad2deg", "ravel", "real", "real_if_close",
-        "reciprocal", "remainder", "repeat", "roll", "rollaxis", "rot90", "select",
-        "sinc", "sinh", "sort", "split", "square", "squeeze", "stack", "std", "sum",
-        "take_along_axis", "tan", "tensordot", "tile", "trace", "tril", "triu", "var",
-        "vdot", "vsplit", "vstack", "where",
-    )},
-    "conj": _vjps.conjugate, "amax": _vjps.max, "amin": _vjps.min, "degrees": _vjps.rad2deg,
-    "radians": _vjps.deg2rad, "row_stack": _vjps.vstack, "concat": _vjps.concatenate,
-    "broadcast_to": _vjps.broadcast_to_fn, "expand_dims": _vjps.expand_dims_fn,
-    "matmul": _vjps.matmul_fn, "reshape": _vjps.reshape_fn, "swapaxes": _vjps.swapaxes_fn,
-    "transpose": _vjps.transpose_fn, "permute_dims": _vjps.transpose_fn,
+    # the NumPy face's table
+    **_names(_elementwise, """
+        angle arccos arccosh arcsin arcsinh arctan arctan2 arctanh clip conjugate cosh
+        deg2rad exp2 expm1 fabs fmax fmin hypot imag log1p log2 log10 logaddexp logaddexp2
+        mod nan_to_num rad2deg real real_if_close reciprocal remainder select sinc sinh
+        square tan where"""),
+    **_names(_reductions, "cumsum max mean min prod std sum var"),
+    **_names(_shapes, """
+        array_split atleast_1d atleast_2d atleast_3d diff dsplit flip fliplr flipud hsplit
+        moveaxis pad partition ravel repeat roll rollaxis rot90 sort split squeeze
+        take_along_axis tile tril triu vsplit"""),
+    **_names(_building, """
+        append array asarray astype column_stack concatenate dstack hstack linspace stack
+        vstack"""),
+    **_names(_contractions, "cross diag diagonal dot einsum inner kron outer tensordot trace vdot"),
+    "conj": _elementwise.conjugate, "amax": _reductions.max, "amin": _reductions.min,
+    "degrees": _elementwise.rad2deg, "radians": _elementwise.deg2rad,
+    "row_stack": _building.vstack, "concat": _building.concatenate,
+    "broadcast_to": _shapes.broadcast_to_fn, "expand_dims": _shapes.expand_dims_fn,
+    "matmul": _contractions.matmul_fn, "reshape": _shapes.reshape_fn,
+    "swapaxes": _shapes.swapaxes_fn, "transpose": _shapes.transpose_fn,
+    "permute_dims": _shapes.transpose_fn,
 }
 LINALG_TWINS = {name: getattr(linalg, name) for name in linalg.DIFFERENTIABLE}
 
@@ -66,8 +73,19 @@ for _name, _twin in TWINS.items():
 for _name, _twin in LINALG_TWINS.items():
     NUMPY_MAP[getattr(onp.linalg, _name)] = _twin
 
+# NumPy's functions that only look at values: on tensors they act on the data.
+NOGRAD = """
+    floor ceil round rint around fix trunc all any argmax argmin argpartition argsort
+    argwhere nonzero flatnonzero count_nonzero searchsorted sign ndim shape size
+    floor_divide logical_and logical_or logical_not logical_xor isfinite isinf isnan
+    isneginf isposinf allclose isclose array_equal array_equiv greater greater_equal less
+    less_equal equal not_equal iscomplexobj iscomplex isrealobj isreal isscalar zeros_like
+    ones_like empty_like full_like result_type shares_memory may_share_memory copysign
+    signbit heaviside bincount digitize histogram unique in1d isin array_repr array_str
+    array2string""".split()
+
 NOT_DIFFERENTIABLE = {
-    getattr(onp, name) for name in _vjps.NOGRAD if hasattr(onp, name)
+    getattr(onp, name) for name in NOGRAD if hasattr(onp, name)
 } | {onp.floor_divide, onp.shape, onp.ndim, onp.size, onp.result_type, onp.copyto,
      onp.iscomplexobj, onp.isrealobj, onp.zeros_like, onp.ones_like, onp.empty_like,
      onp.full_like}

@@ -6,13 +6,11 @@ are out of scope for now).
 
 import numpy.fft as _fft
 
-from ._vjps import UndefinedVjps, primitive
+from ._util import NoRule
 
 __all__ = []
 for _name in dir(_fft):
     _obj = getattr(_fft, _name)
     if callable(_obj) and not _name.startswith("_"):
-        _p = primitive(_obj, _name)
-        _p.vjps = UndefinedVjps(_name)
-        globals()[_name] = _p
+        globals()[_name] = NoRule(_obj, _name)
         __all__.append(_name)

@@ -1,13 +1,16 @@
 """``fastgrad.numpy.linalg``: NumPy's linear algebra with derivatives (real matrices).
 
 ``DIFFERENTIABLE`` lists the functions with derivatives (the NumPy map's twins of
-``numpy.linalg``'s); every other name of ``numpy.linalg`` is recorded without a rule, so
-a backward through it raises NotImplementedError naming it (never a zero gradient).
+``numpy.linalg``'s); every other name of ``numpy.linalg`` is recorded without a rule
+(``NoRule``), so a backward through it raises NotImplementedError naming it (never a zero
+gradient).
 
-Every function accepts stacks of matrices (``(..., n, n)``), like NumPy's. The rules are
-written with matmul, transposes and these functions themselves, so they are
-differentiable again (the hessian of log|det A| works). Decompositions that return
-several arrays (eigh, svd) are recorded as one primitive per returned array, each
+The primitives (inv, pinv, solve, det, logabsdet, cholesky, eigh_values, eigh_vectors)
+are registry entries (``fastgrad._registry``); slogdet, eigh, eigvalsh, svd's singular
+values, norm, multi_dot and matrix_power are compositions of them. Every function accepts
+stacks of matrices (``(..., n, n)``), like NumPy's. The rules are written with matmul,
+transposes and these functions themselves, so they are differentiable again (the hessian
+of log|det A| works). eigh is recorded as one primitive per returned array, each
 computing the decomposition: that keeps every output a plain array on the tape.
 """
 
@@ -15,9 +18,11 @@ import numpy as onp
 
 from .. import _ops
 from .._ops import matmul, multiply, reshape, shape_of, sqrt, swapaxes, unbroadcast, value
+from .._registry import Formula, NotCompiled, Sample, define
 from .._tape import TensorBase as Tensor
-from . import _vjps
-from ._vjps import defvjp, primitive
+from ._building import array
+from ._shapes import flip_p, moveaxis
+from ._util import NoRule, contains_tensor
 
 
 def T(x):
@@ -33,15 +38,42 @@ def _column(x):  # (..., n) → (..., n, 1)
     return _ops.expand_dims(x, -1)
 
 
-def _eye_like(x):
-    return onp.eye(shape_of(x)[-1])
+def _size(shape):
+    return int(onp.prod(shape)) if shape else 1
+
+
+def _cubic_macs(forward, backward):
+    """MACs of an n×n matrix function, per matrix of the stack: ``forward`` n³ for the
+    factorisation (the leading term of LAPACK's count), ``backward`` n³ for the rule."""
+
+    def macs(out_shape, arg_shapes):
+        shape = arg_shapes[0]
+        n, stack = shape[-1], _size(shape[:-2])
+        return round(forward * stack * n**3), {0: round(backward * stack * n**3)}
+
+    return macs
+
+
+# Samples: well-conditioned matrices (a random one plus a multiple of I), stacks of them.
+def _square(r, *shape, shift=3.0):
+    return r.normal(size=shape) + shift * onp.eye(shape[-1])
+
+
+def _spd(r, *shape):
+    b = r.normal(size=shape)
+    return b @ onp.swapaxes(b, -1, -2) + shape[-1] * onp.eye(shape[-1])
 
 
 # ------------------------------------------------------------------------- inverse --
 
-inv = primitive(onp.linalg.inv, "inv")
 # Y = A⁻¹:  Ā = −Yᵀ Ȳ Yᵀ
-defvjp(inv, lambda g, ans, a: -matmul(T(ans), matmul(g, T(ans))), saves_args=False, saves_ans=True)
+inv = define(
+    onp.linalg.inv, "inv", vjps=[lambda g, ans, a: -matmul(T(ans), matmul(g, T(ans)))],
+    saves_args=False, saves_ans=True,
+    formula=Formula("{out} = {0}⁻¹", {0: "{0}̄ = −{out}ᵀ {out}̄ {out}ᵀ"}, _cubic_macs(1, 2)),
+    lowering=NotCompiled("inv is not lowered yet"),
+    samples=lambda r: [Sample(_square(r, 3, 3)), Sample(_square(r, 2, 3, 3))],
+)
 
 
 def _pinv_vjp(g, ans, a, rcond=None, **kwargs):
@@ -64,8 +96,21 @@ def _pinv(a, rcond=None, **kwargs):
     return onp.linalg.pinv(a, rcond, **kwargs)
 
 
-pinv = primitive(_pinv, "pinv")
-defvjp(pinv, _pinv_vjp, saves_ans=True)
+def _pinv_macs(out_shape, arg_shapes):
+    # an SVD (≈ 4mn² + 8n³ for m ≥ n) forward; the rule's eight products (≈ 8mn²) backward
+    m, n = sorted(arg_shapes[0][-2:], reverse=True)
+    stack = _size(arg_shapes[0][:-2])
+    return stack * (4 * m * n * n + 8 * n**3), {0: stack * 8 * m * n * n}
+
+
+pinv = define(
+    _pinv, "pinv", vjps=[_pinv_vjp], saves_ans=True,
+    formula=Formula("{out} = {0}⁺", {0: "{0}̄ = −{out}ᵀ {out}̄ {out}ᵀ + (I − {0} {out}) {out}̄ᵀ {out} {out}ᵀ "
+                                         "+ {out}ᵀ {out} {out}̄ᵀ (I − {out} {0})"}, _pinv_macs),
+    lowering=NotCompiled("pinv is not lowered yet"),
+    samples=lambda r: [Sample(r.normal(size=(4, 3))), Sample(r.normal(size=(3, 4))),
+                       Sample(_square(r, 3, 3)), Sample(r.normal(size=(2, 4, 3)), 1e-10)],
+)
 
 
 def _solve_a(g, ans, a, b):
@@ -80,23 +125,50 @@ def _solve_b(g, ans, a, b):
     return unbroadcast(solve(T(a), g), b)
 
 
-solve = primitive(onp.linalg.solve, "solve")
-defvjp(solve, _solve_a, _solve_b, saves_ans=True)
+def _solve_macs(out_shape, arg_shapes):
+    # LU (n³/3) and the substitutions (n² per column) forward; the same, and b̄ xᵀ, backward
+    n = arg_shapes[0][-1]
+    cols = _size(out_shape) // n if n else 0
+    lu = _size(arg_shapes[0][:-2]) * n**3 // 3
+    return lu + cols * n * n, {0: lu + 2 * cols * n * n, 1: lu + cols * n * n}
+
+
+solve = define(
+    onp.linalg.solve, "solve", vjps=[_solve_a, _solve_b], saves_ans=True,
+    formula=Formula("{out} = {0}⁻¹ {1}", {0: "{0}̄ = −({0}⁻ᵀ {out}̄) {out}ᵀ",
+                                          1: "{1}̄ = {0}⁻ᵀ {out}̄"}, _solve_macs),
+    lowering=NotCompiled("solve is not lowered yet"),
+    samples=lambda r: [Sample(_square(r, 3, 3), r.normal(size=(3,))),
+                       Sample(_square(r, 3, 3), r.normal(size=(3, 2))),
+                       Sample(_square(r, 2, 3, 3), r.normal(size=(2, 3, 2))),
+                       Sample(_square(r, 2, 3, 3), r.normal(size=(3, 2))),  # b broadcast
+                       Sample(_square(r, 3, 3), r.normal(size=(2, 3, 2)))],  # A broadcast
+)
 
 # ---------------------------------------------------------------- determinants --
 
-det = primitive(onp.linalg.det, "det")
 # d = det A:  Ā = d̄ d A⁻ᵀ
-defvjp(det, lambda g, ans, a: multiply(_column(_column(g * ans)), T(inv(a))), saves_ans=True)
+det = define(
+    onp.linalg.det, "det",
+    vjps=[lambda g, ans, a: multiply(_column(_column(g * ans)), T(inv(a)))], saves_ans=True,
+    formula=Formula("{out} = det {0}", {0: "{0}̄ = {out}̄ {out} {0}⁻ᵀ"}, _cubic_macs(1 / 3, 1)),
+    lowering=NotCompiled("det is not lowered yet"),
+    samples=lambda r: [Sample(r.normal(size=(3, 3))), Sample(r.normal(size=(2, 3, 3)))],
+)
 
 
 def _logabsdet(a):
     return onp.linalg.slogdet(a)[1]
 
 
-logabsdet = primitive(_logabsdet, "logabsdet")
 # ℓ = log|det A|:  Ā = ℓ̄ A⁻ᵀ
-defvjp(logabsdet, lambda g, ans, a: multiply(_column(_column(g)), T(inv(a))))
+logabsdet = define(
+    _logabsdet, "logabsdet", vjps=[lambda g, ans, a: multiply(_column(_column(g)), T(inv(a)))],
+    formula=Formula("{out} = log|det {0}|", {0: "{0}̄ = {out}̄ {0}⁻ᵀ"}, _cubic_macs(1 / 3, 1)),
+    lowering=NotCompiled("logabsdet is not lowered yet"),
+    samples=lambda r: [Sample(r.normal(size=(3, 3))), Sample(r.normal(size=(2, 3, 3))),
+                       Sample(onp.array([[0.0, 2.0], [1.5, 0.3]]))],  # det < 0
+)
 
 
 def slogdet(a):
@@ -107,22 +179,46 @@ def slogdet(a):
     return sign, logabsdet(a)
 
 
-# ------------------------------------------------------------------- cholesky --
+# ------------------------------------------------------------ the symmetric ones --
 
 
-def _cholesky_vjp(g, ans, a, **kwargs):
+def _uplo_projection(m, UPLO):
+    """eigh and cholesky read one triangle of A: a change of A[i, j] there moves both
+    A[i, j] and A[j, i] of the symmetric matrix it stands for, so its gradient is
+    M[i, j] + M[j, i]; the other triangle gets none, the diagonal M[i, i]."""
+    n = shape_of(m)[-1]
+    tri = onp.tril(onp.ones((n, n)), -1) if UPLO == "L" else onp.triu(onp.ones((n, n)), 1)
+    return multiply(m, onp.eye(n)) + multiply(m + T(m), tri)
+
+
+def _cholesky_vjp(g, ans, a, upper=False):
     # A = L Lᵀ:  Ā = ½ (S + Sᵀ),  S = L⁻ᵀ Φ(Lᵀ L̄) L⁻¹, Φ = lower triangle with half diagonal
-    n = shape_of(a)[-1]
+    # (the gradient as a symmetric matrix). Cholesky reads one triangle of A (the lower;
+    # the upper for upper=True, where U = Lᵀ), so the gradient with respect to A's entries
+    # is that one projected onto it.
+    if upper:
+        g, ans = T(g), T(ans)
+    n = shape_of(ans)[-1]
     phi = onp.tril(onp.ones((n, n))) - 0.5 * onp.eye(n)
     linv = inv(ans)
     s = matmul(T(linv), matmul(multiply(matmul(T(ans), g), phi), linv))
-    return 0.5 * (s + T(s))
+    return _uplo_projection(0.5 * (s + T(s)), "U" if upper else "L")
 
 
-cholesky = primitive(onp.linalg.cholesky, "cholesky")
-defvjp(cholesky, _cholesky_vjp, saves_args=False, saves_ans=True)
+def _cholesky(a, upper=False):
+    return onp.linalg.cholesky(a, upper=True) if upper else onp.linalg.cholesky(a)
 
-# ----------------------------------------------------------------- eigensystems --
+
+cholesky = define(
+    _cholesky, "cholesky", vjps=[_cholesky_vjp], saves_args=False, saves_ans=True,
+    formula=Formula("{out} = chol({0}),  {0} = {out} {out}ᵀ",
+                    {0: "{0}̄ = sym({out}⁻ᵀ Φ({out}ᵀ {out}̄) {out}⁻¹) on the triangle chol reads"},
+                    _cubic_macs(1 / 6, 3)),
+    lowering=NotCompiled("cholesky is not lowered yet"),
+    samples=lambda r: [Sample(_spd(r, 3, 3)), Sample(_spd(r, 2, 3, 3)),
+                       Sample(_spd(r, 3, 3) + onp.triu(r.normal(size=(3, 3)), 1)),  # not symmetric
+                       Sample(_spd(r, 3, 3) + onp.tril(r.normal(size=(3, 3)), -1), upper=True)],
+)
 
 
 def _eigh_w(a, UPLO="L"):
@@ -133,14 +229,10 @@ def _eigh_v(a, UPLO="L"):
     return onp.linalg.eigh(a, UPLO)[1]
 
 
-eigh_values = primitive(_eigh_w, "eigh_values")
-eigh_vectors = primitive(_eigh_v, "eigh_vectors")
-
-
 def _eigh_w_vjp(g, ans, a, UPLO="L"):
     # A = V diag(w) Vᵀ:  Ā = V diag(w̄) Vᵀ
     v = eigh_vectors(a, UPLO)
-    return matmul(multiply(v, _ops.expand_dims(g, -2)), T(v))
+    return _uplo_projection(matmul(multiply(v, _ops.expand_dims(g, -2)), T(v)), UPLO)
 
 
 def _eigh_v_vjp(g, ans, a, UPLO="L"):
@@ -151,21 +243,30 @@ def _eigh_v_vjp(g, ans, a, UPLO="L"):
     off = 1.0 - onp.eye(n)
     gaps = _ops.expand_dims(w, -2) - _ops.expand_dims(w, -1) + onp.eye(n)
     f = off / gaps
-    return matmul(v, matmul(multiply(f, matmul(T(v), g)), T(v)))
+    return _uplo_projection(matmul(v, matmul(multiply(f, matmul(T(v), g)), T(v))), UPLO)
 
 
-def _uplo_projection(m, UPLO):
-    """eigh reads one triangle of A: a change of A[i, j] there moves both A[i, j] and
-    A[j, i] of the symmetric matrix it stands for, so its gradient is M[i, j] + M[j, i];
-    the other triangle gets none, the diagonal M[i, i]."""
-    n = shape_of(m)[-1]
-    tri = onp.tril(onp.ones((n, n)), -1) if UPLO == "L" else onp.triu(onp.ones((n, n)), 1)
-    return multiply(m, onp.eye(n)) + multiply(m + T(m), tri)
+def _eigh_samples(r):
+    """Symmetric matrices (distinct eigenvalues), a stack, and matrices whose other
+    triangle differs (eigh does not read it: its gradient there is 0)."""
+    s = r.normal(size=(3, 3))
+    return [Sample(s + s.T), Sample(_spd(r, 2, 3, 3)), Sample(r.normal(size=(3, 3))),
+            Sample(r.normal(size=(3, 3)), "U")]
 
 
-defvjp(eigh_values, lambda g, ans, a, UPLO="L": _uplo_projection(_eigh_w_vjp(g, ans, a, UPLO), UPLO))
-defvjp(eigh_vectors, lambda g, ans, a, UPLO="L": _uplo_projection(_eigh_v_vjp(g, ans, a, UPLO), UPLO),
-       saves_ans=True)
+eigh_values = define(
+    _eigh_w, "eigh_values", vjps=[_eigh_w_vjp],
+    formula=Formula("{out} = eigenvalues of {0} (symmetric)",
+                    {0: "{0}̄ = V diag({out}̄) Vᵀ on {0}'s read triangle"}, _cubic_macs(4 / 3, 2)),
+    lowering=NotCompiled("eigh is not lowered yet"), samples=_eigh_samples,
+)
+eigh_vectors = define(
+    _eigh_v, "eigh_vectors", vjps=[_eigh_v_vjp], saves_ans=True,
+    formula=Formula("{out} = eigenvectors of {0} (symmetric)",
+                    {0: "{0}̄ = {out} (F ∘ {out}ᵀ {out}̄) {out}ᵀ on {0}'s read triangle, "
+                        "F_ij = 1/(w_j − w_i)"}, _cubic_macs(9, 4)),
+    lowering=NotCompiled("eigh is not lowered yet"), samples=_eigh_samples,
+)
 
 
 def eigh(a, UPLO="L"):
@@ -188,15 +289,19 @@ def _singular_values(a):
     m, n = shape_of(a)[-2:]
     gram = matmul(T(a), a) if m >= n else matmul(a, T(a))
     w = eigh_values(gram)
-    return _vjps.flip_p(sqrt(_ops.maximum(w, 0.0)), -1)
+    return flip_p(sqrt(_ops.maximum(w, 0.0)), -1)
+
+
+_svd_with_vectors = NoRule(onp.linalg.svd, "numpy.linalg.svd (with U and V)")
 
 
 def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
-    """Differentiable for ``compute_uv=False`` (the singular values)."""
+    """Differentiable for ``compute_uv=False`` (the singular values); with U and V it is
+    recorded without a derivative (a backward through it raises, naming it)."""
     if not isinstance(a, Tensor):
         return onp.linalg.svd(a, full_matrices, compute_uv, hermitian)
     if compute_uv:
-        raise NotImplementedError("fastgrad differentiates svd(a, compute_uv=False) only")
+        return _svd_with_vectors(a, full_matrices, compute_uv, hermitian)
     return _singular_values(a)
 
 
@@ -204,8 +309,8 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
 
 
 def _as_array(x):
-    if isinstance(x, (list, tuple)) and _vjps.contains_tensor(x):
-        return _vjps.array(x)
+    if isinstance(x, (list, tuple)) and contains_tensor(x):
+        return array(x)
     return x
 
 
@@ -254,7 +359,7 @@ def _matrix_norm(x, ord, axis, keepdims):
     if ord is None or ord == "fro":
         return sqrt(_ops.sum(x * x, (row, col), keepdims))
     if ord in ("nuc", 2, -2):
-        moved = _vjps.moveaxis(x, (row, col), (-2, -1))
+        moved = moveaxis(x, (row, col), (-2, -1))
         sv = _singular_values(moved)
         r = {"nuc": _ops.sum, 2: _ops.amax, -2: _ops.amin}[ord](sv, -1)
         if keepdims:
@@ -282,7 +387,7 @@ def _matrix_norm(x, ord, axis, keepdims):
 def multi_dot(arrays, *, out=None):
     """A₁ A₂ ⋯ Aₖ, vectors at either end as NumPy's; the product of matmuls (its rules)."""
     arrays = list(arrays)
-    if not _vjps.contains_tensor(arrays):
+    if not contains_tensor(arrays):
         return onp.linalg.multi_dot(arrays, out=out)
     if len(arrays) < 2:
         raise ValueError("multi_dot: expecting at least two arrays")
@@ -322,9 +427,7 @@ def _recorded_without_rule():
         if name.startswith("_") or name in DIFFERENTIABLE or name in globals():
             continue
         if callable(obj) and not isinstance(obj, type):
-            p = primitive(obj, name)
-            p.vjps = _vjps.UndefinedVjps(f"numpy.linalg.{name}")
-            globals()[name] = p
+            globals()[name] = NoRule(obj, f"numpy.linalg.{name}")
         else:
             globals()[name] = obj  # LinAlgError and the like
 
