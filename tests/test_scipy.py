@@ -302,12 +302,6 @@ def _spd(d):
     return m @ m.T + d * onp.eye(d)
 
 
-def _symmetric_cov(f):
-    """SciPy reads cov's lower triangle, fastgrad its symmetric part: the same function of a
-    symmetric cov, so both are differentiated through cov ↦ (cov + covᵀ)/2."""
-    return lambda x, m, c: f(x, m, 0.5 * (c + c.T))
-
-
 def test_multivariate_normal():
     mvn, ref = fst.multivariate_normal, st.multivariate_normal
     cov, mean = _spd(3), R(3)
@@ -316,8 +310,19 @@ def test_multivariate_normal():
             f, r = getattr(mvn, name), getattr(ref, name)
             onp.testing.assert_allclose(f(x, mean, cov), r(x, mean, cov), rtol=1e-12)
             assert onp.shape(f(x, mean, cov)) == onp.shape(r(x, mean, cov))
-            for i in range(3):
-                check_grad(_symmetric_cov(f), _symmetric_cov(r), [x, mean, cov], i, rtol=1e-5)
+            for i in range(3):  # (both read cov's lower triangle: the differences move single entries)
+                check_grad(f, r, [x, mean, cov], i, rtol=1e-5)
+    skew, x3 = cov + onp.triu(R(3, 3), 1), R(3)  # above the diagonal: read by neither
+    onp.testing.assert_allclose(mvn.logpdf(x3, mean, skew), ref.logpdf(x3, mean, skew), rtol=1e-12)
+    check_grad(mvn.logpdf, ref.logpdf, [x3, mean, skew], 2)
+    g = fg.grad(lambda c: mvn.logpdf(x3, mean, c))(cov)
+    onp.testing.assert_array_equal(onp.triu(g, 1), 0.0)  # the gradient lies on the triangle read
+    # a symmetric function of the parameters, cov = B Bᵀ: autograd's symmetric convention agrees
+    B = R(3, 3) + 2 * onp.eye(3)
+    check_grad(lambda B: mvn.logpdf(x3, mean, B @ B.T), lambda B: ref.logpdf(x3, mean, B @ B.T), [B], 0)
+    s_inv, r3 = onp.linalg.inv(B @ B.T), x3 - mean
+    sym = 0.5 * (s_inv @ onp.outer(r3, r3) @ s_inv - s_inv)  # autograd's gradient in cov
+    onp.testing.assert_allclose(fg.grad(lambda B: mvn.logpdf(x3, mean, B @ B.T))(B), 2 * sym @ B, rtol=1e-10)
     # SciPy's other forms: no mean, a number or a diagonal for cov, points of dimension 1
     x, x1 = R(4, 2), R(5)
     onp.testing.assert_allclose(mvn.logpdf(x1), ref.logpdf(x1), rtol=1e-12)
@@ -342,7 +347,7 @@ def test_multivariate_normal_entropy_and_singular():
     mvn, ref = fst.multivariate_normal, st.multivariate_normal
     cov = _spd(3)
     assert mvn.entropy(R(3), cov) == pytest.approx(ref.entropy(R(3), cov), rel=1e-13)
-    check_grad(lambda c: mvn.entropy(None, 0.5 * (c + c.T)), lambda c: ref.entropy(None, 0.5 * (c + c.T)), [cov], 0)
+    check_grad(lambda c: mvn.entropy(None, c), lambda c: ref.entropy(None, c), [cov + onp.triu(R(3, 3), 1)], 0)
     onp.testing.assert_array_equal(fg.grad(lambda m: mvn.entropy(m, cov))(R(3)), onp.zeros(3))
     # allow_singular: x and mean move along the support (elsewhere the log density is −∞)
     sing = onp.diag([1.0, 2.0, 0.0])
@@ -568,13 +573,14 @@ def test_solve_banded_and_cholesky():
         onp.testing.assert_allclose(fla.solve_banded((l, u), ab, b), sla.solve_banded((l, u), ab, b), rtol=1e-13)
         check_grad(fla.solve_banded, sla.solve_banded, [(l, u), ab, b], 1)
         check_grad(fla.solve_banded, sla.solve_banded, [(l, u), ab, b], 2)
-    a = _spd(4)
+    a = _spd(4) + onp.triu(R(4, 4), 1)  # not symmetric: each call reads one triangle
     for lower in (False, True):
+        a = a.T
         onp.testing.assert_allclose(fla.cholesky(a, lower=lower), sla.cholesky(a, lower=lower), rtol=1e-13)
-        sym = lambda f: lambda a, **k: f(0.5 * (a + a.T), **k)  # noqa: E731
-        check_grad(sym(fla.cholesky), sym(sla.cholesky), [a], 0, lower=lower)
+        check_grad(fla.cholesky, sla.cholesky, [a], 0, lower=lower)
         g = fg.grad(lambda a, lw=lower: np.sum(R(4, 4) * fla.cholesky(a, lower=lw)))(a)
-        onp.testing.assert_allclose(g, g.T, atol=1e-12)  # the symmetric gradient (autograd's)
+        unread = onp.triu(g, 1) if lower else onp.tril(g, -1)
+        onp.testing.assert_array_equal(unread, 0.0)  # the gradient lies on the triangle read
 
 
 def test_other_scipy_linalg_functions_record_without_a_rule():

@@ -10,10 +10,14 @@ recorded without a rule, so a backward through it raises NotImplementedError nam
                                            kept on the triangle A's solve reads
     x = solve_banded((l, u), ab, b):      b̄ = A⁻ᵀ x̄,  āb[u + i − j, j] = −(b̄ xᵀ)ᵢⱼ in the band
     L = cholesky(A):                      Ā = ½ (S + Sᵀ),  S = L⁻ᵀ Φ(Lᵀ L̄) L⁻¹
-                                           (Φ: the lower triangle, half the diagonal)
+                                           (Φ: the lower triangle, half the diagonal),
+                                           on the triangle SciPy reads
 
-``cholesky`` reads A as the symmetric matrix (A + Aᵀ)/2 (A itself for a symmetric A;
-SciPy reads one triangle), so its gradient is the symmetric one, autograd's convention.
+``cholesky`` reads one triangle of A, as LAPACK does (the upper; the lower with
+``lower=True``), so its gradient is the exact one of that function: the symmetric
+gradient above folded onto that triangle, zero on the other (as ``fastgrad.numpy.linalg``'s).
+On a symmetric function of your parameters (``cholesky(B @ B.T)``) it is the same as
+autograd's symmetric convention.
 """
 
 import numpy as onp
@@ -21,8 +25,7 @@ import scipy.linalg as _sla
 
 from .. import numpy as fnp
 from .._ops import matmul, multiply
-from .._tape import Primitive
-from ..numpy._vjps import UndefinedVjps
+from ..numpy._util import NoRule
 from ._common import Formula, Sample, entry, refuse, shape_of, value
 
 __all__ = ["sqrtm", "solve_sylvester", "solve_triangular", "solve_banded", "cholesky"]
@@ -212,9 +215,13 @@ solve_banded = entry(
 # -------------------------------------------------------------------- cholesky --
 
 
-def _cholesky(a, lower=False, **kwargs):
-    a = onp.asarray(a)
-    return _sla.cholesky((a + _T(a)) / 2.0, lower=lower, **kwargs)
+def _onto_triangle(m, lower):
+    """The gradient of a function of one triangle of A (read as the symmetric matrix it
+    stands for) from its symmetric gradient m: an entry off the diagonal moves both
+    m[i, j] and m[j, i]; the other triangle moves nothing."""
+    n = shape_of(m)[-1]
+    off = onp.tril(onp.ones((n, n)), -1) if lower else onp.triu(onp.ones((n, n)), 1)
+    return multiply(m, onp.eye(n)) + multiply(m + _T(m), off)
 
 
 def _cholesky_rule(g, ans, a, lower=False, **kwargs):
@@ -223,14 +230,16 @@ def _cholesky_rule(g, ans, a, lower=False, **kwargs):
     phi = onp.tril(onp.ones((n, n))) - 0.5 * onp.eye(n)
     L_inv = solve_triangular(L, onp.eye(n), lower=True)
     s = matmul(_T(L_inv), matmul(multiply(matmul(_T(L), L_bar), phi), L_inv))
-    return 0.5 * (s + _T(s))
+    return _onto_triangle(0.5 * (s + _T(s)), lower)
 
 
 cholesky = entry(
-    _cholesky, "cholesky", vjps=[_cholesky_rule], saves_ans=True, saves_args=True,
-    formula=Formula("{out} = chol({0})", {0: "{0}̄ = sym(L⁻ᵀ Φ(Lᵀ L̄) L⁻¹)"},
+    _sla.cholesky, "cholesky", vjps=[_cholesky_rule], saves_ans=True,
+    formula=Formula("{out} = chol({0})", {0: "{0}̄ = sym(L⁻ᵀ Φ(Lᵀ L̄) L⁻¹) on the triangle chol reads"},
                     macs=lambda out, args: (_cube(out) // 30, {0: _cube(out) // 5})),
-    samples=lambda r: [Sample(_spd(r, 3)), Sample(_spd(r, 4), lower=True)],
+    samples=lambda r: [Sample(_spd(r, 3)), Sample(_spd(r, 4), lower=True),
+                       Sample(_spd(r, 3) + onp.tril(r.normal(size=(3, 3)), -1)),  # not symmetric
+                       Sample(_spd(r, 3) + onp.triu(r.normal(size=(3, 3)), 1), lower=True)],
 )
 
 
@@ -245,9 +254,7 @@ def _recorded_without_rule():
             if not name.startswith("_") and name not in globals():
                 globals()[name] = obj  # LinAlgError, submodules, constants
             continue
-        p = Primitive(obj, name)
-        p.vjps = UndefinedVjps(f"scipy.linalg.{name}")
-        globals()[name] = p
+        globals()[name] = NoRule(obj, f"scipy.linalg.{name}")
 
 
 _recorded_without_rule()

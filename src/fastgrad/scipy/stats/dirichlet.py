@@ -15,8 +15,7 @@ import scipy.special as _sp
 import scipy.stats as _st
 
 from ... import numpy as fnp
-from ..._tape import Primitive
-from ...numpy._vjps import UndefinedVjps
+from ...numpy._util import NoRule
 from .._common import Formula, Sample, entry, reshape, shape_of, value
 from ..special import digamma
 
@@ -111,5 +110,4 @@ def logpdf(x, alpha):
     return _logpdf(_complete(x, alpha), alpha)
 
 
-rvs = Primitive(_st.dirichlet.rvs, "dirichlet.rvs")
-rvs.vjps = UndefinedVjps("scipy.stats.dirichlet.rvs")
+rvs = NoRule(_st.dirichlet.rvs, "scipy.stats.dirichlet.rvs")

@@ -2,15 +2,17 @@
 differentiable in x, mean and cov (``allow_singular=True``: in x and mean; in cov it
 raises, as autograd's).
 
-``cov`` is read as the symmetric matrix S = (cov + covᵀ)/2 (for a symmetric cov, which is
-what a covariance is, that is cov itself, and the values are SciPy's to rounding; SciPy
-reads one triangle). The gradient with respect to cov is then the symmetric one,
-autograd's. The forward factors S once (Cholesky; SciPy's is an eigendecomposition and
-costs more): with r = x − mean and d the dimension,
+As SciPy's, it reads the lower triangle of cov (as the symmetric matrix S it stands for),
+so the values are SciPy's for any cov, and the gradient in cov is the exact one of that
+function: the symmetric gradient folded onto the lower triangle, zero above it (as
+``fastgrad.numpy.linalg.cholesky``'s). On a symmetric function of your parameters
+(cov = B Bᵀ) that is the same as autograd's symmetric gradient. The forward factors S
+once (Cholesky; SciPy's is an eigendecomposition and costs more): with r = x − mean and
+d the dimension,
 
     logpdf = −½ (d log 2π + log det S + rᵀ S⁻¹ r),
-    x̄ = −ȳ S⁻¹ r,  mean̄ = ȳ S⁻¹ r,  cov̄ = ½ ȳ (S⁻¹ r rᵀ S⁻¹ − S⁻¹),
-    entropy = ½ d (1 + log 2π) + ½ log det S,  cov̄ = ½ ȳ S⁻¹.
+    x̄ = −ȳ S⁻¹ r,  mean̄ = ȳ S⁻¹ r,  S̄ = ½ ȳ (S⁻¹ r rᵀ S⁻¹ − S⁻¹),
+    entropy = ½ d (1 + log 2π) + ½ log det S,  S̄ = ½ ȳ S⁻¹.
 
 x, mean and cov take SciPy's shapes: x (d,) or (..., d) (or (n,) points when d = 1), mean
 (d,) or a number, cov (d, d), a vector (its diagonal) or a number (times I); the result
@@ -46,9 +48,8 @@ def _squeezed(out):
 
 def _cholesky(cov, where):
     s = onp.asarray(cov, dtype=onp.result_type(cov, 1.0))
-    s = (s + s.T) / 2.0
     try:
-        return onp.linalg.cholesky(s)
+        return onp.linalg.cholesky(s)  # (reads the lower triangle)
     except onp.linalg.LinAlgError:
         raise onp.linalg.LinAlgError(
             f"multivariate_normal.{where}: cov of shape {s.shape} is not positive definite "
@@ -117,8 +118,7 @@ def _parts(g, x, mean, cov, allow_singular):
     if allow_singular:
         s_inv = fla.pinv(cov)
     else:
-        s = 0.5 * (cov + fnp.transpose(cov))
-        s_inv = fla.inv(s)
+        s_inv = fla.inv(_read(cov))
     solved = fnp.matmul(r, s_inv)  # rows rᵀ S⁻¹ (S⁻¹ is symmetric)
     return reshape(g, (-1, 1)), solved, s_inv
 
@@ -138,7 +138,18 @@ def _cov_rule(g, ans, x, mean, cov, allow_singular):
         raise NotImplementedError("multivariate_normal: no derivative with respect to cov "
                                   "(argument 2) when allow_singular=True")
     g, solved, s_inv = _parts(g, x, mean, cov, allow_singular)
-    return 0.5 * (fnp.matmul(fnp.transpose(solved), g * solved) - fnp.sum(g) * s_inv)
+    return _onto_lower(0.5 * (fnp.matmul(fnp.transpose(solved), g * solved) - fnp.sum(g) * s_inv))
+
+
+def _read(cov):
+    """The symmetric matrix SciPy reads from cov: its lower triangle, mirrored."""
+    return fnp.tril(cov) + fnp.transpose(fnp.tril(cov, -1))
+
+
+def _onto_lower(m):
+    """cov̄ from S̄ (symmetric): an entry below the diagonal moves S[i, j] and S[j, i]."""
+    d = shape_of(m)[-1]
+    return m * onp.eye(d) + (m + fnp.transpose(m)) * onp.tril(onp.ones((d, d)), -1)
 
 
 def _times_ans(rule):
@@ -173,7 +184,7 @@ def _joint(times_ans):
             elif argnum == 1:
                 signals.append(onp.sum(g_col * solved, 0))
             else:
-                signals.append(0.5 * (solved.T @ (g_col * solved) - onp.sum(g) * s_inv))
+                signals.append(_onto_lower(0.5 * (solved.T @ (g_col * solved) - onp.sum(g) * s_inv)))
         return signals
 
     return joint
@@ -189,20 +200,23 @@ def _samples(r):
     # is −∞, so finite differences must move x and mean along the support only)
     return [Sample(r.normal(size=(3,)), r.normal(size=(3,)), _spd(r, 3), False),
             Sample(r.normal(size=(5, 3)), r.normal(size=(3,)), _spd(r, 3), False),
-            Sample(r.normal(size=(4,)), r.normal(size=(1,)), _spd(r, 1), False)]
+            Sample(r.normal(size=(4,)), r.normal(size=(1,)), _spd(r, 1), False),
+            Sample(r.normal(size=(2, 3)), r.normal(size=(3,)), _spd(r, 3) + onp.triu(r.normal(size=(3, 3)), 1),
+                   False)]  # (not symmetric: only the lower triangle is read)
 
 
-_TEXT = {0: "{0}̄ = −{out}̄ S⁻¹ r", 1: "{1}̄ = {out}̄ S⁻¹ r", 2: "{2}̄ = ½ {out}̄ (S⁻¹ r rᵀ S⁻¹ − S⁻¹)"}
+_TEXT = {0: "{0}̄ = −{out}̄ S⁻¹ r", 1: "{1}̄ = {out}̄ S⁻¹ r",
+         2: "{2}̄ = ½ {out}̄ (S⁻¹ r rᵀ S⁻¹ − S⁻¹) on the lower triangle"}
 
 _logpdf = entry(
     _logpdf_forward, "multivariate_normal.logpdf", samples=_samples,
     vjps=[_x_rule, _mean_rule, _cov_rule], joint_vjp=_joint(False),
-    formula=Formula("{out} = log N({0}; {1}, {2})  [r = {0} − {1}, S = sym {2}]", _TEXT),
+    formula=Formula("{out} = log N({0}; {1}, {2})  [r = {0} − {1}, S: {2}'s lower triangle]", _TEXT),
 )
 _pdf = entry(
     _pdf_forward, "multivariate_normal.pdf", samples=_samples, saves_ans=True,
     vjps=[_times_ans(_x_rule), _times_ans(_mean_rule), _times_ans(_cov_rule)], joint_vjp=_joint(True),
-    formula=Formula("{out} = N({0}; {1}, {2})  [r = {0} − {1}, S = sym {2}]",
+    formula=Formula("{out} = N({0}; {1}, {2})  [r = {0} − {1}, S: {2}'s lower triangle]",
                     {i: t.replace("{out}̄", "{out}̄ {out}") for i, t in _TEXT.items()}),
 )
 
@@ -215,9 +229,10 @@ def _entropy_forward(cov):
 
 _entropy = entry(
     _entropy_forward, "multivariate_normal.entropy",
-    vjps=[lambda g, ans, cov: 0.5 * g * fla.inv(0.5 * (cov + fnp.transpose(cov)))],
-    formula=Formula("{out} = ½ d (1 + log 2π) + ½ log det {0}", {0: "{0}̄ = ½ {out}̄ {0}⁻¹"}),
-    samples=lambda r: [Sample(_spd(r, 3)), Sample(_spd(r, 1))],
+    vjps=[lambda g, ans, cov: _onto_lower(0.5 * g * fla.inv(_read(cov)))],
+    formula=Formula("{out} = ½ d (1 + log 2π) + ½ log det {0}", {0: "{0}̄ = ½ {out}̄ {0}⁻¹ (on the lower triangle)"}),
+    samples=lambda r: [Sample(_spd(r, 3)), Sample(_spd(r, 1)),
+                       Sample(_spd(r, 3) + onp.triu(r.normal(size=(3, 3)), 1))],
 )
 
 
