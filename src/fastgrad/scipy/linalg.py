@@ -234,7 +234,7 @@ def _cholesky_rule(g, ans, a, lower=False, **kwargs):
 
 
 cholesky = entry(
-    _sla.cholesky, "cholesky", vjps=[_cholesky_rule], saves_ans=True,
+    _sla.cholesky, "scipy.linalg.cholesky", vjps=[_cholesky_rule], saves_ans=True,
     formula=Formula("{out} = chol({0})", {0: "{0}̄ = sym(L⁻ᵀ Φ(Lᵀ L̄) L⁻¹) on the triangle chol reads"},
                     macs=lambda out, args: (_cube(out) // 30, {0: _cube(out) // 5})),
     samples=lambda r: [Sample(_spd(r, 3)), Sample(_spd(r, 4), lower=True),
