@@ -122,7 +122,8 @@ _SCRIPT = textwrap.dedent(
         opt.step(len(xb), n, loss)
     if mode == "slow-root" and comm.rank == 0:
         time.sleep(3)  # e.g. evaluating and saving while the others have finished
-    print("finished", comm.rank, flush=True)
+    # One write per line: the launcher interleaves the ranks' writes, not their lines.
+    print(f"finished {comm.rank}", flush=True)
     """
 )
 
