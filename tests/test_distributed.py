@@ -242,10 +242,14 @@ def test_cli_distributed_in_one_process_is_bit_identical(tmp_path):
         assert np.array_equal(a[key], b[key]), key
 
 
-def test_cli_refuses_compile_with_distributed(capsys):
-    assert cli.main(["train", "--distributed", "--compile"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--compile: not with --distributed" in err
+def test_cli_distributed_compiled_in_one_process_is_bit_identical(tmp_path):
+    common = ["train", "--epochs", "2", "--quiet", "--no-progress", "--compile"]
+    plain, dist_ = tmp_path / "plain.npz", tmp_path / "dist.npz"
+    assert cli.main([*common, "--save", str(plain)]) == 0
+    assert cli.main([*common, "--distributed", "--save", str(dist_)]) == 0
+    a, b = np.load(plain), np.load(dist_)
+    for key in a:
+        assert np.array_equal(a[key], b[key]), key
 
 
 def test_cli_warns_when_launched_without_distributed(monkeypatch, capsys):
@@ -404,17 +408,138 @@ def test_a_parameter_no_rank_differentiated_is_skipped_as_in_one_process():
         assert not np.array_equal(used, np.ones(3))
 
 
-def test_step_inside_fastgrad_compile_is_refused():
-    model = nn.MLP([4, 3, 2], rng=0)
-    opt = dist.DistributedOptimizer(optim.SGD(model.parameters(), lr=0.1), comm=dist.ThreadGroup(2)[0])
+class _Recorder:
+    """A communicator that keeps a copy of every buffer it sends to the Allreduce."""
 
-    def step(x, y):
+    def __init__(self, comm):
+        self.comm, self.rank, self.size, self.sent = comm, comm.rank, comm.size, []
+
+    def allreduce(self, buffer):
+        self.sent.append(buffer.copy())
+        self.comm.allreduce(buffer)
+
+    def broadcast(self, buffer, root=0):
+        self.comm.broadcast(buffer, root)
+
+
+class _Partner:
+    """Rank 0 of two, alone in this thread: the other rank's buffers come from a recording
+    (summed in rank order, as ThreadGroup sums). fastgrad.compile traces one function at a
+    time per process, so two compiled ranks cannot share one; MPI tests run real ones."""
+
+    rank, size = 0, 2
+
+    def __init__(self, sent):
+        self.sent = iter(sent)
+
+    def allreduce(self, buffer):
+        buffer += next(self.sent)
+
+    def broadcast(self, buffer, root=0):
+        pass  # rank 0 is the root: its buffer is the result
+
+
+def _train_compiled(comm, X, y, batch_size, kind, epochs=2):
+    model = nn.MLP([64, 24, 10], rng=0)
+    opt = dist.DistributedOptimizer(_make_optimizer(kind, model.parameters()), comm=comm)
+
+    @fg.compile
+    def step(x, t, n):
         opt.zero_grad()
-        nn.cross_entropy(model(x), y).backward()
-        opt.step(len(x), 2 * len(x))
+        loss = nn.cross_entropy(model(x), t) + 1e-3 * nn.l2_penalty(model.parameters())
+        loss.backward()
+        return opt.step(len(x), n, loss)
 
-    with pytest.raises(fg.TracingError, match="DistributedOptimizer.step inside fastgrad.compile"):
-        fg.compile(step)(np.ones((3, 4)), np.array([0, 1, 0]))
+    loader = dist.DistributedLoader(X, y, batch_size=batch_size, seed=np.random.default_rng(7), comm=comm)
+    losses = []
+    for _ in range(epochs):
+        for xb, yb, total in loader:
+            if len(xb):
+                losses.append(float(step(xb, yb, total)))
+            else:  # an empty slice: only the Allreduce, eagerly
+                opt.zero_grad()
+                losses.append(opt.step(0, total))
+    return [p.data.copy() for p in model.parameters()], losses, step
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+@pytest.mark.parametrize("batch_size", [32, 7, 1])  # even, uneven, an empty slice on rank 1
+def test_compiled_step_with_the_allreduce_in_the_plan_matches_one_process(digits, kind, batch_size):
+    X, y = digits
+    X, y = X[:120], y[:120]
+    expected, expected_losses = _train_plain(X, y, batch_size, kind)
+    recorders = []
+
+    def eager_rank(comm):
+        rec = _Recorder(comm)
+        recorders.append(rec)
+        return _train_distributed(rec, X, y, batch_size, kind)
+
+    dist.ThreadGroup(2).run(eager_rank)
+    partner = next(r for r in recorders if r.rank == 1)
+    weights, losses, step = _train_compiled(_Partner(partner.sent), X, y, batch_size, kind)
+    for got, want in zip(weights, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(losses, expected_losses, rtol=1e-9)
+    assert step.traces <= 2  # the full batch and the last one: the rest replayed
+
+
+def test_compiled_step_returns_the_global_loss_and_keeps_the_summed_gradients():
+    model = nn.MLP([4, 3, 2], rng=0)
+    params = list(model.parameters())
+    other = np.zeros(sum(p.data.size for p in params) + len(params) + 2)
+    other[-2:] = [0.5 * 7.0, 3]  # the other rank: 3 of the 6 rows, mean loss 7, zero gradients
+    other[-2 - len(params):-2] = 1
+    opt = dist.DistributedOptimizer(optim.SGD(model.parameters(), lr=0.0), comm=_Partner([other] * 3))
+
+    @fg.compile
+    def step(x, t, n):
+        opt.zero_grad()
+        loss = nn.cross_entropy(model(x), t)
+        loss.backward()
+        return opt.step(len(x), n, loss), loss
+
+    x, t = np.random.default_rng(0).normal(size=(3, 4)), np.array([0, 1, 1])
+    for _ in range(3):  # the trace, then replays
+        total, local = step(x, t, 6)
+        assert float(total) == pytest.approx(0.5 * float(local) + 0.5 * 7.0, rel=1e-12)
+        # .grad is the global gradient: half this rank's (the other sent zeros)
+        plain = nn.MLP([4, 3, 2], rng=0)
+        nn.cross_entropy(plain(fg.tensor(x)), t).backward()
+        for p, q in zip(model.parameters(), plain.parameters()):
+            np.testing.assert_allclose(p.grad, 0.5 * q.grad, rtol=1e-12)
+
+
+def test_compiled_step_refuses_what_a_replay_would_get_wrong():
+    model = nn.MLP([4, 3, 2], rng=0)
+    opt = dist.DistributedOptimizer(optim.SGD(model.parameters(), lr=0.1), comm=_Partner([]))
+    x, t = np.ones((3, 4)), np.array([0, 1, 0])
+
+    def computed_count(x, t):
+        opt.zero_grad()
+        loss = nn.cross_entropy(model(x), t)
+        loss.backward()
+        opt.step(len(x), (2 * fg.tensor(x)).sum(), loss)
+
+    with pytest.raises(fg.TracingError, match="n_total must be a Python int or a number passed"):
+        fg.compile(computed_count)(x, t)
+
+    def float_loss(x, t):
+        opt.zero_grad()
+        nn.cross_entropy(model(x), t).backward()
+        opt.step(len(x), 6, 0.25)
+
+    with pytest.raises(fg.TracingError, match="loss must be the loss tensor"):
+        fg.compile(float_loss)(x, t)
+
+    opt.zero_grad()
+    nn.cross_entropy(model(fg.tensor(x)), t).backward()  # a gradient from outside
+
+    def stale(x, t):
+        opt.step(len(x), 6)
+
+    with pytest.raises(fg.TracingError, match="parameter 0 .* has a gradient not computed inside"):
+        fg.compile(stale)(x, t)
 
 
 def test_compiled_forward_backward_with_the_step_outside():

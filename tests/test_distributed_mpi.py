@@ -63,8 +63,11 @@ def _mpi(n, *args, **kwargs):
     return _run([_mpiexec(), "-n", str(n), sys.executable, *args], **kwargs)
 
 
-@pytest.mark.parametrize("n, batch", [(2, 50), (3, 50), (3, 4)])  # 3 × 4: uneven, last slice empty
-def test_cli_n_ranks_match_one_process(tmp_path, n, batch):
+@pytest.mark.parametrize(
+    "n, batch, compiled",  # 3 × 4: uneven, last slice empty; compiled: the Allreduce in the plan
+    [(2, 50, False), (3, 50, False), (3, 4, False), (2, 50, True), (3, 4, True)],
+)
+def test_cli_n_ranks_match_one_process(tmp_path, n, batch, compiled):
     common = [
         "-m",
         "fastgrad",
@@ -79,7 +82,8 @@ def test_cli_n_ranks_match_one_process(tmp_path, n, batch):
     ]
     code, out, err, _ = _run([sys.executable, *common, "--save", str(tmp_path / "one.npz")])
     assert code == 0, err
-    code, out, err, _ = _mpi(n, *common, "--distributed", "--save", str(tmp_path / "many.npz"))
+    many = ["--distributed", "--compile"] if compiled else ["--distributed"]
+    code, out, err, _ = _mpi(n, *common, *many, "--save", str(tmp_path / "many.npz"))
     assert code == 0, err
     assert out.count("test accuracy:") == 1  # only rank 0 prints
     assert f"distributed: {n} processes" in out

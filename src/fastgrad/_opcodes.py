@@ -41,9 +41,14 @@ for _number, _name in enumerate(MODES):
 globals().update(SIZES)
 del _number, _name
 
-OPNAMES = {number: name for number, name in enumerate(NAMES) if name != "EW_END"}
+# HOST is not in NAMES and never reaches C: the executors stop their loop there, call the
+# instruction's Python function with its buffers, and go on (a distributed step's Allreduce).
+HOST = 1 << 16
 
-__all__ = [*NAMES, *MODES, *SIZES, "NAMES", "ELEMENTWISE", "DENSE", "MODES", "SIZES", "OPNAMES"]
+OPNAMES = {number: name for number, name in enumerate(NAMES) if name != "EW_END"}
+OPNAMES[HOST] = "HOST"
+
+__all__ = [*NAMES, *MODES, *SIZES, "HOST", "NAMES", "ELEMENTWISE", "DENSE", "MODES", "SIZES", "OPNAMES"]
 
 
 def c_header():

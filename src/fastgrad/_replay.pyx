@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from ._opcodes import AFFINE, AFFINE_T, BLK, CAST, EW_END, FUSED, GEMM, NREG, OPNAMES
+from ._opcodes import AFFINE, AFFINE_T, BLK, CAST, EW_END, FUSED, GEMM, HOST, NREG, OPNAMES
 
 cnp.import_array()
 
@@ -133,6 +133,7 @@ cdef class Program:
     cdef void** ptrs
     cdef Py_ssize_t nslots
     cdef list arrays  # keeps every bound array alive; arrays[i] is slot i's array
+    cdef list hosts  # (k, fn, buffer numbers) of each HOST instruction, in order
     cdef list aliases  # (alias number, base number, shape)
     cdef dict alias_of  # base number -> [alias numbers]
     cdef dict owned  # input numbers whose buffer this program allocated (bind_scalar)
@@ -188,7 +189,10 @@ cdef class Program:
         self.ins = <fg_ins*>malloc(max(self.n, 1) * sizeof(fg_ins))
         num = plan.number
         subs = []
+        self.hosts = []
         for k, x in enumerate(instrs):
+            if x.op == HOST:  # a call into Python between two runs of the C loop
+                self.hosts.append((k, x.fn, [num[id(a)] for a in x.args]))
             for op in [x.op] if x.subs is None else [sub.op for sub in x.subs]:
                 if op < EW_END and not fg_ew_has(op):
                     raise NotImplementedError(
@@ -273,13 +277,25 @@ cdef class Program:
         return a
 
     cdef int _exec(self) except -1:
+        cdef Py_ssize_t start = 0
+        if self.hosts:  # the C loop up to each HOST instruction, its call, and on
+            for k, fn, nums in self.hosts:
+                self._segment(start, k)
+                fn([self.array(i) for i in nums])
+                start = k + 1
+        self._segment(start, self.n)
+        return 0
+
+    cdef int _segment(self, Py_ssize_t start, Py_ssize_t stop) except -1:
         cdef Py_ssize_t bad
+        if stop <= start:
+            return 0
         with nogil:
-            bad = fg_run(self.ins, self.n, self.ptrs, self.subs, self.scratch)
+            bad = fg_run(self.ins + start, stop - start, self.ptrs, self.subs, self.scratch)
         if bad:
             raise ValueError(
                 "fastgrad.compile: a label passed to the compiled function is out of range "
-                "for the number of classes (instruction %d)" % (bad - 1))
+                "for the number of classes (instruction %d)" % (start + bad - 1))
         return 0
 
     def run(self):
@@ -293,6 +309,9 @@ cdef class Program:
         cdef Py_ssize_t k
         cdef int r
         for k in range(self.n):
+            if self.ins[k].op == HOST:
+                out.append(0.0)  # a call into Python, not timed here
+                continue
             t0 = time.perf_counter()
             with nogil:
                 for r in range(reps):

@@ -22,6 +22,7 @@ from .._opcodes import (
     EXP,
     FUSED,
     GEMM,
+    HOST,
     LOG,
     LOGSOFTMAX,
     LOGSOFTMAX_BWD,
@@ -186,6 +187,8 @@ class PyExecutor:
             R, C = ins.R, ins.C
             if op < EW_END:
                 ew_eval(ins, [None if a is None else A[a] for a in args], out, f)
+            elif op == HOST:
+                ins.fn([A[a] for a in args])
             elif op == FUSED:
                 for sub, so, sargs in ins.subs_code:
                     ew_eval(sub, [None if a is None else A[a] for a in sargs], A[so], sub.f)

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from .._opcodes import ADAM, AFFINE_T, BLK, COL, FULL, NREG, OPNAMES, ROW, SCALAR, SGD  # noqa: F401
+from .._opcodes import ADAM, AFFINE_T, BLK, COL, FULL, HOST, NREG, OPNAMES, ROW, SCALAR, SGD  # noqa: F401
 
 
 class TracingError(RuntimeError):
@@ -63,10 +63,12 @@ class Ins:
     (f[0] = α for elementwise and GEMM), ``dyn`` maps a parameter index to
     ``(obj, attr, mult)``: the parameter is ``mult * obj.attr``, read at every call (the
     learning rate), or "prelude" to a callable returning {index: value} (Adam's step).
-    A FUSED instruction runs ``subs``, elementwise instructions over one R × C space."""
+    A FUSED instruction runs ``subs``, elementwise instructions over one R × C space.
+    A HOST instruction calls ``fn`` with the arrays of its ``args``, of which it writes
+    the first ``K`` (``out`` is the first)."""
 
     __slots__ = ("op", "out", "args", "modes", "omode", "acc", "R", "C", "K", "flags", "f", "dyn",
-                 "subs", "subs_code")
+                 "subs", "subs_code", "fn")
 
     def __init__(self, op, out, args=(), modes=(), omode=FULL, acc=False, R=1, C=1, K=0,
                  flags=0, f=None, dyn=None):
@@ -82,6 +84,7 @@ class Ins:
         self.f += [0.0] * (8 - len(self.f))
         self.dyn = dyn or {}
         self.subs = None
+        self.fn = None
 
     def reads(self):
         if self.subs is not None:
@@ -94,6 +97,8 @@ class Ins:
     def writes(self):
         if self.subs is not None:
             return [sub.out for sub in self.subs]
+        if self.op == HOST:
+            return list(self.args[: self.K])
         return [self.out]
 
     def __repr__(self):

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import _tape
 from .._factored import leaf_grad
-from .._opcodes import ADAM, ADD, CAST, COPY, SGD, TRANSPOSE
+from .._opcodes import ADAM, ADD, CAST, COPY, HOST, SGD, TRANSPOSE
 from .._registry import NotCompiled, TraceBody
 from .._tape import TensorBase
 from .ir import FLOATS, FULL, Ins, Slot, TracingError
@@ -439,6 +439,15 @@ class Tracer:
         t = state["step"]
         ins.f[5], ins.f[6] = 1.0 / (1.0 - beta1**t), 1.0 / (1.0 - beta2**t)
         ins.dyn = {"prelude": prelude}
+
+    def host(self, fn, writes, reads=()):
+        """An instruction that calls ``fn(arrays)`` in Python at this point of every replay,
+        with the arrays of ``writes`` then ``reads`` (it may write the first ones in place):
+        the Allreduce of a distributed step."""
+        args = tuple(writes) + tuple(reads)
+        ins = self.emit(Ins(HOST, args[0], args, K=len(writes)))
+        ins.fn = fn
+        return ins
 
     def grad_into(self, target, grads):
         """The error-signal buffer of ``target`` and whether it already holds a contribution."""

@@ -338,6 +338,37 @@ def _plural(n, word):
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def _compiled_step(args, model, opt, one_hot):
+    """The training step traced by fastgrad.compile: step(x, labels, n) -> the batch loss
+    (with --distributed, of the global batch of n rows, whose Allreduce is in the plan)."""
+    import fastgrad as fg
+    from fastgrad import nn
+
+    # The compiled plan takes arrays: integer labels for cross-entropy, one-hot target rows
+    # (made outside the step) for the squared error.
+    rows_loss = nn.squared_error if one_hot is not None else nn.cross_entropy
+    distributed = getattr(args, "comm", None) is not None
+
+    def step_fn(x, t, n):
+        opt.zero_grad()
+        loss = rows_loss(model(x), t)
+        loss.backward()
+        if distributed:
+            return opt.step(len(x), n, loss)
+        opt.step()
+        return loss
+
+    compiled = fg.compile(step_fn, keep_grads=False)
+
+    def step(xb, yb, n):
+        if not len(xb):  # an empty slice adds nothing: its rank only joins the Allreduce
+            opt.zero_grad()
+            return opt.step(0, n)
+        return float(np.asarray(compiled(xb, yb if one_hot is None else one_hot[yb], n)))
+
+    return step
+
+
 def fit(args, model, data: TrainData, say=lambda line: None) -> Result:
     """Train ``model`` in place; returns the losses. Raises CLIError when training diverges.
 
@@ -350,30 +381,15 @@ def fit(args, model, data: TrainData, say=lambda line: None) -> Result:
     opt = make_optimizer(args, model)
     comm = getattr(args, "comm", None)  # --distributed: this process's communicator
     loss_fn, one_hot = _loss_function(args, len(data.classes), dtype)
-    step = None
-    if args.compile:
-        # The compiled plan takes arrays: integer labels for cross-entropy, one-hot target
-        # rows (made outside the step) for the squared error.
-        from fastgrad import nn
-
-        rows_loss = nn.squared_error if one_hot is not None else nn.cross_entropy
-
-        def step_fn(x, t):
-            opt.zero_grad()
-            loss = rows_loss(model(x), t)
-            loss.backward()
-            opt.step()
-            return loss
-
-        compiled = fg.compile(step_fn, keep_grads=False)
-        step = lambda xb, yb: float(np.asarray(compiled(xb, yb if one_hot is None else one_hot[yb])))
-    # One seed for the shuffling, so every process (with --distributed) and a single one
-    # see the same global batches; a DistributedLoader hands each process its slice.
-    shuffle_seed = np.random.default_rng([args.seed, 1])
     if comm is not None:
         from fastgrad import distributed
 
         opt = distributed.DistributedOptimizer(opt, comm=comm)
+    step = _compiled_step(args, model, opt, one_hot) if args.compile else None
+    # One seed for the shuffling, so every process (with --distributed) and a single one
+    # see the same global batches; a DistributedLoader hands each process its slice.
+    shuffle_seed = np.random.default_rng([args.seed, 1])
+    if comm is not None:
         loader = distributed.DistributedLoader(data.X_train, data.y_train, batch_size=args.batch_size,
                                                shuffle=True, seed=shuffle_seed, comm=comm)
     else:
@@ -397,15 +413,15 @@ def fit(args, model, data: TrainData, say=lambda line: None) -> Result:
                 for batch in loader:
                     xb, yb = batch[0], batch[1]
                     n = len(yb)
-                    if comm is not None:  # this slice, then one Allreduce: the global batch's loss
+                    if step is not None:  # with --distributed: n of the global batch
+                        value = step(xb, yb, batch[2] if comm is not None else n)
+                    elif comm is not None:  # this slice, then one Allreduce: the global batch's loss
                         opt.zero_grad()
                         loss = loss_fn(model(xb), yb) if n else None
                         if loss is not None:
                             loss.backward()
                         n = batch[2]
                         value = opt.step(len(yb), n, loss)
-                    elif step is not None:
-                        value = step(xb, yb)
                     else:
                         opt.zero_grad()
                         loss = loss_fn(model(xb), yb)
@@ -563,8 +579,6 @@ def check_options(args) -> None:
             "drop --compile, or use --optimizer adam (L2 weight decay)",
             2,
         )
-    if args.distributed and args.compile:
-        raise CLIError("argument --compile: not with --distributed (a replay would skip the Allreduce)", 2)
     if args.early_stop and args.val_split == 0:
         raise CLIError("argument --early-stop: needs a validation split (--val-split > 0)", 2)
     if args.early_stop and args.data is None and args.val_split is None:

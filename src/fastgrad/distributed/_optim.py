@@ -10,6 +10,11 @@ A step is three parts, each callable on its own (a compiled plan replaces the fi
    buffer (no copy; None where no rank had a gradient, so the optimizer skips it as it
    would in one process), the wrapped optimizer steps, and the global batch loss is
    returned.
+
+Inside ``fastgrad.compile`` the step becomes part of the plan: the gradients are written
+into their views of ``buffer``, one HOST instruction weights them, fills the trailer and
+runs the Allreduce (and checks the counts), and the wrapped optimizer's update reads the
+summed views (see ``_step_traced``).
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import numpy as np
 
 from .. import _tape
 from .._backend import kernels
-from .._factored import OuterGrad
+from .._factored import OuterGrad, leaf_grad
+from .._opcodes import COPY
 from .._tensor import Tensor
 from ._comm import DistributedError
 
@@ -110,14 +116,9 @@ class DistributedOptimizer:
 
     def step(self, n_local: int, n_total: int, loss=None):
         """Sum the ranks' gradients (weighted nᵣ/B) in one Allreduce, then step; see the class."""
-        if _tape._tracer is not None:
-            from .._compiler.ir import TracingError
-
-            # The Allreduce is not an instruction of a compiled plan yet: a replay would skip it.
-            raise TracingError(
-                "DistributedOptimizer.step inside fastgrad.compile is not supported yet: compile "
-                "the forward and backward only, and call step() outside the compiled function"
-            )
+        tracer = _tape._tracer
+        if tracer is not None and tracer._mine():
+            return self._step_traced(tracer, n_local, n_total, loss)
         weight = self._weight(n_local, n_total)
         if self.comm.size == 1:  # nothing to sum: exactly the plain step
             self.optimizer.step()
@@ -201,10 +202,135 @@ class DistributedOptimizer:
         self.optimizer.step()
         return float(self.buffer[_LOSS])
 
+    # -- the step inside fastgrad.compile --
+
+    def _step_traced(self, tracer, n_local, n_total, loss):
+        """Record the step into the plan being traced, and take it now (a trace runs the
+        function): each local gradient copied into its view of ``buffer``; one HOST
+        instruction that weights them by nᵣ/B, fills the trailer, runs the Allreduce and
+        checks the counts; the wrapped optimizer's update reading the summed views. The
+        fused SGD update is not used: a gradient must be summed before any update reads it.
+
+        ``n_local`` and ``n_total`` may be Python ints or number arguments of the compiled
+        function (read at every call); returns the global loss as a 0-d tensor (None
+        without ``loss``)."""
+        from .._compiler.ir import TracingError
+
+        counts = [self._traced_count(tracer, v, name, TracingError)
+                  for name, v in (("n_local", n_local), ("n_total", n_total))]
+        self._weight(counts[0][1], counts[1][1])  # the trace-time values are checked now
+        if loss is not None and not (isinstance(loss, Tensor) and tracer.traced(loss)):
+            raise TracingError(
+                "fastgrad.compile: DistributedOptimizer.step's loss must be the loss tensor "
+                f"computed inside the compiled function, got {type(loss).__name__}"
+            )
+        if self.comm.size == 1:  # nothing to sum: exactly the plain step, as eagerly
+            self.optimizer.step()
+            return loss
+        views, has = [], []
+        for i, (p, view) in enumerate(zip(self.params, self.views)):
+            vs = tracer.new(view.shape, view.dtype, "array", view)
+            tracer._register(view, vs)
+            entry = tracer.leaf_grad.get(id(p)) if type(p) is Tensor else None
+            if entry is not None:
+                tracer.ew(COPY, vs, [(entry[1], 0)])
+                tracer.leaf_grad[id(p)] = (p, vs)
+                np.copyto(view, leaf_grad(p._node), casting="same_kind")  # ... and now
+            elif (_tape.stored_grad(p) if type(p) is Tensor else p.grad) is not None:
+                raise TracingError(
+                    f"fastgrad.compile: parameter {i} (shape {view.shape}) has a gradient not "
+                    "computed inside the compiled function; call zero_grad() and backward() in it"
+                )
+            views.append(vs)
+            has.append(entry is not None)
+        loss_view = self.buffer[_LOSS:_COUNT].reshape(())
+        ls = tracer.new((), self.dtype, "array", loss_view)
+        reads = [tracer.by_tensor[id(loss)] if loss is not None else None]
+        reads += [s for s, _ in counts]
+        host = _HostStep(self, has, [s is not None for s in reads], [v for _, v in counts])
+        tracer.host(host, views + [ls], [s for s in reads if s is not None])
+        # Now, on the values: the same call the plan makes at every replay.
+        host(list(self.views) + [loss_view]
+             + [np.asarray(x._data) for x in (loss,) if x is not None]
+             + [np.asarray(v) for s, v in counts if s is not None])
+        for p, view, flag in zip(self.params, self.views, self.flags):
+            p.grad = view if flag else None
+        self.optimizer.step()  # traced: its updates read the summed views
+        out = Tensor._wrap(loss_view)
+        tracer._register(out, ls)
+        return None if loss is None else out
+
+    def _traced_count(self, tracer, value, name, TracingError):
+        """(slot or None, value now) of a row count inside a compiled function."""
+        if isinstance(value, Tensor):
+            slot = tracer.by_tensor.get(id(value))
+            if slot is None or slot.kind != "input" or slot.size != 1:
+                raise TracingError(
+                    f"fastgrad.compile: DistributedOptimizer.step's {name} must be a Python int "
+                    "or a number passed to the compiled function, not a computed tensor"
+                )
+            return slot, _as_count(float(np.asarray(value._data).reshape(-1)[0]), name)
+        return None, value
+
     def __repr__(self):
         return (
             f"DistributedOptimizer({self.optimizer!r}, {self.comm!r}, {self.buffer.size - self.flags.size - 2} values)"
         )
+
+
+def _as_count(value, name):
+    if value != int(value):
+        raise ValueError(f"DistributedOptimizer.step: {name} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
+class _HostStep:
+    """The HOST instruction of a compiled distributed step. Called with the views of the
+    parameters' gradients (the local ones, written by the plan), the global loss's slot,
+    then the loss and the counts that are values of the plan."""
+
+    def __init__(self, dopt, has, traced, counts):
+        self.dopt, self.has, self.counts = dopt, has, counts
+        self.loss_at = 1 if traced[0] else None
+        self.count_at = [k for k in (1, 2) if traced[k]]
+        self.missing = [i for i, h in enumerate(has) if not h]
+        self.n_values = dopt.buffer.size - dopt.flags.size - 2
+        self.summed = None  # which parameters some rank differentiated, as traced
+
+    def __call__(self, arrays):
+        dopt = self.dopt
+        rest = arrays[len(self.has) + 1:]
+        counts = list(self.counts)
+        at = 1 if self.loss_at else 0
+        for k in self.count_at:
+            counts[k - 1] = _as_count(float(rest[at].reshape(-1)[0]), ("n_local", "n_total")[k - 1])
+            at += 1
+        n_local, n_total = counts
+        weight = dopt._weight(n_local, n_total)
+        grads = dopt.buffer[: self.n_values]
+        if n_local == 0:
+            grads.fill(0)
+        else:
+            np.multiply(grads, dopt.dtype.type(weight), out=grads)
+            for i in self.missing:
+                dopt.views[i].fill(0)
+        for i, h in enumerate(self.has):
+            dopt.flags[i] = h and n_local > 0
+        loss = None if self.loss_at is None else float(rest[0].reshape(-1)[0])
+        dopt.pack_trailer(n_local, weight, loss)
+        dopt.comm.allreduce(dopt.buffer)
+        dopt.check_counts(n_total)
+        summed = (dopt.flags > 0).tolist()
+        if self.summed is None:
+            self.summed = summed  # the trace: the update steps these parameters
+        elif summed != self.summed:
+            # The plan steps the parameters that had a gradient when it was traced.
+            raise DistributedError(
+                "DistributedOptimizer.step (compiled): the parameters with a gradient on some "
+                f"rank changed since the trace ({self.summed} then, {summed} now): an empty "
+                "slice on every rank but one? Call the compiled step with the same batch "
+                "layout, or step outside fastgrad.compile"
+            )
 
 
 def _loss_value(loss) -> float:
