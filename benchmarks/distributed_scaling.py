@@ -44,15 +44,13 @@ def _median_ms(samples):
 
 def measure(args):
     """Inside the mpiexec job: time every part of the step on every rank, in lock step."""
-    from threadpoolctl import threadpool_limits
-
     import fastgrad as fg
     from fastgrad import distributed as dist
     from fastgrad import optim
     from fastgrad.bench.workloads import get
     from fastgrad.nn import functional as F
 
-    threadpool_limits(1, user_api="blas")
+    dist.limit_blas_threads(1)  # scipy's BLAS (loaded lazily by fastgrad) included
     comm = dist.init()
     result = {"ranks": comm.size, "workloads": {}}
 

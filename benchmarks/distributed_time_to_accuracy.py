@@ -7,7 +7,11 @@ runs, in rounds each in a fresh random order, three configurations of the same t
 
 - ``1x1``: one process, one BLAS thread;
 - ``1x2``: one process, two BLAS threads;
-- ``2x1``: ``mpiexec -n 2``, one BLAS thread per rank (``fastgrad.distributed``).
+- ``2x1``: ``mpiexec -n 2``, one BLAS thread per rank (``fastgrad.distributed``);
+
+and each again with the step compiled (``1x1c``, ``1x2c``, ``2x1c``: ``fastgrad.compile``
+of zero_grad, forward, backward and ``DistributedOptimizer.step``, whose Allreduce is an
+instruction of the plan; one process takes the fused SGD update, ``keep_grads=False``).
 
 Data: the shipped 8×8 digits scaled up to 28×28 (bilinear, ``scipy.ndimage.zoom``), so the
 network has MNIST's shape and the accuracy is measured on real held-out images (1,442
@@ -36,7 +40,10 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
-CONFIGS = {"1x1": (1, 1), "1x2": (1, 2), "2x1": (2, 1)}  # name: (processes, BLAS threads each)
+# name: (processes, BLAS threads each, compiled); "c": the step replayed by fastgrad.compile,
+# the Allreduce an instruction of its plan
+CONFIGS = {"1x1": (1, 1, False), "1x2": (1, 2, False), "2x1": (2, 1, False),
+           "1x1c": (1, 1, True), "1x2c": (1, 2, True), "2x1c": (2, 1, True)}
 
 
 def digits_28x28(dtype=np.float32):
@@ -56,13 +63,12 @@ def digits_28x28(dtype=np.float32):
 
 
 def worker(args):
-    from threadpoolctl import threadpool_limits
-
     import fastgrad as fg
     from fastgrad import distributed as dist
     from fastgrad import nn, optim
 
-    threadpool_limits(args.threads, user_api="blas")
+    limiter = dist.limit_blas_threads(args.threads)  # scipy's BLAS (the compiled plan's) too
+    assert limiter is not None, "pip install threadpoolctl"
     comm = dist.init()
     X, y, X_test, y_test = digits_28x28()
     model = nn.MLP([784, 1024, 1024, 10], activation="relu", dtype=np.float32, rng=args.seed)
@@ -73,24 +79,39 @@ def worker(args):
     clock, steps, curve, reached = 0.0, 0, [], None
     perf, cpu = time.perf_counter, time.process_time
     cpu_parts = dict(parts)  # CPU seconds of this process: what a shared machine disturbs least
+    compiled = None
+    if args.compile:  # the whole step, Allreduce included, one replayed plan
+
+        def step(x, t, n):
+            opt.zero_grad()
+            loss = nn.cross_entropy(model(x), t)
+            loss.backward()
+            return opt.step(len(x), n, loss)
+
+        compiled = fg.compile(step, keep_grads=False)
     for epoch in range(1, args.max_epochs + 1):
         for xb, yb, total in loader:
             t0, c0 = perf(), cpu()
-            opt.zero_grad()
-            loss = nn.cross_entropy(model(xb), yb)
-            loss.backward()
-            t1, c1 = perf(), cpu()
-            if comm.size == 1:
-                opt.step(len(xb), total)
-                t2 = t3 = t1
-                c2 = c3 = c1
+            if compiled is not None:  # one part: the plan's (its Allreduce is inside)
+                compiled(xb, yb, total)
+                t1 = t2 = t3 = t4 = perf()
+                c1 = c2 = c3 = c4 = cpu()
             else:
-                opt.pack(len(xb), total, loss)
-                t2, c2 = perf(), cpu()
-                comm.allreduce(opt.buffer)
-                t3, c3 = perf(), cpu()
-                opt.unpack_and_step(total)
-            t4, c4 = perf(), cpu()
+                opt.zero_grad()
+                loss = nn.cross_entropy(model(xb), yb)
+                loss.backward()
+                t1, c1 = perf(), cpu()
+                if comm.size == 1:
+                    opt.step(len(xb), total)
+                    t2 = t3 = t1
+                    c2 = c3 = c1
+                else:
+                    opt.pack(len(xb), total, loss)
+                    t2, c2 = perf(), cpu()
+                    comm.allreduce(opt.buffer)
+                    t3, c3 = perf(), cpu()
+                    opt.unpack_and_step(total)
+                t4, c4 = perf(), cpu()
             for name, (a, b), (ca, cb) in (
                 ("compute", (t0, t1), (c0, c1)),
                 ("pack", (t1, t2), (c1, c2)),
@@ -129,7 +150,7 @@ def worker(args):
 
 
 def launch(name, args):
-    processes, threads = CONFIGS[name]
+    processes, threads, compiled = CONFIGS[name]
     command = [
         sys.executable,
         os.path.abspath(__file__),
@@ -146,7 +167,7 @@ def launch(name, args):
         str(args.target),
         "--max-epochs",
         str(args.max_epochs),
-    ]
+    ] + (["--compile"] if compiled else [])
     if processes > 1:
         mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
         command = [mpiexec if os.path.exists(mpiexec) else "mpiexec", "-n", str(processes), *command]
@@ -190,11 +211,13 @@ def driver(args):
                 for k in runs[0]["cpu_per_step_ms"]
             },
         )
-    if "2x1" in args.configs:  # per-round ratios: the same round's runs side by side
-        for base in ("1x1", "1x2"):
+    for many, bases in (("2x1", ("1x1", "1x2")), ("2x1c", ("1x1c", "1x2c", "2x1"))):
+        if many not in args.configs:  # per-round ratios: the same round's runs side by side
+            continue
+        for base in bases:
             if base in args.configs:
-                ratios = [b["seconds"] / m["seconds"] for b, m in zip(results[base], results["2x1"])]
-                summary[f"speedup_2x1_over_{base}"] = dict(
+                ratios = [b["seconds"] / m["seconds"] for b, m in zip(results[base], results[many])]
+                summary[f"speedup_{many}_over_{base}"] = dict(
                     median=round(statistics.median(ratios), 3), low=round(min(ratios), 3), high=round(max(ratios), 3)
                 )
     print(json.dumps(summary, indent=2))
@@ -211,6 +234,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--target", type=float, default=0.96)
     parser.add_argument("--max-epochs", type=int, default=200)
+    parser.add_argument("--compile", action="store_true", help="(worker) the step through fastgrad.compile")
     args = parser.parse_args()
     worker(args) if args.worker else driver(args)
 

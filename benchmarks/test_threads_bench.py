@@ -57,6 +57,8 @@ def _one_blas_thread():
         import contextlib
 
         return contextlib.nullcontext()
+    import scipy.linalg.cython_blas  # noqa: F401  (fastgrad loads it lazily: limit it too)
+
     return threadpool_limits(limits=1, user_api="blas")
 
 

@@ -580,3 +580,27 @@ def test_loader_without_targets_yields_rows_and_the_global_count():
     assert [len(x) for x, _ in a] == [2, 1] and [len(x) for x, _ in b] == [2, 2]
     assert [n for _, n in a] == [4, 3] == [n for _, n in b]
     np.testing.assert_array_equal(np.concatenate([a[0][0], b[0][0], a[1][0], b[1][0]]), X)
+
+
+def test_limit_blas_threads_reaches_the_blas_fastgrad_loads_later():
+    # In a fresh process: fastgrad loads scipy's BLAS only when a product first needs it,
+    # after the limit is set (the compiled plans' GEMMs ran on every core per rank).
+    pytest.importorskip("threadpoolctl")
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, fastgrad as fg\n"
+        "from fastgrad import distributed as dist, nn\n"
+        "from threadpoolctl import threadpool_info\n"
+        "limiter = dist.limit_blas_threads(1)\n"
+        "model = nn.MLP([64, 32, 10], rng=0)\n"
+        "f = fg.compile(lambda x: (model(x) ** 2).sum())\n"
+        "f(np.ones((64, 64))); f(np.ones((64, 64)))\n"
+        "print(sorted({(p['internal_api'], p['num_threads']) for p in threadpool_info() "
+        "if p['user_api'] == 'blas'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    pools = eval(out.stdout)  # [(internal_api, num_threads)]
+    assert pools and all(n == 1 for _, n in pools), pools

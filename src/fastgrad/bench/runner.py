@@ -56,6 +56,8 @@ def thread_mode(threads):
         try:
             from threadpoolctl import threadpool_limits
 
+            import scipy.linalg.cython_blas  # noqa: F401  (loaded lazily by fastgrad: limit it too)
+
             stack.enter_context(threadpool_limits(limits=n))
         except ImportError:
             pass

@@ -17,6 +17,10 @@ def limit_blas_threads(n: int = 1):
         from threadpoolctl import threadpool_limits
     except ImportError:
         return None
+    # A limit reaches the libraries loaded when it is set; fastgrad's kernels and compiled
+    # plans load scipy's BLAS only when a product first needs it, so load it now.
+    import scipy.linalg.cython_blas  # noqa: F401
+
     return threadpool_limits(limits=n, user_api="blas")
 
 
