@@ -33,7 +33,9 @@ def test_each_constant_is_its_position_in_the_list():
         assert getattr(_opcodes, name) == number
     assert all(getattr(_opcodes, name) < EW_END for name in ELEMENTWISE)
     assert all(getattr(_opcodes, name) > EW_END for name in DENSE)
-    assert _opcodes.OPNAMES == {n: name for n, name in enumerate(NAMES) if name != "EW_END"}
+    names = {n: name for n, name in enumerate(NAMES) if name != "EW_END"}
+    assert _opcodes.OPNAMES == {**names, _opcodes.HOST: "HOST"}
+    assert _opcodes.HOST >= len(NAMES)  # Python's only: the C executor never sees it
 
 
 @compiled
