@@ -22,7 +22,9 @@ import tempfile
 def run(src, workloads, impls, rounds, cpu):
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         path = f.name
-    env = dict(os.environ, PYTHONPATH=os.path.abspath(src))
+    # One BLAS thread in both builds from the start (a build whose harness limits only the
+    # BLAS libraries loaded when it starts would leave scipy's, loaded later, at two).
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(src), OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     cmd = ["python", "-m", "fastgrad", "bench", "-w", workloads, "-i", impls, "-r", str(rounds),
            "--threads", "1", "--json", path, "-q"]
     if cpu is not None:
