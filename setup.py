@@ -200,7 +200,9 @@ class build_ext(_build_ext):
             return ["-O0", "-g"], []
         # No -march=native (a wheel must run on other CPUs): the kernels pick AVX2/AVX-512
         # variants at import. No -ffast-math: it would drop NaN/inf.
-        link = ["-Wl,--strip-debug"] if sys.platform.startswith("linux") else []
+        # Linked stripped (-s): the symbol tables were 13 % of the extensions' bytes; the
+        # dynamic symbols Python imports by (PyInit_*) stay.
+        link = ["-Wl,-s"] if sys.platform.startswith("linux") else []
         return ["-O3", "-g0"], link
 
     def _write_build_info(self):
