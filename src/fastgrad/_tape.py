@@ -700,11 +700,10 @@ def _accumulate_leaf(node, g, handed_out):
         node.grad = node.grad.array()
     if type(g) is not np.ndarray or id(g) in handed_out:
         g = np.array(g)  # own it: two leaves must never share one .grad array
-    if g.dtype.kind == "c":  # a complex constant met the graph; its rules assume real values
-        raise TypeError(
-            f"the error signal of a real tensor of shape {g.shape} came out complex: a complex "
-            "value entered the computation, and fastgrad does not differentiate complex numbers"
-        )
+    if g.dtype.kind == "c":
+        # Complex intermediates (autograd's convention, fastgrad._functional): a leaf's
+        # data is real, and a real perturbation moves only the real part of the signal.
+        g = np.ascontiguousarray(g.real)
     if node.grad is None:
         handed_out.add(id(g))
         node.grad = g

@@ -12,7 +12,7 @@ import builtins
 import numpy as onp
 
 from .. import _ops
-from .._ops import no_macs, reshape, shape_of
+from .._ops import no_macs, reshape, shape_of, value
 from .._registry import Formula, NotCompiled, Sample, define
 from ._shapes import _atleast, ravel
 from ._util import contains_tensor, dtype_of, ndim_of, normal, traced
@@ -36,6 +36,10 @@ def _astype_vjp(g, ans, x, dtype):
     # step function (as floor is): x̄ = 0.
     if onp.dtype(dtype).kind not in "fc":
         return onp.zeros(shape_of(x), dtype_of(x))
+    if dtype_of(x).kind != "c" and onp.iscomplexobj(value(g)):
+        from ._elementwise import real  # a real x: only the real part of its signal acts
+
+        g = real(g)
     return astype_p(g, dtype_of(x))
 
 
