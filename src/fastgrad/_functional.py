@@ -20,7 +20,7 @@ import numpy as np
 
 from . import _ops, _tape
 from ._registry import TraceBody
-from ._tape import Primitive, _mode, _SetGrad, leaf_node, run_backward
+from ._tape import Primitive, TensorBase, _mode, _SetGrad, leaf_node, run_backward
 from ._tensor import Tensor
 
 __all__ = [
@@ -66,14 +66,23 @@ def _map2(fn, x, y):
 class _Start:
     """The fresh node a transform differentiates with respect to, for one input leaf."""
 
-    __slots__ = ("tensor", "scalar", "dtype", "shape")
+    __slots__ = ("tensor", "scalar", "dtype", "shape", "user")
 
     def __init__(self, x):
         if _tape._tracer is not None:
             x = _tape._tracer.start(x)  # fastgrad.compile: an integer argument's float twin
         self.scalar = not isinstance(x, (np.ndarray, Tensor))
-        if isinstance(x, Tensor) and x._node is not None and _mode.enabled:
+        data = x._data if isinstance(x, TensorBase) else x
+        box = _tape.box_type_mappings.get(type(data)) if _tape.box_type_mappings else None
+        self.user = box is not None  # a user's own value type (Box.register, VSpace.register)
+        if isinstance(x, TensorBase) and x._node is not None and _mode.enabled:
             t = _ops.identity(x)  # traced by an outer transform: a new node on top of it
+            if self.user:
+                t = _tape.wrap(box, t._data, t._node)
+        elif self.user:
+            t = _tape.wrap(box, data, leaf_node(()))
+            self.tensor, self.dtype, self.shape = t, None, ()
+            return
         else:
             data = x._data if isinstance(x, Tensor) else x
             array = np.asarray(data)
@@ -93,6 +102,12 @@ class _Start:
         moves), so a real computation with complex intermediates (an FFT convolution)
         gets its real gradient; a complex input gets a complex gradient.
         """
+        if self.user:  # a user's type: its space's zeros, else the signal as it came
+            if g is None:
+                from ._vspace import vspace
+
+                return vspace(self.tensor._data).zeros()
+            return g._data if isinstance(g, TensorBase) and g._node is None else g
         if g is None:
             g = np.zeros(self.shape, self.dtype)
         if isinstance(g, Tensor):

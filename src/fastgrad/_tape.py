@@ -240,6 +240,21 @@ class TensorBase:
     _written_at = cython.declare(cython.Py_ssize_t, visibility="public")
     __weakref__ = cython.declare(object)
 
+    # autograd's Box interface (fastgrad.extend.Box is this class): the value inside, and
+    # Box.register for a user's own value types (a subclass boxes them when traced).
+    @property
+    def _value(self):
+        return self._data
+
+    @classmethod
+    def register(cls, value_type):
+        box_type_mappings[value_type] = cls
+        box_type_mappings[cls] = cls
+
+
+# value type -> the TensorBase subclass its traced values are (TensorBase.register)
+box_type_mappings = {}
+
 
 _new_fields = TensorBase.__new__  # the extension type's allocator, bound once
 # The class of the tensors results are made of: fastgrad.Tensor, set by fastgrad._tensor

@@ -87,6 +87,18 @@ def asarray(a, dtype=None, *args, **kwargs):
     return onp.asarray(a, dtype, *args, **kwargs)
 
 
+def full(shape, fill_value, dtype=None, order="C", **kwargs):
+    """np.full; differentiable in ``fill_value`` (x̄ = the sum of ȳ over its copies: the
+    rule of broadcast_to)."""
+    if not traced(fill_value):
+        return onp.full(shape, fill_value, dtype, order, **kwargs)
+    shape = (int(shape),) if onp.ndim(shape) == 0 else tuple(int(n) for n in shape)
+    out = _copy(_ops.broadcast_to(fill_value, shape))
+    if dtype is not None and onp.dtype(dtype) != dtype_of(out):
+        out = astype(out, dtype)
+    return out
+
+
 # ---------------------------------------------------------- arrays from parts --
 
 
