@@ -361,6 +361,25 @@ class Primitive:
         return self.fun(*args)  # plain arrays: plain NumPy, nothing recorded
 
 
+# Argument types that are never array containers of another library (checked first).
+_plain_types = frozenset([float, int, bool, complex, str, type(None), tuple, list, dict, slice,
+                          type(Ellipsis), np.float64, np.float32, np.int64, np.int32, np.bool_,
+                          np.complex128, np.dtype])
+_ufunc_overriders = {}  # type -> whether it takes NumPy's ufuncs over (xarray.DataArray)
+
+
+def overrides_ufuncs(x):
+    """True for a value of another library that overrides NumPy's ufuncs (a DataArray)."""
+    cls = type(x)
+    found = _ufunc_overriders.get(cls)
+    if found is None:
+        hook = getattr(cls, "__array_ufunc__", None)
+        found = _ufunc_overriders[cls] = (
+            hook is not None and hook is not np.ndarray.__array_ufunc__
+            and not issubclass(cls, (TensorBase, np.ndarray, np.generic)))
+    return found
+
+
 def _shapes(args):
     return ", ".join(str(np.shape(a._data if isinstance(a, TensorBase) else a)) for a in args)
 
@@ -391,6 +410,10 @@ def _apply(prim, args, kwargs):
             raw.append(a)
             if type(a) is np.ndarray:
                 constants = True
+            elif type(a) not in _plain_types and overrides_ufuncs(a):
+                # An array container of another library (xarray.DataArray): NumPy's
+                # protocols give it the call, and it hands its own data back to us.
+                return prim.fun(*args, **kwargs) if kwargs else prim.fun(*args)
         i += 1
     try:
         if kwargs:

@@ -4,9 +4,7 @@ deprecated ``quick_grad_check``."""
 import operator
 import warnings
 
-from .misc.flatten import flatten  # noqa: F401
-
-__all__ = ["func", "subval", "subvals", "toposort", "quick_grad_check", "flatten"]
+__all__ = ["func", "subval", "subvals", "toposort", "quick_grad_check"]
 
 
 def func(f):
