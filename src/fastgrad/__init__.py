@@ -98,7 +98,8 @@ def _warn_if_stale_build():
         if digest != compiled_digest:
             warnings.warn(
                 f"{source} changed after it was compiled; the old compiled module still runs. "
-                "Rebuild: pip install -e . (or python setup.py build_ext --inplace)",
+                "Rebuild: python setup.py build_ext --inplace (or pip install -e ., which "
+                "leaves it uncompiled)",
                 RuntimeWarning,
                 stacklevel=3,
             )

@@ -238,7 +238,8 @@ class TensorBase:
     _grad = cython.declare(object, visibility="public")
     _saves = cython.declare(cython.Py_ssize_t, visibility="public")
     _written_at = cython.declare(cython.Py_ssize_t, visibility="public")
-    __weakref__ = cython.declare(object)
+    if cython.compiled:  # (uncompiled, a plain class has one already)
+        __weakref__ = cython.declare(object)
 
     # autograd's Box interface (fastgrad.extend.Box is this class): the value inside, and
     # Box.register for a user's own value types (a subclass boxes them when traced).
@@ -319,8 +320,9 @@ class Primitive:
     kernels = cython.declare(object, visibility="public")
     samples = cython.declare(object, visibility="public")
     order = cython.declare(cython.Py_ssize_t, visibility="public")
-    __dict__ = cython.declare(dict)
-    __weakref__ = cython.declare(object)
+    if cython.compiled:  # (uncompiled, a plain class has both already)
+        __dict__ = cython.declare(dict)
+        __weakref__ = cython.declare(object)
 
     def __init__(self, fun, name=None):
         self.fun = fun

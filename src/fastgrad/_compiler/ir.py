@@ -9,22 +9,18 @@ import math
 
 import numpy as np
 
-from .._opcodes import ADAM, NAMES, SGD
+from .._opcodes import ADAM, AFFINE_T, BLK, COL, FULL, NREG, OPNAMES, ROW, SCALAR, SGD  # noqa: F401
 
 
 class TracingError(RuntimeError):
     """The function cannot be recorded as a replayable program (the message says why)."""
 
 
-OPNAMES = NAMES
-# A fused elementwise chain runs in tiles of BLK elements with up to NREG register tiles
-# (the executor in _replay.pyx has the same numbers: FG_BLK, FG_NREG).
-BLK, NREG = 256, 16
-AFFINE_T = 65536  # FG_AFFINE_T: batched affine maps with smaller W transpose W first
+# The operand modes (FULL a[r, c]; SCALAR a[0]; ROW a[c], broadcast down the rows; COL
+# a[r]; as an output mode, SCALAR/ROW/COL mean "sum into", the adjoint of that broadcast),
+# the fused chains' tile and register counts and the affine map's transpose limit are
+# shared with the C executor: fastgrad._opcodes defines them once.
 
-# Operand modes: FULL a[r, c]; SCALAR a[0]; ROW a[c] (broadcast down the rows); COL a[r].
-# As an output mode, SCALAR/ROW/COL mean "sum into" (the adjoint of that broadcast).
-FULL, SCALAR, ROW, COL = range(4)
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 

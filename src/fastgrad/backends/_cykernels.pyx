@@ -24,11 +24,11 @@ BLAS is column-major; a C-contiguous (R, C) array is, to BLAS, its (C, R) transp
 """
 
 cimport numpy as cnp
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from cython cimport floating
 from libc.math cimport log, logf, sqrt, sqrtf
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
-from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 import numpy as np
 
@@ -82,6 +82,31 @@ cdef extern from "Python.h":
     PyThreadState* PyEval_SaveThread() nogil
     void PyEval_RestoreThread(PyThreadState*) nogil
 
+# scipy's BLAS (scipy.linalg.cython_blas), looked up when a product first needs it:
+# importing scipy.linalg takes ~0.3 s, most of what `import fastgrad` took before.
+ctypedef void (*dgemm_t)(char*, char*, int*, int*, int*, double*, double*, int*, double*, int*,
+                         double*, double*, int*) noexcept nogil
+ctypedef void (*sgemm_t)(char*, char*, int*, int*, int*, float*, float*, int*, float*, int*,
+                         float*, float*, int*) noexcept nogil
+cdef dgemm_t dgemm = NULL
+cdef sgemm_t sgemm = NULL
+
+
+cdef void* _blas_function(str name) except NULL:
+    from scipy.linalg import cython_blas
+
+    capsule = cython_blas.__pyx_capi__[name]
+    return PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule))
+
+
+cdef inline int _need_blas(Py_ssize_t rows, Py_ssize_t loop_rows) except -1:
+    """Load scipy's gemm before a product of ``rows`` batch rows that may call it."""
+    global dgemm, sgemm
+    if dgemm == NULL and rows > loop_rows:
+        sgemm = <sgemm_t>_blas_function("sgemm")
+        dgemm = <dgemm_t>_blas_function("dgemm")
+    return 0
+
 
 def _tuning(**rows):
     """Read (and, for benchmarks and tests, set) the crossovers: the largest batch each
@@ -92,6 +117,7 @@ def _tuning(**rows):
     reads and writes from which it releases the GIL)."""
     global AFFINE_LOOP_ROWS, OUTER_LOOP_ROWS, TMATVEC_LOOP_ROWS, NUMPY_MATMUL_MIN
     global AFFINE_TRANSPOSED, AFFINE_NN, NOGIL_MIN
+    _need_blas(1, 0)  # a crossover set to 0 rows sends batch-1 products to BLAS too
     unknown = set(rows) - {"affine", "outer", "transpose_matvec", "numpy_matmul",
                            "affine_transposed", "affine_nn", "nogil_min"}
     if unknown:
@@ -230,641 +256,10 @@ cdef inline int _fits(str name, cnp.ndarray a, str ref_name, cnp.ndarray ref) ex
 # C-level kernels: noexcept nogil, raw pointers, C-contiguous row-major buffers.
 # ---------------------------------------------------------------------------------------
 
-# Hot batch-1 loops and σ/e^x in C with GCC vector extensions, compiled three times (SSE2,
-# AVX2+FMA, AVX-512) and picked once at import by the CPU that runs the wheel: no
-# -march=native build. The dot product needs several vector sums, a reassociation the
-# compiler does not make on its own without -ffast-math; e^x is written on whole vectors
-# (libm's exp is scalar); the elementwise loops vectorise by themselves and only gain the
-# wider ISA. Other compilers get the plain C loops (σ through libm's exp).
-cdef extern from *:
-    """
-    #if defined(__GNUC__) && defined(__x86_64__)
-    #define FG_VECTORS 1
-    #include <immintrin.h>
-    #define FG_TARGET(t) __attribute__((target(t)))
-    /* Keep element loops as loops: gcc turns a copy loop into a call to memcpy, ~20 ns,
-       as long as a whole batch-1 sigma of 10 elements. */
-    #ifdef __clang__
-    #define FG_NO_LIBCALLS
-    #else
-    #define FG_NO_LIBCALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
-    #endif
-    #else
-    #define FG_VECTORS 0
-    #endif
-
-    #if FG_VECTORS
-    /* z[i] = b[i] + sum_j W[i, j] x[j], i < M (row-major W). Four rows a pass (each load of
-       x serves four rows of W), two vector sums per row, and each row's lanes added as a
-       tree (a chain of L dependent scalar adds per row cost as much as the row itself).
-       The loads start at the row's first element, wherever that falls in a cache line:
-       aligning them (a scalar head) ran 784 -> 100 1.4-1.6x faster, but made the order of
-       the sum, so the result's last bits, depend on W's address. */
-    #define FG_ROWDOTS(T, BYTES, ISA, TARGET)                                               \\
-    typedef T fg_##T##_##ISA __attribute__((vector_size(BYTES)));                            \\
-    TARGET static inline T fg_hsum_##T##_##ISA(fg_##T##_##ISA s) {                           \\
-        T lanes[BYTES / sizeof(T)];                                                          \\
-        __builtin_memcpy(lanes, &s, BYTES);                                                  \\
-        for (Py_ssize_t w = BYTES / sizeof(T) / 2; w > 0; w /= 2)                            \\
-            for (Py_ssize_t l = 0; l < w; l++) lanes[l] += lanes[l + w];                     \\
-        return lanes[0];                                                                     \\
-    }                                                                                        \\
-    TARGET static void fg_rowdots_##T##_##ISA(const T *W, const T *x, const T *b, T *z,      \\
-                                              Py_ssize_t M, Py_ssize_t D) {                  \\
-        typedef fg_##T##_##ISA V;                                                            \\
-        const Py_ssize_t L = BYTES / sizeof(T);                                              \\
-        Py_ssize_t i = 0, j;                                                                 \\
-        V a, c;                                                                              \\
-        for (; i + 4 <= M; i += 4) {                                                         \\
-            const T *w0 = W + i * D, *w1 = w0 + D, *w2 = w1 + D, *w3 = w2 + D;               \\
-            V s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, t0 = {0}, t1 = {0}, t2 = {0}, t3 = {0};  \\
-            for (j = 0; j + 2 * L <= D; j += 2 * L) {                                        \\
-                __builtin_memcpy(&c, x + j, BYTES);                                          \\
-                __builtin_memcpy(&a, w0 + j, BYTES); s0 += a * c;                            \\
-                __builtin_memcpy(&a, w1 + j, BYTES); s1 += a * c;                            \\
-                __builtin_memcpy(&a, w2 + j, BYTES); s2 += a * c;                            \\
-                __builtin_memcpy(&a, w3 + j, BYTES); s3 += a * c;                            \\
-                __builtin_memcpy(&c, x + j + L, BYTES);                                      \\
-                __builtin_memcpy(&a, w0 + j + L, BYTES); t0 += a * c;                        \\
-                __builtin_memcpy(&a, w1 + j + L, BYTES); t1 += a * c;                        \\
-                __builtin_memcpy(&a, w2 + j + L, BYTES); t2 += a * c;                        \\
-                __builtin_memcpy(&a, w3 + j + L, BYTES); t3 += a * c;                        \\
-            }                                                                                \\
-            for (; j + L <= D; j += L) {                                                     \\
-                __builtin_memcpy(&c, x + j, BYTES);                                          \\
-                __builtin_memcpy(&a, w0 + j, BYTES); s0 += a * c;                            \\
-                __builtin_memcpy(&a, w1 + j, BYTES); s1 += a * c;                            \\
-                __builtin_memcpy(&a, w2 + j, BYTES); s2 += a * c;                            \\
-                __builtin_memcpy(&a, w3 + j, BYTES); s3 += a * c;                            \\
-            }                                                                                \\
-            T r0 = fg_hsum_##T##_##ISA(s0 + t0), r1 = fg_hsum_##T##_##ISA(s1 + t1);          \\
-            T r2 = fg_hsum_##T##_##ISA(s2 + t2), r3 = fg_hsum_##T##_##ISA(s3 + t3);          \\
-            for (; j < D; j++) {                                                             \\
-                r0 += w0[j] * x[j]; r1 += w1[j] * x[j];                                      \\
-                r2 += w2[j] * x[j]; r3 += w3[j] * x[j];                                      \\
-            }                                                                                \\
-            z[i] = r0 + b[i]; z[i + 1] = r1 + b[i + 1];                                      \\
-            z[i + 2] = r2 + b[i + 2]; z[i + 3] = r3 + b[i + 3];                              \\
-        }                                                                                    \\
-        for (; i < M; i++) {                                                                 \\
-            const T *w = W + i * D;                                                          \\
-            V s0 = {0}, t0 = {0};                                                            \\
-            for (j = 0; j + 2 * L <= D; j += 2 * L) {                                        \\
-                __builtin_memcpy(&c, x + j, BYTES);                                          \\
-                __builtin_memcpy(&a, w + j, BYTES); s0 += a * c;                             \\
-                __builtin_memcpy(&c, x + j + L, BYTES);                                      \\
-                __builtin_memcpy(&a, w + j + L, BYTES); t0 += a * c;                         \\
-            }                                                                                \\
-            for (; j + L <= D; j += L) {                                                     \\
-                __builtin_memcpy(&c, x + j, BYTES);                                          \\
-                __builtin_memcpy(&a, w + j, BYTES); s0 += a * c;                             \\
-            }                                                                                \\
-            T r = fg_hsum_##T##_##ISA(s0 + t0);                                              \\
-            for (; j < D; j++) r += w[j] * x[j];                                             \\
-            z[i] = r + b[i];                                                                 \\
-        }                                                                                    \\
-    }
-    #else
-    #define FG_ROWDOTS(T, BYTES, ISA, TARGET)                                               \\
-    static void fg_rowdots_##T##_##ISA(const T *W, const T *x, const T *b, T *z,             \\
-                                       Py_ssize_t M, Py_ssize_t D) {                         \\
-        for (Py_ssize_t i = 0; i < M; i++) {                                                 \\
-            T t = 0;                                                                         \\
-            for (Py_ssize_t j = 0; j < D; j++) t += W[i * D + j] * x[j];                     \\
-            z[i] = t + b[i];                                                                 \\
-        }                                                                                    \\
-    }
-    #endif
-
-    /* y = sum_k c[k * cs] X[k, :] over K rows of X (K, n): four rows per pass over y. */
-    #define FG_LINCOMB(T, ISA, TARGET)                                                      \\
-    TARGET static void fg_lincomb_##T##_##ISA(T *restrict y, const T *c, Py_ssize_t cs,     \\
-                                              const T *restrict X, Py_ssize_t K,            \\
-                                              Py_ssize_t n) {                               \\
-        Py_ssize_t k = 0, j;                                                                 \\
-        if (K == 0) { for (j = 0; j < n; j++) y[j] = 0; return; }                            \\
-        for (; k + 4 <= K; k += 4) {                                                         \\
-            const T c0 = c[k * cs], c1 = c[(k + 1) * cs];                                    \\
-            const T c2 = c[(k + 2) * cs], c3 = c[(k + 3) * cs];                              \\
-            const T *x0 = X + k * n, *x1 = x0 + n, *x2 = x1 + n, *x3 = x2 + n;               \\
-            if (k == 0) {                                                                    \\
-                for (j = 0; j < n; j++)                                                      \\
-                    y[j] = (c0 * x0[j] + c1 * x1[j]) + (c2 * x2[j] + c3 * x3[j]);            \\
-            } else {                                                                         \\
-                for (j = 0; j < n; j++)                                                      \\
-                    y[j] += (c0 * x0[j] + c1 * x1[j]) + (c2 * x2[j] + c3 * x3[j]);           \\
-            }                                                                                \\
-        }                                                                                    \\
-        for (; k < K; k++) {                                                                 \\
-            const T c0 = c[k * cs], *x0 = X + k * n;                                         \\
-            if (k == 0) { for (j = 0; j < n; j++) y[j] = c0 * x0[j]; }                       \\
-            else { for (j = 0; j < n; j++) y[j] += c0 * x0[j]; }                             \\
-        }                                                                                    \\
-    }
-
-    /* e^x and sigma on whole vectors, for sigmoid_forward, the fused affine + sigma passes
-       and softmax. Every caller needs e^x only for x <= 0, so the kernel is e^(-|a|):
-       x = k ln2 + r (Cody-Waite: ln2 in a hi part exact times k and a lo part), |r| <= ln2/2,
-       e^r = 1 + r + r^2 q(r) with q minimax for the relative error (3e-18 double, 3e-9
-       float: below half an ulp), then 2^k from the exponent bits, applied as 2^(k + C) 2^-C
-       so results down in the subnormals round once. No ordered comparison ever sees a NaN
-       (integer compares on the bits, or a NaN zeroed after the quiet a != a), so no FP
-       exception flag is raised, on any ISA.
-       Branch-free (selects are masks); the tail of an array goes through a zero-padded
-       vector. GCC does not vectorise libm's exp without -ffast-math, which drops NaN/inf. */
-    #define FG_ABS_float 0x7fffffff
-    #define FG_LIM_float 104.0f                         /* e^-104 rounds to 0 */
-    #define FG_LIMBITS_float 0x42d00000
-    #define FG_INFBITS_float 0x7f800000
-    #define FG_SHIFT_float 12582912.0f                  /* 1.5 2^23: adding it rounds to an integer */
-    #define FG_LOG2E_float 1.44269504088896341f
-    #define FG_LN2HI_float 0.693359375f                 /* 9 bits: k ln2hi exact for |k| < 2^15 */
-    #define FG_LN2LO_float -2.12194440054690583e-4f
-    #define FG_BIAS_float (127 + 64)
-    #define FG_MANT_float 23
-    #define FG_UNSCALE_float 0x1p-64f
-    /* 1 + r + r^2 q(r), q by Estrin's scheme: a dependency chain of 4-5 steps instead of
-       Horner's 6 (float) or 10 (double), so a vector's result comes sooner and more vectors
-       are in flight. Against Horner: SSE2 1.4-2.5x faster (no FMA), AVX-512 double 5-12 %,
-       AVX2 within +-5 %, float on AVX-512 equal. */
-    #define FG_ESTRIN_float(r, r2) (1.0f + ((r) + (r2) * ((0.499999934517084335897f              \\
-        + 0.166665206898330188061f * (r)) + (r2) * ((0.0416683873612611455482f                  \\
-        + 0.00836870982417119432296f * (r)) + (r2) * 0.00138146132607797708093f))))
-    #define FG_ABS_double 0x7fffffffffffffffLL
-    #define FG_LIM_double 746.0                         /* e^-746 rounds to 0 */
-    #define FG_LIMBITS_double 0x4087500000000000LL
-    #define FG_INFBITS_double 0x7ff0000000000000LL
-    #define FG_SHIFT_double 6755399441055744.0          /* 1.5 2^52 */
-    #define FG_LOG2E_double 1.44269504088896338700
-    #define FG_LN2HI_double 6.93147180369123816490e-01  /* 32 bits: k ln2hi exact */
-    #define FG_LN2LO_double 1.90821492927058770002e-10
-    #define FG_BIAS_double (1023LL + 512)
-    #define FG_MANT_double 52
-    #define FG_UNSCALE_double 0x1p-512
-    #define FG_ESTRIN_double(r, r2) (1.0 + ((r) + (r2) * (((0.500000000000001061675            \\
-        + 0.166666666666664127759 * (r)) + (r2) * (0.0416666666665302659992                      \\
-        + 8.3333333334943329904e-3 * (r))) + ((r2) * (r2)) * (((1.38888889435976896333e-3       \\
-        + 1.98412695067796630235e-4 * (r)) + (r2) * (2.48014931361972530688e-5                  \\
-        + 2.75575862664084875914e-6 * (r))) + ((r2) * (r2)) * (2.76302339149586352775e-7        \\
-        + 2.50000722921512436658e-8 * (r))))))
-
-    #if FG_VECTORS
-    /* The generic e^x and sigma (SSE2, AVX2): GCC vector extensions, selects as bit masks. */
-    #define FG_VCORE(T, BYTES, ISA, TARGET)                                                  \\
-    /* e^(-|a|) lane by lane; NaN stays NaN. */                                              \\
-    TARGET static inline fg_##T##_##ISA fg_vexpneg_##T##_##ISA(fg_##T##_##ISA a) {           \\
-        typedef fg_##T##_##ISA V;                                                            \\
-        typedef fg_i##T##_##ISA VI;                                                          \\
-        VI nan, big;                                                                         \\
-        V m;                                                                                 \\
-        if (BYTES == 16) { /* SSE2 has no 64-bit integer compare: floats, NaN zeroed */ \\
-            nan = a != a;                                     /* quiet: no flag for NaN */   \\
-            m = (V)((VI)a & FG_ABS_##T & ~nan);                                              \\
-            big = m > FG_LIM_##T;                                                            \\
-        } else {           /* the bits of |a| order like |a| (NaN above inf) */             \\
-            const VI ai = (VI)a & FG_ABS_##T;                                                \\
-            nan = ai > FG_INFBITS_##T;                                                       \\
-            big = ai > FG_LIMBITS_##T;                                                       \\
-            m = (V)ai;                                                                       \\
-        }                                                                                    \\
-        const V x = -(V)(((VI)m & ~big) | (FG_LIMBITS_##T & big));     /* -min(|a|, LIM) */ \\
-        const V t = x * FG_LOG2E_##T + FG_SHIFT_##T;                                         \\
-        const V k = t - FG_SHIFT_##T;                         /* round(x log2 e) */          \\
-        const V r = (x - k * FG_LN2HI_##T) - k * FG_LN2LO_##T;                               \\
-        const V e = FG_ESTRIN_##T(r, r * r) * (V)(((VI)t + FG_BIAS_##T) << FG_MANT_##T)      \\
-                    * FG_UNSCALE_##T;                                                        \\
-        return (V)(((VI)e & ~nan) | ((VI)a & nan));                                          \\
-    }                                                                                        \\
-    /* sigma(z) = 1 / (1 + e^-z) from e = e^-|z| <= 1: 1/(1 + e) for z >= 0, e/(1 + e) below. */ \\
-    TARGET static inline fg_##T##_##ISA fg_vsigmoid_##T##_##ISA(fg_##T##_##ISA z) {          \\
-        typedef fg_##T##_##ISA V;                                                            \\
-        typedef fg_i##T##_##ISA VI;                                                          \\
-        const V e = fg_vexpneg_##T##_##ISA(z);                                               \\
-        const V s = (T)1 / ((T)1 + e);                                                       \\
-        const VI neg = BYTES == 16 ? (V)((VI)z & ~(z != z)) < 0 : (VI)z < 0;  /* sign bit */ \\
-        return (V)(((VI)(e * s) & neg) | ((VI)s & ~neg));                                    \\
-    }                                                                                        \\
-    /* The last rest < L elements of z (+ b) as a zero-padded vector, and back. */          \\
-    TARGET static inline fg_##T##_##ISA fg_vtail_##T##_##ISA(const T *z, const T *b,         \\
-                                                             Py_ssize_t rest) {              \\
-        fg_##T##_##ISA v = {0};                                                              \\
-        for (Py_ssize_t l = 0; l < rest; l++) v[l] = b != NULL ? z[l] + b[l] : z[l];         \\
-        return v;                                                                            \\
-    }                                                                                        \\
-    TARGET static inline void fg_vtailstore_##T##_##ISA(T *h, fg_##T##_##ISA v,              \\
-                                                        Py_ssize_t rest) {                   \\
-        for (Py_ssize_t l = 0; l < rest; l++) h[l] = v[l];                                   \\
-    }
-
-    /* AVX-512: the same e^x and sigma with the instructions GCC does not pick from vector
-       code: |a| clamped by an integer min (NaN's bits clamp too; the NaN is put back by a
-       masked move at the end, so no arithmetic sees it), 2^k applied by vscalef (one
-       rounding, subnormals included: the results are bit for bit those of 2^(k + C) 2^-C),
-       the sign select and NaN as masked operations. 21 instructions a vector instead of 29:
-       sigma 32x64 takes 0.75-0.83x the time in float, 0.80-0.90x in double, and is now as
-       bound by the division's throughput as by the rest (a reciprocal by rcp14 and
-       Newton steps was 1.04x/1.13x slower: docs/kernels.md). AVX512F only. */
-    #define FG_VCORE512(T, S, E, K, VF, TARGET)                                              \\
-    /* e^(-m) for m = min(|a|, LIM) >= 0, never NaN. */                                     \\
-    TARGET static inline VF fg_expneg512_##T(VF m) {                                         \\
-        const VF t = _mm512_fnmadd_##S(m, _mm512_set1_##S(FG_LOG2E_##T),                      \\
-                                       _mm512_set1_##S(FG_SHIFT_##T));                       \\
-        const VF k = _mm512_sub_##S(t, _mm512_set1_##S(FG_SHIFT_##T)); /* round(-m log2 e) */ \\
-        VF r = _mm512_fnmsub_##S(k, _mm512_set1_##S(FG_LN2HI_##T), m);   /* -m - k ln2hi */   \\
-        r = _mm512_fnmadd_##S(k, _mm512_set1_##S(FG_LN2LO_##T), r);                          \\
-        const VF r2 = _mm512_mul_##S(r, r);                                                  \\
-        return _mm512_scalef_##S(FG_ESTRIN_##T(r, r2), k);                                   \\
-    }                                                                                        \\
-    TARGET static inline fg_##T##_avx512 fg_vexpneg_##T##_avx512(fg_##T##_avx512 a) {        \\
-        const __m512i ai = _mm512_and_si512(_mm512_cast##S##_si512((VF)a),                  \\
-                                            _mm512_set1_##E(FG_ABS_##T));                    \\
-        const K nan = _mm512_cmpgt_##E##_mask(ai, _mm512_set1_##E(FG_INFBITS_##T));          \\
-        const VF e = fg_expneg512_##T(                                                       \\
-            _mm512_castsi512_##S(_mm512_min_##E(ai, _mm512_set1_##E(FG_LIMBITS_##T))));      \\
-        return (fg_##T##_avx512)_mm512_mask_mov_##S(e, nan, (VF)a);                          \\
-    }                                                                                        \\
-    TARGET static inline fg_##T##_avx512 fg_vsigmoid_##T##_avx512(fg_##T##_avx512 z) {       \\
-        const __m512i zi = _mm512_cast##S##_si512((VF)z);                                    \\
-        const __m512i ai = _mm512_and_si512(zi, _mm512_set1_##E(FG_ABS_##T));               \\
-        const K nan = _mm512_cmpgt_##E##_mask(ai, _mm512_set1_##E(FG_INFBITS_##T));          \\
-        const K neg = _mm512_cmplt_##E##_mask(zi, _mm512_setzero_si512());    /* sign bit */ \\
-        const VF e = fg_expneg512_##T(                                                       \\
-            _mm512_castsi512_##S(_mm512_min_##E(ai, _mm512_set1_##E(FG_LIMBITS_##T))));      \\
-        const VF one = _mm512_set1_##S(1);                                                   \\
-        const VF s = _mm512_div_##S(one, _mm512_add_##S(one, e));                            \\
-        return (fg_##T##_avx512)_mm512_mask_mov_##S(_mm512_mask_mul_##S(s, neg, e, s), nan, (VF)z); \\
-    }                                                                                        \\
-    /* Tails by masked loads and stores (masked-off lanes are not read: no fault, no flag). */ \\
-    TARGET static inline fg_##T##_avx512 fg_vtail_##T##_avx512(const T *z, const T *b,       \\
-                                                               Py_ssize_t rest) {            \\
-        const K k = (K)((1u << rest) - 1);                                                   \\
-        VF v = _mm512_maskz_loadu_##S(k, z);                                                 \\
-        if (b != NULL) v = _mm512_maskz_add_##S(k, v, _mm512_maskz_loadu_##S(k, b));         \\
-        return (fg_##T##_avx512)v;                                                           \\
-    }                                                                                        \\
-    TARGET static inline void fg_vtailstore_##T##_avx512(T *h, fg_##T##_avx512 v,            \\
-                                                         Py_ssize_t rest) {                  \\
-        _mm512_mask_storeu_##S(h, (K)((1u << rest) - 1), (VF)v);                             \\
-    }
-    #define FG_VCORE512_float(TARGET) FG_VCORE512(float, ps, epi32, __mmask16, __m512, TARGET)
-    #define FG_VCORE512_double(TARGET) FG_VCORE512(double, pd, epi64, __mmask8, __m512d, TARGET)
-    #define FG_VCORE_base(T, BYTES, TARGET) FG_VCORE(T, BYTES, base, TARGET)
-    #define FG_VCORE_avx2(T, BYTES, TARGET) FG_VCORE(T, BYTES, avx2, TARGET)
-    #define FG_VCORE_avx512(T, BYTES, TARGET) FG_VCORE512_##T(TARGET)
-
-    #define FG_VMATH(T, I, BYTES, ISA, TARGET)                                               \\
-    typedef I fg_i##T##_##ISA __attribute__((vector_size(BYTES)));                           \\
-    FG_VCORE_##ISA(T, BYTES, TARGET)                                                         \\
-    /* h = sigma(z + b) over n elements (b NULL: sigma(z)); h may be z. Two vectors a step
-       (5-12 % faster than one: more independent work in flight). */                       \\
-    TARGET FG_NO_LIBCALLS static void fg_sigmoid_##T##_##ISA(const T *z, const T *b, T *h,  \\
-                                                             Py_ssize_t n) {                 \\
-        typedef fg_##T##_##ISA V;                                                            \\
-        const Py_ssize_t L = BYTES / sizeof(T);                                              \\
-        Py_ssize_t i = 0;                                                                    \\
-        V v, w, c, d;                                                                        \\
-        if (b == NULL) {                                                                     \\
-            for (; i + 2 * L <= n; i += 2 * L) {                                             \\
-                __builtin_memcpy(&v, z + i, BYTES);                                          \\
-                __builtin_memcpy(&w, z + i + L, BYTES);                                      \\
-                v = fg_vsigmoid_##T##_##ISA(v);                                              \\
-                w = fg_vsigmoid_##T##_##ISA(w);                                              \\
-                __builtin_memcpy(h + i, &v, BYTES);                                          \\
-                __builtin_memcpy(h + i + L, &w, BYTES);                                      \\
-            }                                                                                \\
-            for (; i + L <= n; i += L) {                                                     \\
-                __builtin_memcpy(&v, z + i, BYTES);                                          \\
-                v = fg_vsigmoid_##T##_##ISA(v);                                              \\
-                __builtin_memcpy(h + i, &v, BYTES);                                          \\
-            }                                                                                \\
-        } else {                                                                             \\
-            for (; i + 2 * L <= n; i += 2 * L) {                                             \\
-                __builtin_memcpy(&v, z + i, BYTES);                                          \\
-                __builtin_memcpy(&w, z + i + L, BYTES);                                      \\
-                __builtin_memcpy(&c, b + i, BYTES);                                          \\
-                __builtin_memcpy(&d, b + i + L, BYTES);                                      \\
-                v = fg_vsigmoid_##T##_##ISA(v + c);                                          \\
-                w = fg_vsigmoid_##T##_##ISA(w + d);                                          \\
-                __builtin_memcpy(h + i, &v, BYTES);                                          \\
-                __builtin_memcpy(h + i + L, &w, BYTES);                                      \\
-            }                                                                                \\
-            for (; i + L <= n; i += L) {                                                     \\
-                __builtin_memcpy(&v, z + i, BYTES);                                          \\
-                __builtin_memcpy(&c, b + i, BYTES);                                          \\
-                v = fg_vsigmoid_##T##_##ISA(v + c);                                          \\
-                __builtin_memcpy(h + i, &v, BYTES);                                          \\
-            }                                                                                \\
-        }                                                                                    \\
-        if (i < n) {                     /* the last n - i < L, through a zero-padded vector */ \\
-            v = fg_vsigmoid_##T##_##ISA(fg_vtail_##T##_##ISA(z + i, b != NULL ? b + i : NULL, n - i)); \\
-            fg_vtailstore_##T##_##ISA(h + i, v, n - i);                                      \\
-        }                                                                                    \\
-    }                                                                                        \\
-    /* p[k] = e^(z[k] - m) for k < K, m >= every z[k] (a row's maximum); returns sum_k p[k]. */ \\
-    TARGET FG_NO_LIBCALLS static T fg_expsum_##T##_##ISA(const T *z, T m, T *p,             \\
-                                                         Py_ssize_t K) {                     \\
-        typedef fg_##T##_##ISA V;                                                            \\
-        const Py_ssize_t L = BYTES / sizeof(T);                                              \\
-        Py_ssize_t k = 0, l;                                                                 \\
-        V v, s = {0};                                                                        \\
-        T total = 0;                                                                         \\
-        for (; k + L <= K; k += L) {                                                         \\
-            __builtin_memcpy(&v, z + k, BYTES);                                              \\
-            v = fg_vexpneg_##T##_##ISA(m - v);                                               \\
-            __builtin_memcpy(p + k, &v, BYTES);                                              \\
-            s += v;                                                                          \\
-        }                                                                                    \\
-        for (l = 0; l < L; l++) total += s[l];                                               \\
-        if (k < K) {                     /* the last K - k < L, through a zero-padded vector */ \\
-            v = fg_vexpneg_##T##_##ISA(m - fg_vtail_##T##_##ISA(z + k, NULL, K - k));        \\
-            fg_vtailstore_##T##_##ISA(p + k, v, K - k);                                      \\
-            for (l = 0; l < K - k; l++) total += v[l];                                       \\
-        }                                                                                    \\
-        return total;                                                                        \\
-    }
-    #else
-    #define FG_VMATH(T, I, BYTES, ISA, TARGET)                                               \\
-    static T fg_expneg1_##T(T a) { return sizeof(T) == 4 ? expf(-fabsf(a)) : exp(-fabs(a)); } \\
-    static void fg_sigmoid_##T##_##ISA(const T *z, const T *b, T *h, Py_ssize_t n) {        \\
-        for (Py_ssize_t i = 0; i < n; i++) {                                                 \\
-            const T v = b != NULL ? z[i] + b[i] : z[i], e = fg_expneg1_##T(v);               \\
-            const T s = 1 / (1 + e);                                                         \\
-            h[i] = v < 0 ? e * s : s;                                                        \\
-        }                                                                                    \\
-    }                                                                                        \\
-    static T fg_expsum_##T##_##ISA(const T *z, T m, T *p, Py_ssize_t K) {                    \\
-        T total = 0;                                                                         \\
-        for (Py_ssize_t k = 0; k < K; k++) { p[k] = fg_expneg1_##T(m - z[k]); total += p[k]; } \\
-        return total;                                                                        \\
-    }
-    #endif
-
-    /* Transposes in registers: an L x L block (L lanes a vector) is L vectors, transposed by
-       log2 L rounds of two-source shuffles with constant masks, round h swapping the
-       off-diagonal h x h blocks of every 2h x 2h block: 64 shuffles for 16 x 16 floats.
-       ~0.15 ns an element (AVX-512, in cache), 3-5x faster than element by element. */
-    #define FG_VT_PAIR(v, i, j, lo, hi) {                                                  \\
-        const __typeof__(v[0]) x_ = v[i], y_ = v[j];                                         \\
-        v[i] = __builtin_shuffle(x_, y_, lo);                                                \\
-        v[j] = __builtin_shuffle(x_, y_, hi);                                                \\
-    }
-    #define FG_VT_2(VI, v) do {          \\
-        const VI lo1_ = {0, 2};          \\
-        const VI hi1_ = {1, 3};          \\
-        FG_VT_PAIR(v, 0, 1, lo1_, hi1_); \\
-    } while (0)
-    #define FG_VT_4(VI, v) do {                                           \\
-        const VI lo2_ = {0, 1, 4, 5};                                     \\
-        const VI hi2_ = {2, 3, 6, 7};                                     \\
-        FG_VT_PAIR(v, 0, 2, lo2_, hi2_); FG_VT_PAIR(v, 1, 3, lo2_, hi2_); \\
-        const VI lo1_ = {0, 4, 2, 6};                                     \\
-        const VI hi1_ = {1, 5, 3, 7};                                     \\
-        FG_VT_PAIR(v, 0, 1, lo1_, hi1_); FG_VT_PAIR(v, 2, 3, lo1_, hi1_); \\
-    } while (0)
-    #define FG_VT_8(VI, v) do {                                                                                                             \\
-        const VI lo4_ = {0, 1, 2, 3, 8, 9, 10, 11};                                                                                         \\
-        const VI hi4_ = {4, 5, 6, 7, 12, 13, 14, 15};                                                                                       \\
-        FG_VT_PAIR(v, 0, 4, lo4_, hi4_); FG_VT_PAIR(v, 1, 5, lo4_, hi4_); FG_VT_PAIR(v, 2, 6, lo4_, hi4_); FG_VT_PAIR(v, 3, 7, lo4_, hi4_); \\
-        const VI lo2_ = {0, 1, 8, 9, 4, 5, 12, 13};                                                                                         \\
-        const VI hi2_ = {2, 3, 10, 11, 6, 7, 14, 15};                                                                                       \\
-        FG_VT_PAIR(v, 0, 2, lo2_, hi2_); FG_VT_PAIR(v, 1, 3, lo2_, hi2_); FG_VT_PAIR(v, 4, 6, lo2_, hi2_); FG_VT_PAIR(v, 5, 7, lo2_, hi2_); \\
-        const VI lo1_ = {0, 8, 2, 10, 4, 12, 6, 14};                                                                                        \\
-        const VI hi1_ = {1, 9, 3, 11, 5, 13, 7, 15};                                                                                        \\
-        FG_VT_PAIR(v, 0, 1, lo1_, hi1_); FG_VT_PAIR(v, 2, 3, lo1_, hi1_); FG_VT_PAIR(v, 4, 5, lo1_, hi1_); FG_VT_PAIR(v, 6, 7, lo1_, hi1_); \\
-    } while (0)
-    #define FG_VT_16(VI, v) do {                                                                                                                  \\
-        const VI lo8_ = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};                                                                 \\
-        const VI hi8_ = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};                                                           \\
-        FG_VT_PAIR(v, 0, 8, lo8_, hi8_); FG_VT_PAIR(v, 1, 9, lo8_, hi8_); FG_VT_PAIR(v, 2, 10, lo8_, hi8_); FG_VT_PAIR(v, 3, 11, lo8_, hi8_);     \\
-        FG_VT_PAIR(v, 4, 12, lo8_, hi8_); FG_VT_PAIR(v, 5, 13, lo8_, hi8_); FG_VT_PAIR(v, 6, 14, lo8_, hi8_); FG_VT_PAIR(v, 7, 15, lo8_, hi8_);   \\
-        const VI lo4_ = {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27};                                                               \\
-        const VI hi4_ = {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31};                                                             \\
-        FG_VT_PAIR(v, 0, 4, lo4_, hi4_); FG_VT_PAIR(v, 1, 5, lo4_, hi4_); FG_VT_PAIR(v, 2, 6, lo4_, hi4_); FG_VT_PAIR(v, 3, 7, lo4_, hi4_);       \\
-        FG_VT_PAIR(v, 8, 12, lo4_, hi4_); FG_VT_PAIR(v, 9, 13, lo4_, hi4_); FG_VT_PAIR(v, 10, 14, lo4_, hi4_); FG_VT_PAIR(v, 11, 15, lo4_, hi4_); \\
-        const VI lo2_ = {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29};                                                               \\
-        const VI hi2_ = {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31};                                                             \\
-        FG_VT_PAIR(v, 0, 2, lo2_, hi2_); FG_VT_PAIR(v, 1, 3, lo2_, hi2_); FG_VT_PAIR(v, 4, 6, lo2_, hi2_); FG_VT_PAIR(v, 5, 7, lo2_, hi2_);       \\
-        FG_VT_PAIR(v, 8, 10, lo2_, hi2_); FG_VT_PAIR(v, 9, 11, lo2_, hi2_); FG_VT_PAIR(v, 12, 14, lo2_, hi2_); FG_VT_PAIR(v, 13, 15, lo2_, hi2_); \\
-        const VI lo1_ = {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30};                                                              \\
-        const VI hi1_ = {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31};                                                              \\
-        FG_VT_PAIR(v, 0, 1, lo1_, hi1_); FG_VT_PAIR(v, 2, 3, lo1_, hi1_); FG_VT_PAIR(v, 4, 5, lo1_, hi1_); FG_VT_PAIR(v, 6, 7, lo1_, hi1_);       \\
-        FG_VT_PAIR(v, 8, 9, lo1_, hi1_); FG_VT_PAIR(v, 10, 11, lo1_, hi1_); FG_VT_PAIR(v, 12, 13, lo1_, hi1_); FG_VT_PAIR(v, 14, 15, lo1_, hi1_); \\
-    } while (0)
-
-    #if FG_VECTORS && !defined(__clang__)     /* __builtin_shuffle is GCC's */
-    #define FG_TRANSPOSE(T, L, BYTES, ISA, TARGET)                                           \\
-    /* One L x L block: t[j, i] = a[i, j] (+ b[i]), rows of a C apart, of t R; the block's  \\
-       vectors stay in registers (loops unrolled; sigma, if any, is the caller's next pass). */ \\
-    TARGET static inline void fg_tblock_##T##_##ISA(T *restrict t, const T *restrict a,      \\
-                                                    const T *restrict b, Py_ssize_t R,        \\
-                                                    Py_ssize_t C) {                          \\
-        typedef fg_##T##_##ISA V;                                                            \\
-        typedef fg_i##T##_##ISA VI;                                                          \\
-        V v[L], c;                                                                           \\
-        _Pragma("GCC unroll 16")                                                             \\
-        for (int i = 0; i < L; i++) __builtin_memcpy(&v[i], a + i * C, BYTES);              \\
-        FG_VT_##L(VI, v);                                                                    \\
-        if (b != NULL) {                                                                     \\
-            __builtin_memcpy(&c, b, BYTES);                                                  \\
-            _Pragma("GCC unroll 16")                                                         \\
-            for (int i = 0; i < L; i++) v[i] += c;                                           \\
-        }                                                                                    \\
-        _Pragma("GCC unroll 16")                                                             \\
-        for (int i = 0; i < L; i++) __builtin_memcpy(t + i * R, &v[i], BYTES);              \\
-    }                                                                                        \\
-    /* t (C, R) = a (R, C) transposed, plus b[r] on t's column r if b, then sigma if sig;    \\
-       whole blocks in registers, the ragged edges element by element. No overlaps. */     \\
-    TARGET static void fg_transpose_##T##_##ISA(T *restrict t, const T *restrict a,         \\
-                                                const T *restrict b, Py_ssize_t R,           \\
-                                                Py_ssize_t C, int sig) {                     \\
-        Py_ssize_t r0, c0, r, c;                                                             \\
-        for (r0 = 0; r0 < R; r0 += L) {                                                      \\
-            const Py_ssize_t rn = R - r0 < L ? R - r0 : L;                                   \\
-            for (c0 = 0; c0 < C; c0 += L) {                                                  \\
-                const Py_ssize_t cn = C - c0 < L ? C - c0 : L;                               \\
-                T *tb = t + c0 * R + r0;                                                     \\
-                const T *ab = a + r0 * C + c0;                                               \\
-                if (rn == L && cn == L) {                                                    \\
-                    fg_tblock_##T##_##ISA(tb, ab, b != NULL ? b + r0 : NULL, R, C);           \\
-                    if (sig) for (c = 0; c < L; c++) {       /* the block, still in L1 */    \\
-                        fg_##T##_##ISA v;                                                    \\
-                        __builtin_memcpy(&v, tb + c * R, BYTES);                             \\
-                        v = fg_vsigmoid_##T##_##ISA(v);                                      \\
-                        __builtin_memcpy(tb + c * R, &v, BYTES);                             \\
-                    }                                                                        \\
-                    continue;                                                                \\
-                }                                                                            \\
-                for (c = 0; c < cn; c++) {                                                   \\
-                    T *tr = tb + c * R;                                                      \\
-                    if (b != NULL) { for (r = 0; r < rn; r++) tr[r] = ab[r * C + c] + b[r0 + r]; } \\
-                    else { for (r = 0; r < rn; r++) tr[r] = ab[r * C + c]; }                 \\
-                    if (sig) fg_sigmoid_##T##_##ISA(tr, NULL, tr, rn);                       \\
-                }                                                                            \\
-            }                                                                                \\
-        }                                                                                    \\
-    }
-    #else
-    #define FG_TRANSPOSE(T, L, BYTES, ISA, TARGET)                                           \\
-    static void fg_transpose_##T##_##ISA(T *restrict t, const T *restrict a,                \\
-                                         const T *restrict b, Py_ssize_t R, Py_ssize_t C,    \\
-                                         int sig) {                                          \\
-        for (Py_ssize_t c = 0; c < C; c++) {                                                 \\
-            for (Py_ssize_t r = 0; r < R; r++)                                               \\
-                t[c * R + r] = b != NULL ? a[r * C + c] + b[r] : a[r * C + c];               \\
-            if (sig) fg_sigmoid_##T##_##ISA(t + c * R, NULL, t + c * R, R);                  \\
-        }                                                                                    \\
-    }
-    #endif
-
-    /* Elementwise and reduction loops: plain C the compiler vectorises by itself; compiled
-       per ISA they gain the wider vectors (SSE2 alone handles 4 floats per instruction). */
-    /* How many of n elements of size `size` come before p reaches a 64-byte boundary. Loops
-       over long arrays do those first, so the vector part's accesses of the written array
-       (and of arrays with the same offset: NumPy's data from malloc sits 16 bytes past a
-       cache line) no longer straddle two cache lines: three in four AVX-512 accesses did,
-       and the memory-bound loops ran ~1.4x slower for it. */
-    static inline Py_ssize_t fg_to_line(const void *p, size_t size, Py_ssize_t n) {
-        const Py_ssize_t k = n < 64 ? 0 : (Py_ssize_t)((((size_t)0 - (size_t)p) & 63) / size);
-        return k < n ? k : n;
-    }
-    #define FG_ELEMENTWISE(T, ISA, TARGET)                                                  \\
-    /* v = mu v + dW + wd W;  W -= lr v   (v NULL: W -= lr (dW + wd W)); dW may be W. */   \\
-    TARGET static inline void fg_sgdrun_##T##_##ISA(T *W, const T *dW, T *v, Py_ssize_t i,  \\
-                                                    Py_ssize_t n, T lr, T mu, T wd) {       \\
-        if (v == NULL) {                                                                     \\
-            for (; i < n; i++) W[i] -= lr * (dW[i] + wd * W[i]);                             \\
-        } else {                                                                             \\
-            for (; i < n; i++) {                                                             \\
-                T g = mu * v[i] + dW[i] + wd * W[i];                                         \\
-                v[i] = g;                                                                    \\
-                W[i] -= lr * g;                                                              \\
-            }                                                                                \\
-        }                                                                                    \\
-    }                                                                                        \\
-    TARGET static void fg_sgd_##T##_##ISA(T *W, const T *dW, T *v, Py_ssize_t n, T lr,      \\
-                                          T mu, T wd) {                                     \\
-        const Py_ssize_t start = fg_to_line(W, sizeof(T), n);                                \\
-        fg_sgdrun_##T##_##ISA(W, dW, v, 0, start, lr, mu, wd);                               \\
-        fg_sgdrun_##T##_##ISA(W, dW, v, start, n, lr, mu, wd);                               \\
-    }                                                                                        \\
-    /* The SGD step above on dW = c x (one row of a rank-1 weight gradient), in one pass:  \\
-       W and v do not overlap x. The vector loop starts on a cache line of W, as above. */  \\
-    TARGET static inline void fg_rank1run_##T##_##ISA(T *restrict W, T c, const T *restrict x, \\
-                                                      T *restrict v, Py_ssize_t i,            \\
-                                                      Py_ssize_t n, T lr, T mu, T wd) {       \\
-        if (v == NULL) {                                                                     \\
-            for (; i < n; i++) W[i] -= lr * (c * x[i] + wd * W[i]);                          \\
-        } else {                                                                             \\
-            for (; i < n; i++) {                                                             \\
-                T g = mu * v[i] + c * x[i] + wd * W[i];                                      \\
-                v[i] = g;                                                                    \\
-                W[i] -= lr * g;                                                              \\
-            }                                                                                \\
-        }                                                                                    \\
-    }                                                                                        \\
-    TARGET static void fg_sgdrank1_##T##_##ISA(T *restrict W, T c, const T *restrict x,    \\
-                                               T *restrict v, Py_ssize_t n, T lr, T mu,     \\
-                                               T wd) {                                      \\
-        const Py_ssize_t start = fg_to_line(W, sizeof(T), n);                                \\
-        fg_rank1run_##T##_##ISA(W, c, x, v, 0, start, lr, mu, wd);                           \\
-        fg_rank1run_##T##_##ISA(W, c, x, v, start, n, lr, mu, wd);                           \\
-    }                                                                                        \\
-    /* out[i] = sum_n dz[n, i] over the N rows of dz (N, M); out does not overlap dz. */    \\
-    TARGET static void fg_colsum_##T##_##ISA(const T *restrict dz, T *restrict out,        \\
-                                             Py_ssize_t N, Py_ssize_t M) {                  \\
-        Py_ssize_t n, i;                                                                     \\
-        if (N == 0) { for (i = 0; i < M; i++) out[i] = 0; return; }                          \\
-        for (i = 0; i < M; i++) out[i] = dz[i];                                              \\
-        for (n = 1; n + 4 <= N; n += 4) {   /* four rows a pass over out: 0.7x the time */   \\
-            const T *r = dz + n * M;                                                         \\
-            for (i = 0; i < M; i++) out[i] += (r[i] + r[M + i]) + (r[2 * M + i] + r[3 * M + i]); \\
-        }                                                                                    \\
-        for (; n < N; n++) {                                                                 \\
-            const T *r = dz + n * M;                                                         \\
-            for (i = 0; i < M; i++) out[i] += r[i];                                          \\
-        }                                                                                    \\
-    }                                                                                        \\
-    /* dz = dh (h (1 - h)); dz may be h or dh. */                                           \\
-    TARGET static void fg_sigback_##T##_##ISA(const T *h, const T *dh, T *dz,              \\
-                                              Py_ssize_t n) {                               \\
-        for (Py_ssize_t i = 0; i < n; i++) dz[i] = dh[i] * (h[i] * (1 - h[i]));              \\
-    }                                                                                        \\
-    /* z[n, i] += b[i] (sig: z[n, i] = sigma(z[n, i] + b[i])), z (N, M) not overlapping b;   \\
-       rows shorter than 64 elements get sigma in one pass over z (no padded tail a row). */ \\
-    TARGET static void fg_addrows_##T##_##ISA(T *restrict z, const T *restrict b,          \\
-                                              Py_ssize_t N, Py_ssize_t M, int sig) {        \\
-        Py_ssize_t n, i;                                                                     \\
-        const int fused = sig && M >= 64;                                                    \\
-        for (n = 0; n < N; n++) {                                                            \\
-            T *r = z + n * M;                                                                \\
-            if (fused) fg_sigmoid_##T##_##ISA(r, b, r, M);                                   \\
-            else { for (i = 0; i < M; i++) r[i] += b[i]; }                                   \\
-        }                                                                                    \\
-        if (sig && !fused) fg_sigmoid_##T##_##ISA(z, NULL, z, N * M);                        \\
-    }
-
-    #define FG_KERNELS(ISA, TARGET, BYTES, FLOATS, DOUBLES)                                 \\
-    FG_ROWDOTS(double, BYTES, ISA, TARGET)                                                   \\
-    FG_ROWDOTS(float, BYTES, ISA, TARGET)                                                    \\
-    FG_LINCOMB(double, ISA, TARGET)                                                          \\
-    FG_LINCOMB(float, ISA, TARGET)                                                           \\
-    FG_VMATH(double, long long, BYTES, ISA, TARGET)                                          \\
-    FG_VMATH(float, int, BYTES, ISA, TARGET)                                                 \\
-    FG_TRANSPOSE(double, DOUBLES, BYTES, ISA, TARGET)                                        \\
-    FG_TRANSPOSE(float, FLOATS, BYTES, ISA, TARGET)                                          \\
-    FG_ELEMENTWISE(double, ISA, TARGET)                                                      \\
-    FG_ELEMENTWISE(float, ISA, TARGET)
-
-    FG_KERNELS(base, , 16, 4, 2)
-    #if FG_VECTORS
-    FG_KERNELS(avx2, FG_TARGET("avx2,fma"), 32, 8, 4)
-    FG_KERNELS(avx512, FG_TARGET("avx512f,avx2,fma"), 64, 16, 8)
-    #endif
-
-    /* The variant in use of each loop, per dtype (d: double, f: float). */
-    #define FG_POINTERS(T, S)                                                               \\
-    static void (*fg_rowdots_##S)(const T*, const T*, const T*, T*, Py_ssize_t,             \\
-                                  Py_ssize_t) = fg_rowdots_##T##_base;                      \\
-    static void (*fg_lincomb_##S)(T*, const T*, Py_ssize_t, const T*, Py_ssize_t,           \\
-                                  Py_ssize_t) = fg_lincomb_##T##_base;                      \\
-    static void (*fg_sgd_##S)(T*, const T*, T*, Py_ssize_t, T, T, T) = fg_sgd_##T##_base;   \\
-    static void (*fg_sgdrank1_##S)(T*, T, const T*, T*, Py_ssize_t, T, T, T) =              \\
-        fg_sgdrank1_##T##_base;                                                             \\
-    static void (*fg_colsum_##S)(const T*, T*, Py_ssize_t, Py_ssize_t) = fg_colsum_##T##_base; \\
-    static void (*fg_sigback_##S)(const T*, const T*, T*, Py_ssize_t) = fg_sigback_##T##_base; \\
-    static void (*fg_addrows_##S)(T*, const T*, Py_ssize_t, Py_ssize_t, int) =              \\
-        fg_addrows_##T##_base;                                                              \\
-    static void (*fg_transpose_##S)(T*, const T*, const T*, Py_ssize_t, Py_ssize_t, int) =  \\
-        fg_transpose_##T##_base;                                                            \\
-    static void (*fg_sigmoid_##S)(const T*, const T*, T*, Py_ssize_t) = fg_sigmoid_##T##_base; \\
-    static T (*fg_expsum_##S)(const T*, T, T*, Py_ssize_t) = fg_expsum_##T##_base;
-    FG_POINTERS(double, d)
-    FG_POINTERS(float, f)
-
-    #define FG_USE(T, S, ISA)                                                               \\
-        fg_rowdots_##S = fg_rowdots_##T##_##ISA; fg_lincomb_##S = fg_lincomb_##T##_##ISA;   \\
-        fg_sgd_##S = fg_sgd_##T##_##ISA; fg_colsum_##S = fg_colsum_##T##_##ISA;             \\
-        fg_sigback_##S = fg_sigback_##T##_##ISA; fg_addrows_##S = fg_addrows_##T##_##ISA;  \\
-        fg_transpose_##S = fg_transpose_##T##_##ISA; fg_sigmoid_##S = fg_sigmoid_##T##_##ISA; \\
-        fg_expsum_##S = fg_expsum_##T##_##ISA; fg_sgdrank1_##S = fg_sgdrank1_##T##_##ISA;
-
-    /* Pick the widest ISA this CPU runs; returns its name. */
-    static const char *fg_select_isa(int limit) {
-    #if FG_VECTORS
-        __builtin_cpu_init();
-        if (limit >= 2 && __builtin_cpu_supports("avx512f")) {
-            FG_USE(double, d, avx512) FG_USE(float, f, avx512)
-            return "avx512";
-        }
-        if (limit >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-            FG_USE(double, d, avx2) FG_USE(float, f, avx2)
-            return "avx2";
-        }
-    #endif
-        FG_USE(double, d, base) FG_USE(float, f, base)
-        return "base";
-    }
-    """
+# The batch-1 loops, transposes, elementwise loops and σ/e^x are C (csrc/fg_kernels.h,
+# csrc/fg_vexp.h), compiled per ISA (SSE2, AVX2+FMA, AVX-512) and picked at import by the
+# CPU that runs the wheel (fg_select_isa): no -march=native build.
+cdef extern from "fg_kernels.h":
     void fg_rowdots_d(const double* W, const double* x, const double* b, double* z,
                       Py_ssize_t M, Py_ssize_t D) noexcept nogil
     void fg_rowdots_f(const float* W, const float* x, const float* b, float* z,
@@ -957,15 +352,17 @@ cdef inline bint _blas_ok(Py_ssize_t a, Py_ssize_t b, Py_ssize_t c) noexcept nog
 
 
 cdef void _affine(const floating* x, const floating* W, const floating* b, floating* z,
-                  Py_ssize_t N, Py_ssize_t D, Py_ssize_t M, bint sigmoid) noexcept nogil:
-    """z = x Wᵀ + b (then h = σ(z) in place if ``sigmoid``).  x (N,D), W (M,D), b (M,)."""
+                  Py_ssize_t N, Py_ssize_t D, Py_ssize_t M, bint sigmoid,
+                  bint direct) noexcept nogil:
+    """z = x Wᵀ + b (then h = σ(z) in place if ``sigmoid``).  x (N,D), W (M,D), b (M,).
+    ``direct``: gemm straight into z, no scratch of z's size (a caller's ``out=``)."""
     cdef Py_ssize_t n, i
     cdef floating* zn
     cdef floating* xt
     cdef floating* zt
     cdef void* scratch
     if N > AFFINE_LOOP_ROWS and _blas_ok(N, D, M):
-        if N >= 16 and <double>D * <double>M >= AFFINE_NN * <double>(D + M):
+        if not direct and N >= 16 and <double>D * <double>M >= AFFINE_NN * <double>(D + M):
             # OpenBLAS's gemm runs 'N','N' ~2x faster than 'T','N' at these sizes, more than
             # the two transposes cost: xᵀ (D,N) into scratch; column-major, z (N,M) = x (N,D)
             # · Wᵀ (D,M) with both stored as needed, which is zᵀ (M,N) row-major; then one
@@ -1216,7 +613,8 @@ cdef object _affine_wrapper(object x, object W, object b, object out, bint sigmo
         return z
     if _numpy_product(N, AFFINE_LOOP_ROWS, D, M):
         # NumPy's BLAS (one thread pool for the process), then b (and σ) in one C pass.
-        transposed = AFFINE_TRANSPOSED and N < M
+        # Into a caller's out=, the product goes straight in: no zᵀ scratch of out's size.
+        transposed = AFFINE_TRANSPOSED and N < M and out is None
         if transposed:
             dims[0] = M
             dims[1] = N
@@ -1239,13 +637,14 @@ cdef object _affine_wrapper(object x, object W, object b, object out, bint sigmo
                                <float*>cnp.PyArray_DATA(ab), N, M, sigmoid)
         _restore_gil(gil)
         return z
+    _need_blas(N, AFFINE_LOOP_ROWS)
     gil = _release_gil(N * D + M * D + N * M)
     if _is64(ax):
         _affine(<double*>cnp.PyArray_DATA(ax), <double*>cnp.PyArray_DATA(aW), <double*>cnp.PyArray_DATA(ab),
-                <double*>cnp.PyArray_DATA(z), N, D, M, sigmoid)
+                <double*>cnp.PyArray_DATA(z), N, D, M, sigmoid, out is not None)
     else:
         _affine(<float*>cnp.PyArray_DATA(ax), <float*>cnp.PyArray_DATA(aW), <float*>cnp.PyArray_DATA(ab),
-                <float*>cnp.PyArray_DATA(z), N, D, M, sigmoid)
+                <float*>cnp.PyArray_DATA(z), N, D, M, sigmoid, out is not None)
     _restore_gil(gil)
     return z
 
@@ -1313,6 +712,7 @@ def outer_grad(dz, x, out=None):
     if _numpy_product(N, OUTER_LOOP_ROWS, M, D):
         _np_matmul(cnp.PyArray_Transpose(adz, NULL), ax, dW)  # NumPy's BLAS, see above
         return dW
+    _need_blas(N, OUTER_LOOP_ROWS)
     cdef PyThreadState* gil = _release_gil(N * M + N * D + M * D)
     if _is64(adz):
         _outer(<double*>cnp.PyArray_DATA(adz), <double*>cnp.PyArray_DATA(ax), <double*>cnp.PyArray_DATA(dW), N, M, D)
@@ -1341,6 +741,7 @@ def transpose_matvec(W, dz, out=None):
     if _numpy_product(N, TMATVEC_LOOP_ROWS, M, D):
         _np_matmul(adz, aW, dx)  # NumPy's BLAS, see above
         return dx
+    _need_blas(N, TMATVEC_LOOP_ROWS)
     cdef PyThreadState* gil = _release_gil(M * D + N * M + N * D)
     if _is64(aW):
         _tmatvec(<double*>cnp.PyArray_DATA(aW), <double*>cnp.PyArray_DATA(adz), <double*>cnp.PyArray_DATA(dx), N, M, D)

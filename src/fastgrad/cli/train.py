@@ -144,6 +144,13 @@ def add_parser(sub, formatter):
         help="trace the training step once with fastgrad.compile and replay it compiled",
     )
     p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel training on MPI: run under mpiexec -n N (needs mpi4py); "
+        "--batch-size is then the global batch, and only the first process prints and "
+        "saves (docs/distributed.md)",
+    )
+    p.add_argument(
         "--save",
         metavar="PATH",
         help="save the model (weights, architecture, classes) to PATH (.npz added if absent), "
@@ -341,6 +348,7 @@ def fit(args, model, data: TrainData, say=lambda line: None) -> Result:
 
     dtype = np.dtype(args.dtype)
     opt = make_optimizer(args, model)
+    comm = getattr(args, "comm", None)  # --distributed: this process's communicator
     loss_fn, one_hot = _loss_function(args, len(data.classes), dtype)
     step = None
     if args.compile:
@@ -359,13 +367,18 @@ def fit(args, model, data: TrainData, say=lambda line: None) -> Result:
 
         compiled = fg.compile(step_fn, keep_grads=False)
         step = lambda xb, yb: float(np.asarray(compiled(xb, yb if one_hot is None else one_hot[yb])))
-    loader = DataLoader(
-        data.X_train,
-        data.y_train,
-        batch_size=args.batch_size,
-        shuffle=True,
-        seed=np.random.default_rng([args.seed, 1]),
-    )
+    # One seed for the shuffling, so every process (with --distributed) and a single one
+    # see the same global batches; a DistributedLoader hands each process its slice.
+    shuffle_seed = np.random.default_rng([args.seed, 1])
+    if comm is not None:
+        from fastgrad import distributed
+
+        opt = distributed.DistributedOptimizer(opt, comm=comm)
+        loader = distributed.DistributedLoader(data.X_train, data.y_train, batch_size=args.batch_size,
+                                               shuffle=True, seed=shuffle_seed, comm=comm)
+    else:
+        loader = DataLoader(data.X_train, data.y_train, batch_size=args.batch_size, shuffle=True,
+                            seed=shuffle_seed)
     result = Result(steps_per_epoch=len(loader))
     validate = data.X_val is not None
     best_accuracy, best_state = -1.0, None
@@ -381,8 +394,17 @@ def fit(args, model, data: TrainData, say=lambda line: None) -> Result:
                 if bar is not None:
                     bar.set_description(desc, refresh=False)
                 total, count = 0.0, 0
-                for xb, yb in loader:
-                    if step is not None:
+                for batch in loader:
+                    xb, yb = batch[0], batch[1]
+                    n = len(yb)
+                    if comm is not None:  # this slice, then one Allreduce: the global batch's loss
+                        opt.zero_grad()
+                        loss = loss_fn(model(xb), yb) if n else None
+                        if loss is not None:
+                            loss.backward()
+                        n = batch[2]
+                        value = opt.step(len(yb), n, loss)
+                    elif step is not None:
                         value = step(xb, yb)
                     else:
                         opt.zero_grad()
@@ -396,8 +418,8 @@ def fit(args, model, data: TrainData, say=lambda line: None) -> Result:
                             f"{args.lr:g} is too large for this model; try a smaller --lr"
                         )
                     result.batch_losses.append(value)
-                    total += value * len(yb)
-                    count += len(yb)
+                    total += value * n
+                    count += n
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
@@ -541,6 +563,8 @@ def check_options(args) -> None:
             "drop --compile, or use --optimizer adam (L2 weight decay)",
             2,
         )
+    if args.distributed and args.compile:
+        raise CLIError("argument --compile: not with --distributed (a replay would skip the Allreduce)", 2)
     if args.early_stop and args.val_split == 0:
         raise CLIError("argument --early-stop: needs a validation split (--val-split > 0)", 2)
     if args.early_stop and args.data is None and args.val_split is None:
@@ -561,7 +585,32 @@ def check_outputs(args) -> dict:
 
 def run(args) -> int:
     check_options(args)
-    outputs = check_outputs(args)
+    root, limiter = True, None
+    if args.distributed:
+        from fastgrad import distributed
+
+        args.comm = distributed.init()
+        root = args.comm.rank == 0
+        limiter = distributed.limit_blas_threads(1) if args.comm.size > 1 else None
+        if args.comm.size > 1 and limiter is None and root and not distributed.blas_limited_by_environment():
+            print("fastgrad train: warning: threadpoolctl is not installed, so each process's BLAS "
+                  "may use every core (processes × threads > cores slows everything down): pip "
+                  "install threadpoolctl, or set OPENBLAS_NUM_THREADS=1 for mpiexec", file=sys.stderr)
+        if not root:  # only the first process prints and writes
+            args.quiet, args.json, args.no_progress = True, False, True
+    else:
+        from fastgrad.distributed import _warn_independent_copies
+
+        _warn_independent_copies("fastgrad train")
+    try:
+        return _run(args, root)
+    finally:
+        if limiter is not None:
+            limiter.restore_original_limits()
+
+
+def _run(args, root) -> int:
+    outputs = check_outputs(args) if root else {}
     data = load_data(args)
     if args.batch_size > len(data.X_train):
         raise CLIError(
@@ -570,6 +619,10 @@ def run(args) -> int:
             2,
         )
     model, info = build_model(args, data)
+    if args.distributed:
+        from fastgrad import distributed
+
+        distributed.broadcast_parameters(model, comm=args.comm)  # equal already (one seed): certain
     verbose = not (args.quiet or args.json)
     say = (lambda line: print(line)) if verbose else (lambda line: None)
     say(
@@ -579,9 +632,14 @@ def run(args) -> int:
         + (", compiled" if args.compile else "")
         + f", backend {args.backend or _default_backend()}, seed {args.seed}"
     )
+    if args.distributed:
+        n = args.comm.size
+        say(f"distributed: {_plural(n, 'process').replace('processs', 'processes')}, global batch "
+            f"{args.batch_size} (about {args.batch_size / n:.4g} rows each), one BLAS thread each")
     say(data.describe())
     result = fit(args, model, data, say)
-    report(args, model, info, data, result, outputs)
+    if root:
+        report(args, model, info, data, result, outputs)
     return 0
 
 
