@@ -212,7 +212,7 @@ def _eig_samples(r):
 
 def _eig_vector_samples(r):
     """Real matrices with real, distinct eigenvalues: real unit eigenvectors, whose sign is
-    the one thing NumPy chooses (complex ones have a free phase: tests/test_linalg_complex.py
+    the one thing NumPy chooses (complex ones have a free phase: tests/test_linalg.py
     checks functions of them that do not depend on it)."""
     s = r.normal(size=(3, 3))
     return [Sample(s + s.T + 0.1 * r.normal(size=(3, 3))),
