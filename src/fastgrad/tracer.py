@@ -22,7 +22,7 @@ import warnings
 
 import numpy as np
 
-from . import _tape
+from . import _ops, _tape
 from ._functional import _leaves, _map, _mode, _SetGrad, _Start
 from ._tape import TensorBase, leaf_node, wrap
 from .extend import Box, getval, isbox, notrace_primitive, primitive, register_notrace  # noqa: F401
@@ -111,6 +111,11 @@ def trace(start_node, fun, x):
         parents = [(argnum, made[p]) for argnum, p in node.parents if p in made]
         if not parents:
             return  # not a function of this trace's input
+        if node.prim is _ops.identity and len(parents) == 1:
+            # a nested transform's fresh variable on top of a traced value (autograd makes
+            # a new box there, not a primitive): the same user node
+            made[node] = parents[0][1]
+            return
         args = tuple(getval(a) for a in node.args)
         argnums, user_parents = zip(*parents)
         made[node] = node_type(ans, node.prim, args, dict(node.kwargs or {}), argnums, user_parents)
