@@ -191,11 +191,18 @@ def test_util_func_and_np_gradient_and_full_in_its_fill_value():
     assert onp.isclose(grad(lambda c: np.sum(np.full((2, 3), c) ** 2))(1.5), 2 * 1.5 * 6)
 
 
-def test_xarray_dataarray_inputs_get_their_gradient():
+def test_xarray_dataarray_around_a_traced_value_passes_the_gradient():
     xr = pytest.importorskip("xarray")
-    a = onp.arange(1.0, 4.0)
-    got = grad(lambda x: np.sum(np.sin(x) * x))(xr.DataArray(a))
-    onp.testing.assert_allclose(onp.asarray(got), onp.sin(a) + a * onp.cos(a))
+    a, b = onp.arange(1.0, 4.0), onp.array([0.5, -1.0, 2.0])
+
+    def f(x):  # autograd's tests/test_ufunc_dispatch.py: DataArrays around traced values
+        out = np.sin(xr.DataArray(a) * x) + xr.DataArray(b) * x
+        return np.sum(out.data)  # the traced data (.values is a NumPy copy: detached)
+
+    x = 0.7
+    assert onp.isclose(grad(f)(x), onp.sum(a * onp.cos(a * x) + b))
+    with pytest.warns(UserWarning, match="independent of input"):  # autograd's warning
+        assert grad(lambda x: np.sum((xr.DataArray(a) * x).values))(x) == 0.0
 
 
 def test_complex_real_loss_matches_autograd():

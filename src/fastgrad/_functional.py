@@ -210,6 +210,9 @@ class _Trace:
             finally:
                 _mode.depth = depth
         else:
+            # as autograd: a zero gradient, said aloud (np.asarray of a traced value, or a
+            # DataArray's .values, detaches it; fastgrad.numpy's functions keep the trace)
+            warnings.warn("Output seems independent of input.")
             grads = [None] * len(targets)
         it = iter(grads)
         return _map(lambda s: s.finish(next(it)), self.starts)
