@@ -43,6 +43,15 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SKIP = {"__init__.py", "data.py", "data_mnist.py"}
+AUTOGRAD_MODULES = """autograd autograd.builtins autograd.core autograd.differential_operators
+autograd.extend autograd.misc autograd.misc.fixed_points autograd.misc.flatten
+autograd.misc.optimizers autograd.misc.tracers autograd.numpy autograd.numpy.fft
+autograd.numpy.linalg autograd.numpy.random autograd.scipy autograd.scipy.integrate
+autograd.scipy.linalg autograd.scipy.signal autograd.scipy.special autograd.scipy.stats
+autograd.scipy.stats.beta autograd.scipy.stats.chi2 autograd.scipy.stats.dirichlet
+autograd.scipy.stats.gamma autograd.scipy.stats.multivariate_normal autograd.scipy.stats.norm
+autograd.scipy.stats.poisson autograd.scipy.stats.t autograd.test_util autograd.tracer
+autograd.util autograd.wrap_util""".split()  # autograd 1.9.1's modules
 PREIMPORT = ["autograd.numpy", "autograd.scipy.special", "autograd.scipy.stats",
              "autograd.scipy.stats.multivariate_normal", "autograd.scipy.signal",
              "autograd.scipy.integrate", "autograd.misc.flatten", "autograd.test_util",
@@ -72,6 +81,13 @@ def _alias_autograd_to_fastgrad():
             pass
 
     sys.meta_path.insert(0, Alias())
+    # autograd's own modules aliased up front: a submodule first imported through the hook
+    # would be set as an attribute of its parent (fastgrad.misc.flatten the module hiding
+    # fastgrad.misc.flatten the function), which autograd's eager imports never do
+    for name in AUTOGRAD_MODULES:
+        real = "fastgrad" + name[len("autograd"):]
+        if importlib.util.find_spec(real) is not None:
+            sys.modules[name] = importlib.import_module(real)
 
 
 def _synthetic_mnist(n_train, n_test):
@@ -315,6 +331,13 @@ def main():
             row.update(same=same, worst=worst, numbers=count,
                        total_ratio=f["total"] / a["total"] if a["total"] else None,
                        loop_ratio=f["loop"] / a["loop"] if a["loop"] else None)
+        elif a["status"].startswith("timeout") and f["status"].startswith("timeout"):
+            # both stopped by the clock (a loop to convergence): compare what both printed
+            na, nf = _numbers(a["stdout"]), _numbers(f["stdout"])
+            k = min(len(na), len(nf))
+            same, worst, _ = compare(" ".join(map(repr, na[:k])), " ".join(map(repr, nf[:k])),
+                                     args.rtol)
+            row.update(prefix_same=same, prefix_worst=worst, printed=(len(na), len(nf)))
         results[name] = row
         _print_row(name, row)
         sys.stdout.flush()
@@ -325,6 +348,12 @@ def main():
 
 def _print_row(name, row):
     a, f = row["autograd"], row["fastgrad"]
+    if "prefix_same" in row:
+        print(f"{name:40} both stopped at the timeout; the {min(row['printed'])} numbers both "
+              f"printed {'agree' if row['prefix_same'] else 'DIFFER'} (max rel "
+              f"{row['prefix_worst']:.1e}); printed autograd {row['printed'][0]}, "
+              f"fastgrad {row['printed'][1]}")
+        return
     if "same" not in row:
         print(f"{name:40} autograd: {a['status'][:60]} | fastgrad: {f['status'][:90]}")
         return

@@ -14,6 +14,7 @@ import fastgrad as fg
 import fastgrad.extend  # noqa: F401
 import fastgrad.numpy  # noqa: F401  (registers the NumPy face's primitives)
 import fastgrad.scipy  # noqa: F401  (and fastgrad.scipy's: SciPy is imported only on request)
+import fastgrad.misc.fixed_points  # noqa: F401  (autograd's fixed_point, a primitive of its own)
 from fastgrad._compiler.lowering import Lowering
 from fastgrad._registry import REGISTRY, Formula, NotCompiled, Sample
 from fastgrad._tape import Primitive

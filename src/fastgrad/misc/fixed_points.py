@@ -7,7 +7,11 @@ so grad of grad gives its numbers); both vjps are taken at x* with fastgrad's
 transforms. ``a`` may be a tuple, list or dict of arrays.
 """
 
+import numpy as onp
+
 from .._functional import make_vjp
+from .._ops import no_macs
+from .._registry import Formula, NotCompiled, Sample, register
 from .._vspace import vspace
 from ..extend import defvjp, primitive
 
@@ -37,3 +41,25 @@ def _fixed_point_vjp(ans, f, a, x0, distance, tol):
     zeros = vspace(x0).zeros()
     return lambda g: vjp_a(fixed_point(adjoint_step, (a, ans, g), zeros, distance, tol))
 defvjp(fixed_point, None, _fixed_point_vjp, None)
+
+
+def _contraction(a):  # x = a ∘ cos(x) / 2: a contraction for |a| < 2, elementwise
+    from .. import numpy as np
+    return lambda x: a * np.cos(x) / 2
+
+
+def _distance(x, y):
+    from .. import numpy as np
+    return np.max(np.abs(x - y))
+
+
+def _samples(r):
+    return [Sample(_contraction, 0.8, 0.0, _distance, 1e-13, wrt=(1,)),
+            Sample(_contraction, r.uniform(0.2, 1.5, size=3), onp.zeros(3), _distance, 1e-13,
+                   wrt=(1,))]
+
+
+register(fixed_point,
+         formula=Formula("{out} = fixed point of f({1}) from {2}",
+                         {1: "{1}̄ = (∂f/∂a)ᵀ w, w = (∂f/∂x)ᵀ w + {out}̄ (iterated)"}, no_macs),
+         samples=_samples, lowering=NotCompiled("fixed_point iterates in Python"))
