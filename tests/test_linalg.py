@@ -164,11 +164,8 @@ def test_cholesky_of_a_symmetric_function_matches_autograd():
 
 
 NO_RULE = {
-    "eig": lambda a: np.sum(np.real(np.linalg.eig(a)[1])),
-    "eigvals": lambda a: np.sum(np.real(np.linalg.eigvals(a))),
     "qr": lambda a: np.sum(np.linalg.qr(a)[1]),
     "lstsq": lambda a: np.sum(np.linalg.lstsq(a, onp.ones(3), rcond=None)[0]),
-    "svd": lambda a: np.sum(np.linalg.svd(a)[1]),  # with U and V (without: differentiable)
 }
 
 
@@ -205,7 +202,6 @@ def test_tuple_results_keep_their_names_and_constants():
 def test_plain_numpy_linalg_on_a_tensor_is_a_type_error_naming_it():
     t = fg.tensor(rng.normal(size=(3, 3)), requires_grad=True)
     for call, name in [(lambda: onp.linalg.qr(t), "numpy.linalg.qr"),
-                       (lambda: onp.linalg.eig(t), "numpy.linalg.eig"),
                        (lambda: onp.linalg.lstsq(t, onp.ones(3)), "numpy.linalg.lstsq")]:
         with pytest.raises(TypeError, match=name.replace(".", r"\.")):
             call()
@@ -216,3 +212,40 @@ def test_plain_numpy_linalg_with_a_twin_records():
     t = fg.tensor(a, requires_grad=True)
     onp.linalg.det(t).backward()  # NumPy's det on a tensor is fastgrad's
     onp.testing.assert_allclose(t.grad, onp.linalg.det(a) * onp.linalg.inv(a).T)
+
+
+# ------------------------------------- eig and svd with U and V (autograd's rules) --
+
+# Functions of the decompositions that do not depend on the sign or phase NumPy picks.
+DECOMPOSED = {
+    "eigvals": lambda a: np.sum(np.real(np.linalg.eigvals(a)) ** 2),
+    "eig": lambda a: np.sum(np.abs(np.linalg.eig(a)[1]) ** 2 * _weights(3, 3)),
+    "svd": lambda a: np.sum(np.abs(np.linalg.svd(a, full_matrices=False)[0]) * _weights(3, 3))
+    + np.sum(np.linalg.svd(a, full_matrices=False)[1] ** 3)
+    + np.sum(np.abs(np.linalg.svd(a, full_matrices=False)[2]) * _weights(3, 3).T),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DECOMPOSED))
+def test_decompositions_with_vectors_are_differentiable(name):
+    a = rng.normal(size=(3, 3)) + onp.diag([3.0, -1.0, 0.5])  # distinct eigen/singular values
+    _check(DECOMPOSED[name], a)
+
+
+@pytest.mark.parametrize("name", sorted(DECOMPOSED))
+def test_decompositions_with_vectors_match_autograd(name):
+    autograd = pytest.importorskip("autograd")
+    a = rng.normal(size=(3, 3)) + onp.diag([3.0, -1.0, 0.5])
+    f = DECOMPOSED[name] if name != "eigvals" else (  # autograd has no rule for eigvals
+        lambda a: np.sum(np.real(np.linalg.eig(a)[0]) ** 2))
+    g = f.__globals__.copy()
+    g["np"] = autograd.numpy
+    f_ag = type(f)(f.__code__, g)
+    onp.testing.assert_allclose(fg.grad(f)(a), autograd.grad(f_ag)(a), rtol=1e-8, atol=1e-10)
+
+
+def test_svd_full_matrices_of_a_non_square_matrix_refuses_naming_it():
+    # U or V then has columns the input does not determine: autograd refuses, so do we
+    a = rng.normal(size=(4, 3))
+    with pytest.raises(NotImplementedError, match="svd"):
+        fg.grad(lambda a: np.sum(np.linalg.svd(a, full_matrices=True)[0]))(a)

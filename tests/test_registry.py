@@ -11,8 +11,10 @@ import pytest
 from _numeric import numeric_grad
 
 import fastgrad as fg
+import fastgrad.extend  # noqa: F401
 import fastgrad.numpy  # noqa: F401  (registers the NumPy face's primitives)
 import fastgrad.scipy  # noqa: F401  (and fastgrad.scipy's: SciPy is imported only on request)
+import fastgrad.misc.fixed_points  # noqa: F401  (autograd's fixed_point, a primitive of its own)
 from fastgrad._compiler.lowering import Lowering
 from fastgrad._registry import REGISTRY, Formula, NotCompiled, Sample
 from fastgrad._tape import Primitive
@@ -39,8 +41,31 @@ def _with(args, i, x):
 
 
 def _cotangent(prim, sample):
+    """A random ū in the output's space (complex for a complex output)."""
     out = prim.fun(*sample.args, **sample.kwargs)
-    return np.random.default_rng(11).normal(size=np.shape(out))
+    r = np.random.default_rng(11)
+    u = r.normal(size=np.shape(out))
+    return u + 1j * r.normal(size=np.shape(out)) if np.iscomplexobj(out) else u
+
+
+def _point(sample, i):
+    """The argument differentiated, as float64 (complex128 for a complex one)."""
+    x = sample.args[i]
+    return np.asarray(x, dtype=np.complex128 if np.iscomplexobj(x) else np.float64)
+
+
+def _is_complex(prim, sample):
+    return any(np.iscomplexobj(a) for a in sample.args) or np.iscomplexobj(
+        prim.fun(*sample.args, **sample.kwargs))
+
+
+# Complex values follow autograd's convention (fastgrad._functional): the loss is
+# L = Re Σ ū ∘ f(…a…) (no conjugation), and its gradient with respect to a complex a is
+# ∂L/∂Re a − i ∂L/∂Im a, which for a holomorphic f is ū f'(a). _numeric.numeric_grad
+# gives the same from central differences.
+def _loss(u, y):
+    total = fg.numpy.sum(u * y)
+    return fg.numpy.real(total) if np.iscomplexobj(fg.extend.getval(total)) else total
 
 
 @pytest.mark.parametrize("prim", PRIMS, ids=IDS)
@@ -63,12 +88,12 @@ def test_rules_match_finite_differences(prim):
         u = _cotangent(prim, sample)
         for i in _differentiable(prim, sample):
             def loss(x, i=i, sample=sample):
-                return fg.numpy.sum(u * prim(*_with(sample.args, i, x), **sample.kwargs))
+                return _loss(u, prim(*_with(sample.args, i, x), **sample.kwargs))
 
             def loss_np(*args, sample=sample):
-                return float(np.sum(u * prim.fun(*args, **sample.kwargs)))
+                return float(np.real(np.sum(u * prim.fun(*args, **sample.kwargs))))
 
-            got = fg.grad(loss)(np.asarray(sample.args[i], dtype=np.float64))
+            got = fg.grad(loss)(_point(sample, i))
             want = numeric_grad(loss_np, list(sample.args), i)
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7,
                                        err_msg=f"{prim.name} {sample} argument {i}")
@@ -81,15 +106,18 @@ def test_rules_are_differentiable(prim):
     for sample in _samples(prim):
         u = _cotangent(prim, sample)
         for i in _differentiable(prim, sample):
-            w = np.random.default_rng(5).normal(size=np.shape(sample.args[i]))
+            x0 = _point(sample, i)
+            r = np.random.default_rng(5)
+            w = r.normal(size=np.shape(x0))
+            if np.iscomplexobj(x0):
+                w = w + 1j * r.normal(size=np.shape(x0))
 
             def loss(x, i=i, sample=sample):
-                return fg.numpy.sum(u * prim(*_with(sample.args, i, x), **sample.kwargs))
+                return _loss(u, prim(*_with(sample.args, i, x), **sample.kwargs))
 
             def h(x):
-                return fg.numpy.sum(w * fg.grad(loss)(x))
+                return _loss(w, fg.grad(loss)(x))
 
-            x0 = np.asarray(sample.args[i], dtype=np.float64)
             got = fg.grad(h)(x0)
             want = numeric_grad(lambda x: float(h(x)), [x0], 0)
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6,
@@ -99,7 +127,8 @@ def test_rules_are_differentiable(prim):
 @pytest.mark.parametrize("prim", PRIMS, ids=IDS)
 def test_lowering_matches_eager_or_is_refused_by_name(prim):
     """Compiled value and gradient equal eager's (float64, rtol 1e-9) on every sample, the
-    replay as well as the trace; a primitive marked NotCompiled is refused, naming it."""
+    replay as well as the trace; a primitive marked NotCompiled is refused, naming it, and
+    complex values are refused with an error that says so."""
     for sample in _samples(prim):
         positions = _differentiable(prim, sample)
         u = _cotangent(prim, sample)
@@ -108,12 +137,16 @@ def test_lowering_matches_eager_or_is_refused_by_name(prim):
             args = list(sample.args)
             for i, x in zip(positions, xs):
                 args[i] = x
-            return fg.numpy.sum(u * prim(*args, **sample.kwargs))
+            return _loss(u, prim(*args, **sample.kwargs))
 
-        xs = [np.asarray(sample.args[i], dtype=np.float64) for i in positions]
+        xs = [_point(sample, i) for i in positions]
         argnum = tuple(range(len(xs)))
         eager_value, eager_grads = fg.value_and_grad(f, argnum)(*xs)
         compiled = fg.compile(fg.value_and_grad(f, argnum))
+        if _is_complex(prim, sample):
+            with pytest.raises((TypeError, fg.TracingError), match=f"complex|'{prim.name}'"):
+                compiled(*xs)
+            continue
         if isinstance(prim.lowering, NotCompiled):
             with pytest.raises(fg.TracingError, match=f"'{prim.name}'"):
                 compiled(*xs)

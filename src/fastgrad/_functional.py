@@ -14,12 +14,13 @@ from the outer ``x`` (no perturbation confusion).
 """
 
 import functools
+import warnings
 
 import numpy as np
 
 from . import _ops, _tape
 from ._registry import TraceBody
-from ._tape import Primitive, _mode, _SetGrad, leaf_node, run_backward
+from ._tape import Primitive, TensorBase, _mode, _SetGrad, leaf_node, run_backward
 from ._tensor import Tensor
 
 __all__ = [
@@ -65,20 +66,27 @@ def _map2(fn, x, y):
 class _Start:
     """The fresh node a transform differentiates with respect to, for one input leaf."""
 
-    __slots__ = ("tensor", "scalar", "dtype", "shape")
+    __slots__ = ("tensor", "scalar", "dtype", "shape", "user")
 
     def __init__(self, x):
         if _tape._tracer is not None:
             x = _tape._tracer.start(x)  # fastgrad.compile: an integer argument's float twin
         self.scalar = not isinstance(x, (np.ndarray, Tensor))
-        if isinstance(x, Tensor) and x._node is not None and _mode.enabled:
+        data = x._data if isinstance(x, TensorBase) else x
+        box = _tape.box_type_mappings.get(type(data)) if _tape.box_type_mappings else None
+        self.user = box is not None  # a user's own value type (Box.register, VSpace.register)
+        if isinstance(x, TensorBase) and x._node is not None and _mode.enabled:
             t = _ops.identity(x)  # traced by an outer transform: a new node on top of it
+            if self.user:
+                t = _tape.wrap(box, t._data, t._node)
+        elif self.user:
+            t = _tape.wrap(box, data, leaf_node(()))
+            self.tensor, self.dtype, self.shape = t, None, ()
+            return
         else:
             data = x._data if isinstance(x, Tensor) else x
-            if isinstance(data, (complex, np.complexfloating)) or np.iscomplexobj(data):
-                raise TypeError("fastgrad does not differentiate complex numbers (yet)")
             array = np.asarray(data)
-            if array.dtype.kind != "f":
+            if array.dtype.kind not in "fc":  # (complex inputs: autograd's convention, below)
                 array = array.astype(np.float64)
             t = Tensor._wrap(array, leaf_node(array.shape))
         self.tensor = t
@@ -86,26 +94,48 @@ class _Start:
         self.shape = np.shape(t._data)
 
     def finish(self, g):
-        """The error signal reaching the start, shaped and typed like the input."""
+        """The error signal reaching the start, shaped and typed like the input.
+
+        Complex numbers follow autograd's convention: the rules pass v̄ through the
+        holomorphic derivative (v̄ f'(z)) or their stated formula, and a real input takes
+        the real part of the signal that reaches it (the only part a real perturbation
+        moves), so a real computation with complex intermediates (an FFT convolution)
+        gets its real gradient; a complex input gets a complex gradient.
+        """
+        if self.user:  # a user's type: its space's zeros, else the signal as it came
+            if g is None:
+                from ._vspace import vspace
+
+                return vspace(self.tensor._data).zeros()
+            return g._data if isinstance(g, TensorBase) and g._node is None else g
         if g is None:
             g = np.zeros(self.shape, self.dtype)
         if isinstance(g, Tensor):
             if g._node is None:
                 g = g._data
             else:
-                return g
+                return self._finish_traced(g)
         g = np.asarray(g)
         if g.dtype.kind == "c" and self.dtype.kind != "c":
-            raise TypeError(
-                f"the gradient with respect to a real input of shape {self.shape} came out "
-                "complex: a complex value entered the computation, and fastgrad does not "
-                "differentiate complex numbers"
-            )
-        if g.dtype != self.dtype and self.dtype.kind == "f":
+            g = g.real
+        if g.dtype != self.dtype:
             g = g.astype(self.dtype)
         if g.shape != self.shape:
             g = np.broadcast_to(g, self.shape).copy()
         return g[()] if self.scalar else g
+
+    def _finish_traced(self, g):
+        """``finish`` for a signal that is itself recorded (grad of grad)."""
+        from .numpy import _building, _elementwise  # (fastgrad.numpy imports this layer)
+
+        kind = np.result_type(g._data).kind
+        if kind == "c" and self.dtype.kind != "c":
+            g = _elementwise.real(g)
+        elif kind != "c" and self.dtype.kind == "c":
+            g = _building.astype(g, self.dtype)
+        if np.shape(g._data) != self.shape:
+            g = _ops.broadcast_to(g, self.shape)
+        return g
 
 
 def _select(args, argnum):
@@ -159,7 +189,11 @@ class _Trace:
             if isinstance(out, Tensor) and out._node is not None:
                 roots.append(out._node)
                 if not (isinstance(seed, Tensor) and seed._node is not None):
-                    seed = np.asarray(value_of(seed), dtype=np.result_type(out._data))
+                    seed = np.asarray(value_of(seed))
+                    dtype = np.result_type(out._data)
+                    if seed.dtype.kind == "c" and dtype.kind != "c":
+                        seed = seed.real  # a real output: only the real part of a covector acts
+                    seed = seed.astype(dtype, copy=False)
                     if seed.shape != np.shape(out._data):
                         seed = np.broadcast_to(seed, np.shape(out._data))
                 seeds.append(seed)
@@ -176,6 +210,9 @@ class _Trace:
             finally:
                 _mode.depth = depth
         else:
+            # as autograd: a zero gradient, said aloud (np.asarray of a traced value, or a
+            # DataArray's .values, detaches it; fastgrad.numpy's functions keep the trace)
+            warnings.warn("Output seems independent of input.")
             grads = [None] * len(targets)
         it = iter(grads)
         return _map(lambda s: s.finish(next(it)), self.starts)
@@ -208,6 +245,11 @@ def _check_scalar(ans, name):
         raise TypeError(
             f"{name} requires a function with a scalar output, but it returned shape {np.shape(a)}; "
             "use elementwise_grad, jacobian or make_vjp for other outputs"
+        )
+    if np.result_type(a).kind == "c":  # two real outputs: as autograd, no gradient
+        raise TypeError(
+            f"{name} only applies to real scalar-output functions, but this one returned a "
+            f"complex value {a!r}; use holomorphic_grad, or the gradient of its real part"
         )
 
 
@@ -261,18 +303,24 @@ def grad(fun, argnum=0):
 
 
 def holomorphic_grad(fun, argnum=0):
-    """For real inputs, the gradient of the real part (complex numbers are not supported yet)."""
+    """f'(z) of a holomorphic ``fun``: the gradient of its real part, as autograd's (for
+    f = u + iv, ∂u/∂x − i ∂u/∂y, which is f' when the Cauchy–Riemann equations hold)."""
 
     def real_part(*args, **kwargs):
-        out = fun(*args, **kwargs)
-        if np.iscomplexobj(value_of(out)):
-            raise TypeError("fastgrad does not differentiate complex numbers (yet)")
-        return out
+        from .numpy import real  # (fastgrad.numpy imports this module's layer)
+
+        return real(fun(*args, **kwargs))
 
     real_part.__name__ = getattr(fun, "__name__", "fun")
     g = grad(real_part, argnum)
-    g.__name__ = g.__name__.replace("grad_of", "holomorphic_grad_of", 1)
-    return g
+
+    @_named("holomorphic_grad", fun, argnum)
+    def gradfun(*args, **kwargs):
+        if not any(np.iscomplexobj(value_of(x)) for x in _leaves(_select(args, argnum))):
+            warnings.warn("Input to holomorphic_grad is not complex")
+        return g(*args, **kwargs)
+
+    return gradfun
 
 
 def value_and_grad(fun, argnum=0):
@@ -312,6 +360,9 @@ def elementwise_grad(fun, argnum=0):
     @functools.wraps(fun)
     def gradfun(*args, **kwargs):
         trace = _Trace(fun, args, kwargs, argnum)
+        if any(np.iscomplexobj(value_of(a)) for a in _leaves(trace.ans)):
+            raise TypeError("elementwise_grad only applies to real-output functions; this one "
+                            "returned a complex value")
         return trace.vjp(_ones_like(trace.ans), retain_graph=trace.nested)
 
     return gradfun
@@ -354,34 +405,59 @@ def _vdot(a, b):
 def make_jvp(fun, argnum=0):
     """``make_jvp(f, argnum)(*args)`` → ``jvp(v)`` returning ``(f(*args), ∂f/∂x · v)``.
 
-    Forward mode by differentiating the reverse pass: the vjp u ↦ Jᵀu is linear in u,
-    so its gradient against ⟨Jᵀu, v⟩ is J v.
+    Forward mode by differentiating the reverse pass (autograd's ``make_jvp_reversemode``):
+    the vjp u ↦ vjp(u) is linear in u, so the gradient of u ↦ Re⟨vjp(u), v⟩ is J v. The
+    real part is what makes complex values right: under autograd's convention vjp(u) is
+    conj(J_Rᵀ conj(u)) (J_R the Jacobian of the real and imaginary parts), and the
+    gradient of Re Σ vjp(u) v in that convention is J_R v, autograd's forward mode —
+    for a holomorphic f simply f'(z) v, for conj(z) it is conj(v).
     """
 
     def maker(*args, **kwargs):
         def jvp(v):
-            holder = {}
+            vjp, ans = make_vjp(fun, argnum)(*args, **kwargs)
+            u0 = _map(_zeros_like, ans)
 
-            def vjp_dot_v(u):
-                vjp, ans = make_vjp(fun, argnum)(*args, **kwargs)
-                holder["ans"] = ans
-                return _vdot_tree(vjp(u), v)
+            def pairing(u):
+                return _real_vdot_tree(vjp(u), v)
 
-            ans_probe = fun(*args, **kwargs)
-            u0 = _map(lambda a: np.zeros(np.shape(value_of(a)), np.result_type(value_of(a))), ans_probe)
-            jv = grad(vjp_dot_v)(u0)
-            return _unbox(ans_probe) if _mode.depth == 0 else ans_probe, jv
+            return ans, grad(pairing)(u0)
 
         return jvp
 
     return maker
 
 
-def _vdot_tree(a, b):
+def _zeros_like(a):
+    """Zeros in ``a``'s vector space: a scalar for a scalar, an array for an array."""
+    a = value_of(a)
+    zeros = np.zeros(np.shape(a), np.result_type(a))
+    return zeros if isinstance(a, np.ndarray) else zeros[()]
+
+
+def _real_vdot_tree(a, b):
+    """Re Σ a b over the leaves of two structures of the same shape (no conjugation)."""
     total = 0.0
     for x, y in zip(_leaves(a), _leaves(b)):
-        total = total + _vdot(x, y)
+        term = _vdot(x, y)
+        if np.iscomplexobj(value_of(term)):
+            from .numpy import real  # (fastgrad.numpy imports this module's layer)
+
+            term = real(term)
+        total = total + term
     return total
+
+
+def _vspace_ones(x):
+    """autograd's ``vspace(x).ones()``: 1 in every real coordinate (1 + 1j for complex)."""
+
+    def one(v):
+        v = value_of(v)
+        dtype = np.result_type(v)
+        ones = np.ones(np.shape(v), dtype=dtype)
+        return ones + 1j * ones if dtype.kind == "c" else ones
+
+    return _map(one, x)
 
 
 def deriv(fun, argnum=0):
@@ -390,7 +466,7 @@ def deriv(fun, argnum=0):
     @functools.wraps(fun)
     def derivfun(*args, **kwargs):
         x = _select(args, argnum)
-        return make_jvp(fun, argnum)(*args, **kwargs)(_ones_like(x))[1]
+        return make_jvp(fun, argnum)(*args, **kwargs)(_vspace_ones(x))[1]
 
     return derivfun
 

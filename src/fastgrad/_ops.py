@@ -298,9 +298,22 @@ sqrt = define(  # y = √x:  x̄ = ȳ / (2y)
     formula=Formula("{out} = √{0}", {0: "{0}̄ = {out}̄ / (2 {out})"}),
     lowering=low.unary(op.SQRT, op.SQRT_BWD, reads="y"), samples=_positive(3, 4),
 )
-absolute = define(  # y = |x|:  x̄ = ȳ sign(x)  (0 at x = 0)
-    np.abs, "absolute", vjps=[lambda g, ans, x: g * np.sign(value(x))],
-    formula=Formula("{out} = |{0}|", {0: "{0}̄ = {out}̄ ∘ sign({0})"}),
+
+
+def _absolute_vjp(g, ans, x):  # y = |x|:  x̄ = ȳ sign(x)  (0 at x = 0)
+    xv = value(x)
+    if not np.iscomplexobj(xv):
+        return g * np.sign(xv)
+    # y = |z| (real) of a complex z:  z̄ = Re ȳ conj(z) / |z|  (0 at z = 0), autograd's
+    from .numpy._elementwise import conjugate, real_part
+
+    at_zero = xv == 0
+    return real_part(g) * where(at_zero, 0.0, conjugate(x)) / where(at_zero, 1.0, absolute(x))
+
+
+absolute = define(
+    np.abs, "absolute", vjps=[_absolute_vjp],
+    formula=Formula("{out} = |{0}|", {0: "{0}̄ = {out}̄ ∘ sign({0})  (Re {out}̄ conj({0}) / |{0}| if complex)"}),
     lowering=NotCompiled("absolute is not lowered yet"), samples=_normal(3, 4),
 )
 abs = absolute  # noqa: A001  (the NumPy name)
@@ -338,11 +351,18 @@ def _sigmoid(z):
         return kernels.sigmoid_forward(_float_c(z))
 
 
+def _real_signal(g):
+    """The signal of a kernel-computed (so real) value: its real part. A complex one comes
+    from complex values further on (autograd's convention, fastgrad._functional), and
+    only its real part acts on a real value; the kernels refuse complex arrays."""
+    return g.real if np.iscomplexobj(g) else g
+
+
 def _sigmoid_backward(h, dh):
     try:
         return _kernels().sigmoid_backward(h, dh)
     except (TypeError, ValueError):
-        return _kernel("sigmoid_backward", h, np.broadcast_to(dh, np.shape(h)))
+        return _kernel("sigmoid_backward", h, np.broadcast_to(_real_signal(dh), np.shape(h)))
 
 
 def _sigmoid_vjp(g, ans, z):  # h = σ(z):  z̄ = h̄ ∘ h ∘ (1 − h)
@@ -401,21 +421,21 @@ def _transpose_matvec(W, dz):
     try:
         return _kernels().transpose_matvec(W, dz)
     except (TypeError, ValueError):
-        return _kernel("transpose_matvec", W, dz)
+        return _kernel("transpose_matvec", W, _real_signal(dz))
 
 
 def _outer_grad(dz, x):
     try:
         return _kernels().outer_grad(dz, x)
     except (TypeError, ValueError):
-        return _kernel("outer_grad", dz, x)
+        return _kernel("outer_grad", _real_signal(dz), x)
 
 
 def _bias_grad(dz):
     try:
         return _kernels().bias_grad(dz)
     except (TypeError, ValueError):
-        return _kernel("bias_grad", dz)
+        return _kernel("bias_grad", _real_signal(dz))
 
 
 def _rows(a, width):
@@ -616,7 +636,7 @@ def _squared_error(y, t):
 def _squared_error_y(g, ans, y, t):  # ȳ = ℒ̄ (y − t) / N
     if type(y) is np.ndarray and type(t) is np.ndarray and isinstance(g, (np.generic, np.ndarray)):
         try:
-            return _kernels().squared_error_backward(y, t, float(g) / _batch(y))
+            return _kernels().squared_error_backward(y, t, float(_real_signal(g)) / _batch(y))
         except (TypeError, ValueError):
             pass
     return unbroadcast(g * (1.0 / _batch(y)) * (y - t), y)

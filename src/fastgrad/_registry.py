@@ -54,7 +54,7 @@ REGISTRY = []  # every registered primitive, in definition order
 class Sample:
     """One input a primitive's tests use: positional ``args`` (arrays, numbers, indices)
     and ``kwargs``. ``wrt`` are the argument positions differentiated (default: every
-    floating-point array or number the primitive has a rule for)."""
+    floating-point or complex array or number the primitive has a rule for)."""
 
     __slots__ = ("args", "kwargs", "wrt")
 
@@ -67,8 +67,8 @@ class Sample:
         if self.wrt is not None:
             return tuple(self.wrt)
         return tuple(i for i, a in enumerate(self.args)
-                     if i in prim.vjps and isinstance(a, (float, np.ndarray))
-                     and np.asarray(a).dtype.kind == "f")
+                     if i in prim.vjps and isinstance(a, (float, complex, np.ndarray))
+                     and np.asarray(a).dtype.kind in "fc")
 
     def __repr__(self):
         shapes = ", ".join(str(np.shape(a)) if isinstance(a, np.ndarray) else repr(a)

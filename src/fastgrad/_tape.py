@@ -241,6 +241,21 @@ class TensorBase:
     if cython.compiled:  # (uncompiled, a plain class has one already)
         __weakref__ = cython.declare(object)
 
+    # autograd's Box interface (fastgrad.extend.Box is this class): the value inside, and
+    # Box.register for a user's own value types (a subclass boxes them when traced).
+    @property
+    def _value(self):
+        return self._data
+
+    @classmethod
+    def register(cls, value_type):
+        box_type_mappings[value_type] = cls
+        box_type_mappings[cls] = cls
+
+
+# value type -> the TensorBase subclass its traced values are (TensorBase.register)
+box_type_mappings = {}
+
 
 _new_fields = TensorBase.__new__  # the extension type's allocator, bound once
 # The class of the tensors results are made of: fastgrad.Tensor, set by fastgrad._tensor
@@ -348,6 +363,25 @@ class Primitive:
         return self.fun(*args)  # plain arrays: plain NumPy, nothing recorded
 
 
+# Argument types that are never array containers of another library (checked first).
+_plain_types = frozenset([float, int, bool, complex, str, type(None), tuple, list, dict, slice,
+                          type(Ellipsis), np.float64, np.float32, np.int64, np.int32, np.bool_,
+                          np.complex128, np.dtype])
+_ufunc_overriders = {}  # type -> whether it takes NumPy's ufuncs over (xarray.DataArray)
+
+
+def overrides_ufuncs(x):
+    """True for a value of another library that overrides NumPy's ufuncs (a DataArray)."""
+    cls = type(x)
+    found = _ufunc_overriders.get(cls)
+    if found is None:
+        hook = getattr(cls, "__array_ufunc__", None)
+        found = _ufunc_overriders[cls] = (
+            hook is not None and hook is not np.ndarray.__array_ufunc__
+            and not issubclass(cls, (TensorBase, np.ndarray, np.generic)))
+    return found
+
+
 def _shapes(args):
     return ", ".join(str(np.shape(a._data if isinstance(a, TensorBase) else a)) for a in args)
 
@@ -378,6 +412,10 @@ def _apply(prim, args, kwargs):
             raw.append(a)
             if type(a) is np.ndarray:
                 constants = True
+            elif type(a) not in _plain_types and overrides_ufuncs(a):
+                # An array container of another library (xarray.DataArray): NumPy's
+                # protocols give it the call, and it hands its own data back to us.
+                return prim.fun(*args, **kwargs) if kwargs else prim.fun(*args)
         i += 1
     try:
         if kwargs:
@@ -702,11 +740,10 @@ def _accumulate_leaf(node, g, handed_out):
         node.grad = node.grad.array()
     if type(g) is not np.ndarray or id(g) in handed_out:
         g = np.array(g)  # own it: two leaves must never share one .grad array
-    if g.dtype.kind == "c":  # a complex constant met the graph; its rules assume real values
-        raise TypeError(
-            f"the error signal of a real tensor of shape {g.shape} came out complex: a complex "
-            "value entered the computation, and fastgrad does not differentiate complex numbers"
-        )
+    if g.dtype.kind == "c":
+        # Complex intermediates (autograd's convention, fastgrad._functional): a leaf's
+        # data is real, and a real perturbation moves only the real part of the signal.
+        g = np.ascontiguousarray(g.real)
     if node.grad is None:
         handed_out.add(id(g))
         node.grad = g

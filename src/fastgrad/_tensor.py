@@ -484,6 +484,9 @@ class Tensor(TensorBase):
     # -- NumPy's protocols: one map from NumPy's functions to fastgrad's --
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        for x in inputs:
+            if not isinstance(x, (TensorBase, np.ndarray)) and _tape.overrides_ufuncs(x):
+                return NotImplemented  # an xarray.DataArray: it applies the ufunc to its data
         if method == "__call__" and not kwargs:
             twin = NUMPY_MAP.get(ufunc)
             if twin is not None:

@@ -12,7 +12,7 @@ import builtins
 import numpy as onp
 
 from .. import _ops
-from .._ops import no_macs, reshape, shape_of
+from .._ops import no_macs, reshape, shape_of, value
 from .._registry import Formula, NotCompiled, Sample, define
 from ._shapes import _atleast, ravel
 from ._util import contains_tensor, dtype_of, ndim_of, normal, traced
@@ -36,6 +36,10 @@ def _astype_vjp(g, ans, x, dtype):
     # step function (as floor is): x̄ = 0.
     if onp.dtype(dtype).kind not in "fc":
         return onp.zeros(shape_of(x), dtype_of(x))
+    if dtype_of(x).kind != "c" and onp.iscomplexobj(value(g)):
+        from ._elementwise import real  # a real x: only the real part of its signal acts
+
+        g = real(g)
     return astype_p(g, dtype_of(x))
 
 
@@ -81,6 +85,18 @@ def asarray(a, dtype=None, *args, **kwargs):
     if isinstance(a, (list, tuple)) and contains_tensor(a):
         return array(a, dtype)
     return onp.asarray(a, dtype, *args, **kwargs)
+
+
+def full(shape, fill_value, dtype=None, order="C", **kwargs):
+    """np.full; differentiable in ``fill_value`` (x̄ = the sum of ȳ over its copies: the
+    rule of broadcast_to)."""
+    if not traced(fill_value):
+        return onp.full(shape, fill_value, dtype, order, **kwargs)
+    shape = (int(shape),) if onp.ndim(shape) == 0 else tuple(int(n) for n in shape)
+    out = _copy(_ops.broadcast_to(fill_value, shape))
+    if dtype is not None and onp.dtype(dtype) != dtype_of(out):
+        out = astype(out, dtype)
+    return out
 
 
 # ---------------------------------------------------------- arrays from parts --

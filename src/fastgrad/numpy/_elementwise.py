@@ -15,7 +15,7 @@ import builtins
 import numpy as onp
 
 from .. import _ops
-from .._ops import cos, exp, maximum, minimum, sqrt, unbroadcast, value
+from .._ops import cos, exp, maximum, minimum, no_macs, sqrt, unbroadcast, value
 from .._registry import Formula, NotCompiled, Sample, define
 from ._util import contains_tensor, normal, traced, uniform
 
@@ -144,32 +144,98 @@ sinc = define(
                        Sample(onp.array([0.0, 2e-4, -5e-4, 0.7]))],  # the series near 0
 )
 
-# Real inputs only (a complex value reaching a real leaf is refused by the tape): real,
-# conj and real_if_close pass ȳ through; imag and angle are constants on the reals.
+# ------------------------------------------------------------------ complex parts --
+# autograd's convention for complex values (fastgrad._functional): a rule is v̄ f'(z) for a
+# holomorphic f and the stated formula otherwise. A primitive with a real output takes the
+# real part of its signal first (only that part acts on a real value: the signal of a real
+# node may carry an imaginary part nobody has dropped yet, as real inputs drop it at the
+# end); a real input's signal is made real by the start of the transform.
+
+
+def _iscomplex(x):
+    return onp.iscomplexobj(value(x))
+
+
+def real_part(g):
+    """Re ḡ: what acts on a real value (recorded when ``g`` is a tensor)."""
+    return real(g) if _iscomplex(g) else g
+
+
+def as_complex(g, like):
+    """``g`` in ``like``'s complex dtype (autograd's match_complex, real to complex)."""
+    return g if _iscomplex(g) else _astype_p(g, onp.result_type(value(like), onp.complex64))
+
+
+def _astype_p(g, dtype):
+    from ._building import astype_p  # (_building imports this module's samples)
+
+    return astype_p(g, dtype)
+
+
+def _complex_samples(*shape):
+    return lambda r: [Sample(r.normal(size=shape) + 1j * r.normal(size=shape)),
+                      Sample(r.normal(size=shape))]
+
+
+# y = Re z:  z̄ = Re ȳ (as a complex number for a complex z)
+def _real_vjp(g, ans, x):
+    g = real_part(g)
+    return as_complex(g, x) if _iscomplex(x) else g
+
+
 real = define(
-    onp.real, "real", vjps=[lambda g, ans, x: _ops.identity(g) if traced(g) else g],
-    saves_args=False, formula=Formula("{out} = Re {0}", {0: "{0}̄ = {out}̄"}),
-    lowering=NotCompiled("real is not lowered yet"), samples=normal(3, 4),
+    onp.real, "real", vjps=[_real_vjp],
+    formula=Formula("{out} = Re {0}", {0: "{0}̄ = Re {out}̄"}, no_macs),
+    lowering=NotCompiled("real is not lowered yet"), samples=_complex_samples(3, 4),
 )
+
+
+# y = Im z:  z̄ = −i Re ȳ (0 for a real z: it has no imaginary part)
+def _imag_vjp(g, ans, x):
+    g = real_part(g)
+    return g * -1j if _iscomplex(x) else g * 0.0
+
+
 imag = define(
-    onp.imag, "imag", vjps=[lambda g, ans, x: g * 0.0], saves_args=False,
-    formula=Formula("{out} = Im {0}", {0: "{0}̄ = 0  (a real {0} has no imaginary part)"}),
-    lowering=NotCompiled("imag is not lowered yet"), samples=normal(3, 4),
+    onp.imag, "imag", vjps=[_imag_vjp],
+    formula=Formula("{out} = Im {0}", {0: "{0}̄ = −i Re {out}̄  (0 for a real {0})"}, no_macs),
+    lowering=NotCompiled("imag is not lowered yet"), samples=_complex_samples(3, 4),
 )
+# y = conj z:  z̄ = conj ȳ
 conjugate = define(
-    onp.conjugate, "conjugate", vjps=[lambda g, ans, x: g], saves_args=False,
-    formula=Formula("{out} = conj({0})", {0: "{0}̄ = {out}̄"}),
-    lowering=NotCompiled("conjugate is not lowered yet"), samples=normal(3, 4),
+    onp.conjugate, "conjugate", vjps=[lambda g, ans, x: conjugate(g) if _iscomplex(g) else g],
+    saves_args=False, formula=Formula("{out} = conj({0})", {0: "{0}̄ = conj({out}̄)"}, no_macs),
+    lowering=NotCompiled("conjugate is not lowered yet"), samples=_complex_samples(3, 4),
 )
+
+
+# θ = arg z:  z̄ = Re θ̄ · conj(i z) / |z|² (0 for a real z: θ is 0 or π there)
+def _angle_vjp(g, ans, x):
+    g = real_part(g)
+    if not _iscomplex(x):
+        return g * 0.0
+    return g * conjugate(x * 1j) / (real_part(x * conjugate(x)))
+
+
 angle = define(
-    onp.angle, "angle", vjps=[lambda g, ans, x: g * 0.0], saves_args=False,
-    formula=Formula("{out} = angle({0})", {0: "{0}̄ = 0  (0 or π on the reals)"}),
-    lowering=NotCompiled("angle is not lowered yet"), samples=normal(3, 4),
+    onp.angle, "angle", vjps=[_angle_vjp],
+    formula=Formula("{out} = arg {0}", {0: "{0}̄ = Re {out}̄ conj(i {0}) / |{0}|²  (0 for a real {0})"}),
+    lowering=NotCompiled("angle is not lowered yet"), samples=_complex_samples(3, 4),
 )
+
+
+# y = z, made real when its imaginary parts are negligible:  z̄ = ȳ (Re ȳ when y is real)
+def _real_if_close_vjp(g, ans, x, *args, **kwargs):
+    if not _iscomplex(ans):
+        g = real_part(g)
+    return as_complex(g, x) if _iscomplex(x) else g
+
+
 real_if_close = define(
-    onp.real_if_close, "real_if_close", vjps=[lambda g, ans, x, *a, **k: g], saves_args=False,
-    formula=Formula("{out} = {0}", {0: "{0}̄ = {out}̄"}),
-    lowering=NotCompiled("real_if_close is not lowered yet"), samples=normal(3, 4),
+    onp.real_if_close, "real_if_close", vjps=[_real_if_close_vjp], saves_ans=True,
+    formula=Formula("{out} = {0}", {0: "{0}̄ = {out}̄  (Re {out}̄ where {out} came out real)"}, no_macs),
+    lowering=NotCompiled("real_if_close is not lowered yet"),
+    samples=lambda r: _complex_samples(3, 4)(r) + [Sample(r.normal(size=(3, 4)) + 1e-20j)],
 )
 nan_to_num = define(  # y = x where finite, a number elsewhere:  x̄ = ȳ where x is finite
     onp.nan_to_num, "nan_to_num", vjps=[lambda g, ans, x, *a, **k: g * onp.isfinite(value(x))],

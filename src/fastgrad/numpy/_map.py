@@ -43,11 +43,11 @@ TWINS = {
         square tan where"""),
     **_names(_reductions, "cumsum max mean min prod std sum var"),
     **_names(_shapes, """
-        array_split atleast_1d atleast_2d atleast_3d diff dsplit flip fliplr flipud hsplit
+        array_split atleast_1d atleast_2d atleast_3d diff dsplit flip fliplr flipud gradient hsplit
         moveaxis pad partition ravel repeat roll rollaxis rot90 sort split squeeze
         take_along_axis tile tril triu vsplit"""),
     **_names(_building, """
-        append array asarray astype column_stack concatenate dstack hstack linspace stack
+        append array asarray astype column_stack concatenate dstack full hstack linspace stack
         vstack"""),
     **_names(_contractions, "cross diag diagonal dot einsum inner kron outer tensordot trace vdot"),
     "conj": _elementwise.conjugate, "amax": _reductions.max, "amin": _reductions.min,

@@ -129,7 +129,13 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kwargs):
         return onp.var(a, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims, **kwargs)
     axis = _axis(axis)
     centered = a - _ops.mean(a, axis, True)
-    return _ops.sum(centered * centered, axis, keepdims) / (count(a, axis) - ddof)
+    if onp.iscomplexobj(value(a)):  # |x − x̄|², real (as NumPy's)
+        from ._elementwise import conjugate, real
+
+        squares = real(centered * conjugate(centered))
+    else:
+        squares = centered * centered
+    return _ops.sum(squares, axis, keepdims) / (count(a, axis) - ddof)
 
 
 def _std(x, axis=None, ddof=0, keepdims=False):
@@ -143,6 +149,10 @@ def _std_vjp(g, ans, x, axis=None, ddof=0, keepdims=False):
     if n <= 1:
         return repeat_to_match(g, x, axis, keepdims) * 0.0
     centered = x - _ops.mean(x, axis, True)
+    if onp.iscomplexobj(value(x)):  # σ real:  x̄ = Re σ̄ conj(x − x̄) / ((n − ddof) σ)
+        from ._elementwise import conjugate, real_part
+
+        g, centered = real_part(g), conjugate(centered)
     return repeat_to_match(g / ans, x, axis, keepdims) * centered / (n - ddof)
 
 
@@ -155,7 +165,8 @@ std_p = define(
     samples=lambda r: _reduction_samples(r) + [
         Sample(r.normal(size=(3, 4)), 1, 1),  # ddof = 1
         Sample(r.normal(size=(1,))),  # one element: σ = 0 whatever x is
-        Sample(r.normal(size=(3, 1)), 1, 0, True)],
+        Sample(r.normal(size=(3, 1)), 1, 0, True),
+        Sample(r.normal(size=(3, 4)) + 1j * r.normal(size=(3, 4)), 0)],  # complex: σ real
 )
 
 

@@ -21,13 +21,19 @@ from .._ops import matmul, multiply, reshape, shape_of, sqrt, swapaxes, unbroadc
 from .._registry import Formula, NotCompiled, Sample, define
 from .._tape import TensorBase as Tensor
 from ._building import array
-from ._shapes import flip_p, moveaxis
+from ._shapes import moveaxis
+from ._elementwise import conjugate, real_part
+from ._spectral import EigResult, SVDResult, eig_values, eig_vectors, svd_u, svd_values, svd_vh
 from ._util import NoRule, contains_tensor
 
 
 def T(x):
     """Swap the last two axes: the matrix transpose of a stack of matrices."""
     return swapaxes(x, -1, -2)
+
+
+def _iscomplex(x):
+    return onp.iscomplexobj(value(x))
 
 
 def _dot(a, b):
@@ -79,6 +85,9 @@ inv = define(
 def _pinv_vjp(g, ans, a, rcond=None, **kwargs):
     # A⁺ is differentiable where the rank is constant:
     # Ā = −A⁺ᵀ Ḡ A⁺ᵀ + (I − A A⁺) Ḡᵀ A⁺ A⁺ᵀ + A⁺ᵀ A⁺ Ḡᵀ (I − A⁺ A)
+    if _iscomplex(a):
+        raise NotImplementedError(
+            f"fastgrad.numpy.linalg.pinv: no derivative for a complex matrix of shape {shape_of(a)}")
     p = ans
     pt, gt = T(p), T(g)
     left = onp.eye(shape_of(a)[-2]) - matmul(a, p)
@@ -162,12 +171,14 @@ def _logabsdet(a):
 
 
 # ℓ = log|det A|:  Ā = ℓ̄ A⁻ᵀ
-logabsdet = define(
-    _logabsdet, "logabsdet", vjps=[lambda g, ans, a: multiply(_column(_column(g)), T(inv(a)))],
+logabsdet = define(  # real for a complex A too:  Ā = Re ℓ̄ A⁻ᵀ
+    _logabsdet, "logabsdet",
+    vjps=[lambda g, ans, a: multiply(_column(_column(real_part(g))), T(inv(a)))],
     formula=Formula("{out} = log|det {0}|", {0: "{0}̄ = {out}̄ {0}⁻ᵀ"}, _cubic_macs(1 / 3, 1)),
     lowering=NotCompiled("logabsdet is not lowered yet"),
     samples=lambda r: [Sample(r.normal(size=(3, 3))), Sample(r.normal(size=(2, 3, 3))),
-                       Sample(onp.array([[0.0, 2.0], [1.5, 0.3]]))],  # det < 0
+                       Sample(onp.array([[0.0, 2.0], [1.5, 0.3]])),  # det < 0
+                       Sample(_square(r, 3, 3) + 1j * r.normal(size=(3, 3)))],
 )
 
 
@@ -185,9 +196,13 @@ def slogdet(a):
 def _uplo_projection(m, UPLO):
     """eigh and cholesky read one triangle of A: a change of A[i, j] there moves both
     A[i, j] and A[j, i] of the symmetric matrix it stands for, so its gradient is
-    M[i, j] + M[j, i]; the other triangle gets none, the diagonal M[i, i]."""
+    M[i, j] + M[j, i]; the other triangle gets none, the diagonal M[i, i]. For a complex
+    (Hermitian) A the mirror entry is conjugated, M[i, j] + conj M[j, i], and the diagonal
+    gets Re M[i, i] (its imaginary part is not read)."""
     n = shape_of(m)[-1]
     tri = onp.tril(onp.ones((n, n)), -1) if UPLO == "L" else onp.triu(onp.ones((n, n)), 1)
+    if _iscomplex(m):  # Hermitian: A[j, i] = conj A[i, j], and only Re A[i, i] is read
+        return multiply(real_part(m), onp.eye(n)) + multiply(m + conjugate(T(m)), tri)
     return multiply(m, onp.eye(n)) + multiply(m + T(m), tri)
 
 
@@ -196,6 +211,10 @@ def _cholesky_vjp(g, ans, a, upper=False):
     # (the gradient as a symmetric matrix). Cholesky reads one triangle of A (the lower;
     # the upper for upper=True, where U = Lᵀ), so the gradient with respect to A's entries
     # is that one projected onto it.
+    if _iscomplex(a):
+        raise NotImplementedError(
+            "fastgrad.numpy.linalg.cholesky: no derivative for a complex (Hermitian) matrix "
+            f"of shape {shape_of(a)}; only real symmetric ones")
     if upper:
         g, ans = T(g), T(ans)
     n = shape_of(ans)[-1]
@@ -230,20 +249,25 @@ def _eigh_v(a, UPLO="L"):
 
 
 def _eigh_w_vjp(g, ans, a, UPLO="L"):
-    # A = V diag(w) Vᵀ:  Ā = V diag(w̄) Vᵀ
+    # A = V diag(w) Vᴴ:  Ā = conj(V) diag(w̄) Vᵀ  (V diag(w̄) Vᵀ for a real A); w is real
     v = eigh_vectors(a, UPLO)
-    return _uplo_projection(matmul(multiply(v, _ops.expand_dims(g, -2)), T(v)), UPLO)
+    g = real_part(g)
+    vc = conjugate(v) if _iscomplex(v) else v
+    return _uplo_projection(matmul(multiply(vc, _ops.expand_dims(g, -2)), T(v)), UPLO)
 
 
 def _eigh_v_vjp(g, ans, a, UPLO="L"):
-    # Ā = V (F ∘ Vᵀ V̄) Vᵀ with F_ij = 1 / (w_j − w_i) off the diagonal, 0 on it
+    # Ā = conj(V) (F ∘ Vᵀ V̄) Vᵀ with F_ij = 1 / (w_j − w_i) off the diagonal, 0 on it (for a
+    # complex A, up to the phase of each eigenvector, which NumPy chooses freely: only a
+    # function of V that does not depend on those phases has a derivative)
     w = eigh_values(a, UPLO)
     v = ans
     n = shape_of(a)[-1]
     off = 1.0 - onp.eye(n)
     gaps = _ops.expand_dims(w, -2) - _ops.expand_dims(w, -1) + onp.eye(n)
     f = off / gaps
-    return _uplo_projection(matmul(v, matmul(multiply(f, matmul(T(v), g)), T(v))), UPLO)
+    vc = conjugate(v) if _iscomplex(v) else v
+    return _uplo_projection(matmul(vc, matmul(multiply(f, matmul(T(v), g)), T(v))), UPLO)
 
 
 def _eigh_samples(r):
@@ -254,16 +278,24 @@ def _eigh_samples(r):
             Sample(r.normal(size=(3, 3)), "U")]
 
 
+def _eigh_complex_samples(r):
+    """Hermitian (complex) matrices, read from either triangle: only the eigenvalues, as
+    the eigenvectors' phases are NumPy's free choice (tests/test_linalg_complex.py checks
+    functions of V that do not depend on them)."""
+    h = r.normal(size=(3, 3)) + 1j * r.normal(size=(3, 3))
+    return _eigh_samples(r) + [Sample(h), Sample(h, "U"), Sample(h + h.conj().T)]
+
+
 eigh_values = define(
     _eigh_w, "eigh_values", vjps=[_eigh_w_vjp],
     formula=Formula("{out} = eigenvalues of {0} (symmetric)",
-                    {0: "{0}̄ = V diag({out}̄) Vᵀ on {0}'s read triangle"}, _cubic_macs(4 / 3, 2)),
-    lowering=NotCompiled("eigh is not lowered yet"), samples=_eigh_samples,
+                    {0: "{0}̄ = conj(V) diag({out}̄) Vᵀ on {0}'s read triangle"}, _cubic_macs(4 / 3, 2)),
+    lowering=NotCompiled("eigh is not lowered yet"), samples=_eigh_complex_samples,
 )
 eigh_vectors = define(
     _eigh_v, "eigh_vectors", vjps=[_eigh_v_vjp], saves_ans=True,
     formula=Formula("{out} = eigenvectors of {0} (symmetric)",
-                    {0: "{0}̄ = {out} (F ∘ {out}ᵀ {out}̄) {out}ᵀ on {0}'s read triangle, "
+                    {0: "{0}̄ = conj({out}) (F ∘ {out}ᵀ {out}̄) {out}ᵀ on {0}'s read triangle, "
                         "F_ij = 1/(w_j − w_i)"}, _cubic_macs(9, 4)),
     lowering=NotCompiled("eigh is not lowered yet"), samples=_eigh_samples,
 )
@@ -284,25 +316,30 @@ def eigvalsh(a, UPLO="L"):
     return eigh_values(a, UPLO) if isinstance(a, Tensor) else onp.linalg.eigvalsh(a, UPLO)
 
 
-def _singular_values(a):
-    # σ = √eig(AᵀA) (or of AAᵀ, whichever is smaller), descending, as NumPy orders them
-    m, n = shape_of(a)[-2:]
-    gram = matmul(T(a), a) if m >= n else matmul(a, T(a))
-    w = eigh_values(gram)
-    return flip_p(sqrt(_ops.maximum(w, 0.0)), -1)
-
-
-_svd_with_vectors = NoRule(onp.linalg.svd, "numpy.linalg.svd (with U and V)")
-
-
 def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
-    """Differentiable for ``compute_uv=False`` (the singular values); with U and V it is
-    recorded without a derivative (a backward through it raises, naming it)."""
+    """(U, S, Vᴴ), or S alone with ``compute_uv=False``, of a (stack of) real or complex
+    matrix, differentiable (fastgrad.numpy._spectral): S always; U and Vᴴ with
+    ``full_matrices=False`` or a square matrix, and for a complex matrix only through
+    functions that do not depend on the phases NumPy gives the singular vectors."""
     if not isinstance(a, Tensor):
         return onp.linalg.svd(a, full_matrices, compute_uv, hermitian)
-    if compute_uv:
-        return _svd_with_vectors(a, full_matrices, compute_uv, hermitian)
-    return _singular_values(a)
+    if hermitian:
+        raise NotImplementedError("fastgrad.numpy.linalg.svd: no derivative with hermitian=True; "
+                                  "call it with hermitian=False")
+    if not compute_uv:
+        return svd_values(a)
+    return SVDResult(svd_u(a, full_matrices), svd_values(a), svd_vh(a, full_matrices))
+
+
+def eig(a):
+    """(w, V) of a (stack of) square matrix, differentiable (fastgrad.numpy._spectral)."""
+    if not isinstance(a, Tensor):
+        return onp.linalg.eig(a)
+    return EigResult(eig_values(a), eig_vectors(a))
+
+
+def eigvals(a):
+    return eig_values(a) if isinstance(a, Tensor) else onp.linalg.eigvals(a)
 
 
 # ------------------------------------------------------------------------ norms --
@@ -324,13 +361,18 @@ def norm(x, ord=None, axis=None, keepdims=False):
         axis = tuple(axis)
     if axis is None and (ord is None or nd == 1 or (nd == 2 and ord is not None)):
         if ord is None:
-            return _finish(sqrt(_ops.sum(x * x)), nd, keepdims)
+            return _finish(sqrt(_ops.sum(_abs2(x))), nd, keepdims)
         axis = tuple(range(nd))
     if axis is None:
         raise ValueError("norm: give axis for an ord on an array of more than two dimensions")
     if isinstance(axis, int) or len(axis) == 1:
         return _vector_norm(x, ord, axis if isinstance(axis, int) else axis[0], keepdims)
     return _matrix_norm(x, ord, axis, keepdims)
+
+
+def _abs2(x):
+    """|x|², real: x x, or Re(x conj x) for a complex x."""
+    return real_part(x * conjugate(x)) if _iscomplex(x) else x * x
 
 
 def _finish(r, nd, keepdims):
@@ -340,7 +382,7 @@ def _finish(r, nd, keepdims):
 def _vector_norm(x, ord, axis, keepdims):
     s = _ops.sum
     if ord is None or ord == 2:
-        return sqrt(s(x * x, axis, keepdims))
+        return sqrt(s(_abs2(x), axis, keepdims))
     a = _ops.absolute(x)
     if ord == onp.inf:
         return _ops.amax(a, axis, keepdims)
@@ -357,10 +399,10 @@ def _matrix_norm(x, ord, axis, keepdims):
     nd = len(shape_of(x))
     row, col = (a % nd for a in axis)
     if ord is None or ord == "fro":
-        return sqrt(_ops.sum(x * x, (row, col), keepdims))
+        return sqrt(_ops.sum(_abs2(x), (row, col), keepdims))
     if ord in ("nuc", 2, -2):
         moved = moveaxis(x, (row, col), (-2, -1))
-        sv = _singular_values(moved)
+        sv = svd_values(moved)
         r = {"nuc": _ops.sum, 2: _ops.amax, -2: _ops.amin}[ord](sv, -1)
         if keepdims:
             r = _ops.expand_dims(_ops.expand_dims(r, min(row, col)), max(row, col))
@@ -417,7 +459,7 @@ def matrix_power(a, n):
 
 
 DIFFERENTIABLE = ("inv", "pinv", "solve", "det", "slogdet", "cholesky", "eigh", "eigvalsh",
-                  "svd", "norm", "multi_dot", "matrix_power")
+                  "svd", "eig", "eigvals", "norm", "multi_dot", "matrix_power")
 
 
 def _recorded_without_rule():
