@@ -12,6 +12,7 @@ from _numeric import numeric_grad
 
 import fastgrad as fg
 import fastgrad.numpy  # noqa: F401  (registers the NumPy face's primitives)
+import fastgrad.scipy  # noqa: F401  (and fastgrad.scipy's: SciPy is imported only on request)
 from fastgrad._compiler.lowering import Lowering
 from fastgrad._registry import REGISTRY, Formula, NotCompiled, Sample, TraceBody
 from fastgrad._tape import Primitive

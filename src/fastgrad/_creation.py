@@ -6,13 +6,15 @@ One generator serves every random draw fastgrad makes without an explicit ``rng`
 ``fg.manual_seed(0)`` makes a whole run repeatable, as ``torch.manual_seed`` does.
 """
 
+from __future__ import annotations
+
 import numpy as np
 
 from ._tensor import Tensor
 
 __all__ = ["zeros", "ones", "randn", "rand", "arange", "manual_seed", "default_generator"]
 
-_generator = np.random.default_rng()
+_generator = None  # made on first use (numpy.random is imported only then)
 
 
 def manual_seed(seed: int) -> np.random.Generator:
@@ -26,6 +28,9 @@ def manual_seed(seed: int) -> np.random.Generator:
 
 def default_generator() -> np.random.Generator:
     """The generator ``manual_seed`` reseeds."""
+    global _generator
+    if _generator is None:
+        _generator = np.random.default_rng()
     return _generator
 
 
@@ -49,13 +54,13 @@ def ones(*shape, dtype=np.float64, requires_grad=False) -> Tensor:
 
 def randn(*shape, dtype=np.float64, requires_grad=False) -> Tensor:
     """Standard normal draws from the default generator (``fg.manual_seed``)."""
-    values = _generator.standard_normal(_shape(shape, "randn"))
+    values = default_generator().standard_normal(_shape(shape, "randn"))
     return Tensor(values, requires_grad=requires_grad, dtype=dtype)
 
 
 def rand(*shape, dtype=np.float64, requires_grad=False) -> Tensor:
     """Uniform draws in [0, 1) from the default generator (``fg.manual_seed``)."""
-    values = _generator.random(_shape(shape, "rand"))
+    values = default_generator().random(_shape(shape, "rand"))
     return Tensor(values, requires_grad=requires_grad, dtype=dtype)
 
 

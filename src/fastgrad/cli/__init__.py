@@ -198,7 +198,9 @@ def check_matplotlib(option: str) -> None:
 
 
 def plot_path(option: str, path: str) -> str:
-    """An image path matplotlib can write: ``.png`` appended when there is no extension."""
+    """An image path matplotlib can write: ``.png`` appended when there is no extension.
+    Its directory is checked first (that needs no matplotlib), then matplotlib."""
+    output_path(option, path if os.path.splitext(path)[1] else path + ".png")
     check_matplotlib(option)
     from matplotlib.backend_bases import FigureCanvasBase
 

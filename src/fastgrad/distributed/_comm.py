@@ -221,6 +221,7 @@ class _ThreadCommunicator:
 
 _LEAVING = 7107  # tag of the message a rank sends to every other rank when it exits
 _LEAVING_GRACE = 1.0  # s a collective may still take to complete after a peer left
+_ABORT_DRAIN = 0.2  # s the launcher gets to forward output before MPI_Abort
 
 
 class MPICommunicator:
@@ -299,6 +300,10 @@ class MPICommunicator:
             sys.stderr.flush()
         except Exception:  # noqa: BLE001
             pass
+        # The launcher forwards each rank's output through a pipe and stops reading when
+        # the abort reaches it: give it a moment to pass the traceback and this message on
+        # (without it a 3-rank job lost the traceback's last line about one run in fifty).
+        time.sleep(_ABORT_DRAIN)
         self._comm.Abort(code)
 
     # -- failure handling -------------------------------------------------------------

@@ -25,10 +25,13 @@ __version__ = _onp.__version__
 def _build():
     ns = {}
     wrapped = {}
+    loaded = vars(_onp)
     for name in dir(_onp):
         if name.startswith("_") or name in ("linalg", "random", "fft"):
             continue
-        obj = getattr(_onp, name)
+        if name not in loaded:  # a submodule NumPy loads on first use: so do we (__getattr__)
+            continue
+        obj = loaded[name]
         if name in TWINS:
             ns[name] = TWINS[name]
         elif isinstance(obj, type(_onp)):  # other submodules: as NumPy has them
@@ -49,4 +52,16 @@ def _build():
 
 globals().update(_build())
 
-from . import fft, linalg, random  # noqa: E402,F401
+from . import fft, linalg  # noqa: E402,F401
+
+
+def __getattr__(name):
+    """NumPy's lazily loaded submodules (``testing``, ``ma``, ``f2py``, …) and fastgrad's
+    ``random``: imported on first use, as NumPy does, so ``import fastgrad`` stays quick."""
+    if name == "random":
+        import importlib
+
+        return importlib.import_module(".random", __name__)
+    if name in dir(_onp) and not name.startswith("_"):
+        return getattr(_onp, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
