@@ -122,6 +122,21 @@ def test_batched_matmul_is_blas(lhs, rhs, opcode):
     assert opcode in ops and ops.count(opcode) == 3  # forward, Ā, B̄
 
 
+def test_transpose_undone_is_transposed_back():
+    """(xᵀ · 1)ᵀ twice: the second transpose of a lazy one is an alias of its base, and its
+    adjoint is still a transpose (found by the property test below: it was a reshape)."""
+    c = np.arange(24.0).reshape(4, 6)
+
+    def f(t):
+        for _ in range(2):
+            t = (t.T * 1.0).T
+        return (t * c).sum()
+
+    g = fg.compile(fg.grad(f))
+    g(np.zeros((4, 6)))
+    np.testing.assert_array_equal(g(np.zeros((4, 6))), c)
+
+
 def test_python_if_on_a_mask_is_refused():
     f = fg.compile(fg.grad(lambda a: fnp.sum(a * 2 if (a > 0).all() else a)))
     with pytest.raises(TracingError, match="needs its value while tracing"):
@@ -165,13 +180,13 @@ OPS = {
 }
 
 
-@settings(max_examples=60, deadline=None,
+@settings(max_examples=100, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(ops=st.lists(st.sampled_from(sorted(OPS)), min_size=1, max_size=5),
        x=hnp.arrays(np.float64, SHAPE, elements=st.floats(-2, 2, allow_nan=False, width=64)))
 def test_random_compositions_compile_and_match_eager(ops, x):
     """No composition is refused (a TracingError fails the test), and the replay's value
-    and gradient equal eager's."""
+    and gradient equal eager's to rounding (rtol 1e-12: a sum may add in another order)."""
 
     def f(t):
         for name in ops:
@@ -182,5 +197,5 @@ def test_random_compositions_compile_and_match_eager(ops, x):
     compiled = fg.compile(fg.value_and_grad(f))
     compiled(x)
     value, grad = compiled(x)
-    np.testing.assert_allclose(value, want[0], rtol=1e-9, atol=1e-12, err_msg=str(ops))
-    np.testing.assert_allclose(grad, want[1], rtol=1e-9, atol=1e-12, err_msg=str(ops))
+    np.testing.assert_allclose(value, want[0], rtol=1e-12, atol=1e-13, err_msg=str(ops))
+    np.testing.assert_allclose(grad, want[1], rtol=1e-12, atol=1e-13, err_msg=str(ops))

@@ -234,8 +234,8 @@ def transpose():
         axes = args[1] if len(args) > 1 else kwargs.get("axes")
         nd = len(src.shape)
         perm = tuple(range(nd))[::-1] if axes is None else tuple(int(a) % nd for a in axes)
-        if perm == tuple(range(nd)):
-            return tr.new(ans.shape, ans.dtype, "alias", base=tr.operand(src, ans.dtype))
+        if perm == tuple(range(nd)):  # the identity (a 0-d or 1-d array, or axes in order)
+            return tr.new(ans.shape, ans.dtype, "alias", base=tr.operand(src, ans.dtype)), "identity"
         if nd == 2:
             if src.kind == "lazyT":
                 return tr.new(ans.shape, ans.dtype, "alias", base=src.base)
@@ -245,10 +245,11 @@ def transpose():
 
     def backward(tr, rec, g, i, grads):
         src = rec.ins[0]
+        if isinstance(rec.info, str):  # the identity
+            return _view_backward(tr, rec, g, i, grads)
         if rec.info is not None:
             return scatter_into(tr, grads, src, g, rec.info)
-        if len(src.shape) < 2 or rec.out.kind == "alias":
-            return _view_backward(tr, rec, g, i, grads)
+        # a 2-D transpose, lazy or undoing a lazy one (an alias of its base): x̄ = ȳᵀ
         t, acc = tr.grad_into(src, grads)
         tr.emit(Ins(TRANSPOSE, t, (tr.operand(g, t.dtype),), acc=acc, R=g.shape[0], C=g.shape[1]))
 
