@@ -177,6 +177,12 @@ OPS = {
     "sigmoid": fg.sigmoid,
     "mean": lambda t: t - t.mean(axis=0),
     "sum": lambda t: t + t.sum(axis=1, keepdims=True) * 0.1,
+    "3-d transpose": lambda t: t.reshape(2, 2, 6).transpose(1, 2, 0).reshape(4, 6),
+    "transpose twice": lambda t: (t.T * C.T).T,
+    "einsum": lambda t: fnp.einsum("ij,kj->ik", t, C) @ C * 0.1,
+    "batched": lambda t: fnp.matmul(t.reshape(2, 2, 6), C.reshape(6, 4)).reshape(4, 4) @ C * 0.1,
+    "prod": lambda t: t * fnp.prod(t * 0.1 + 1.0, axis=0),
+    "repeat": lambda t: fnp.repeat(t[:, :3], 2, axis=1),
 }
 
 
