@@ -16,7 +16,7 @@ import fastgrad.numpy  # noqa: F401  (registers the NumPy face's primitives)
 import fastgrad.scipy  # noqa: F401  (and fastgrad.scipy's: SciPy is imported only on request)
 import fastgrad.misc.fixed_points  # noqa: F401  (autograd's fixed_point, a primitive of its own)
 from fastgrad._compiler.lowering import Lowering
-from fastgrad._registry import REGISTRY, Formula, NotCompiled, Sample
+from fastgrad._registry import REGISTRY, Formula, NotCompiled, Sample, TraceBody
 from fastgrad._tape import Primitive
 from fastgrad.backends import KERNELS
 
@@ -73,7 +73,9 @@ def test_entry_is_complete(prim):
     assert isinstance(prim, Primitive)
     assert isinstance(prim.formula, Formula), f"{prim.name}: no formula for explain()"
     assert prim.formula.forward and "{out}" in prim.formula.forward
-    assert isinstance(prim.lowering, (Lowering, NotCompiled)), f"{prim.name}: no lowering or mark"
+    assert isinstance(prim.lowering, (Lowering, TraceBody, NotCompiled)), f"{prim.name}: no lowering or mark"
+    if isinstance(prim.lowering, NotCompiled):
+        assert prim.lowering.reason, f"{prim.name}: a refuse mark says why"
     assert prim.order in (1, 2)
     assert set(prim.kernels) <= set(KERNELS), f"{prim.name} names kernels no backend has"
     assert callable(prim.samples)
@@ -126,9 +128,13 @@ def test_rules_are_differentiable(prim):
 
 @pytest.mark.parametrize("prim", PRIMS, ids=IDS)
 def test_lowering_matches_eager_or_is_refused_by_name(prim):
-    """Compiled value and gradient equal eager's (float64, rtol 1e-9) on every sample, the
-    replay as well as the trace; a primitive marked NotCompiled is refused, naming it, and
-    complex values are refused with an error that says so."""
+    """Every sample of a primitive with a lowering (or a body traced through) compiles —
+    no TracingError at all — and its value and gradient equal eager's (float64, rtol
+    1e-9), the replay as well as the trace, on this backend's executor (the suite runs on
+    both) — except an input its lowering declares refused by design (``refuses``: no
+    replay of it could be exact), refused in those words. A primitive carrying the
+    explicit NotCompiled mark is refused, the message naming it and its reason; complex
+    values are refused with an error that says so."""
     for sample in _samples(prim):
         positions = _differentiable(prim, sample)
         u = _cotangent(prim, sample)
@@ -148,15 +154,20 @@ def test_lowering_matches_eager_or_is_refused_by_name(prim):
                 compiled(*xs)
             continue
         if isinstance(prim.lowering, NotCompiled):
-            with pytest.raises(fg.TracingError, match=f"'{prim.name}'"):
+            with pytest.raises(fg.TracingError, match=f"'{prim.name}'") as info:
                 compiled(*xs)
+            assert prim.lowering.reason in str(info.value)
             continue
         try:
             compiled(*xs)  # the trace
         except fg.TracingError as exc:
-            assert f"'{prim.name}'" in str(exc), str(exc)  # refused for this input, by name
+            # only an input the lowering declares it refuses by design (a dtype the replay
+            # does not hold, a data-dependent shape), in those words, naming the primitive
+            refuses = getattr(prim.lowering, "refuses", ())
+            assert any(r in str(exc) for r in refuses) and f"'{prim.name}'" in str(exc), str(exc)
             continue
         value, grads = compiled(*xs)  # the replay
+        assert compiled.traces == 1
         np.testing.assert_allclose(value, eager_value, rtol=1e-9, atol=1e-12, err_msg=prim.name)
         for g, e in zip(grads, eager_grads):
             np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-12, err_msg=f"{prim.name} {sample}")

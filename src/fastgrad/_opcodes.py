@@ -20,10 +20,18 @@ ELEMENTWISE = (
     # the backward rules' elementwise parts
     "RELU_BWD", "SIGMOID_BWD", "TANH_BWD", "POW_BWD", "POW_BWD_B", "SIN_BWD", "COS_BWD",
     "DIV_BWD_B", "SQRT_BWD", "MAX", "MIN", "MAX_BWD", "MIN_BWD", "WHERE",
+    # comparisons and masks: 1 or 0 (a mask is data, read by WHERE and arithmetic)
+    "GT", "GE", "LT", "LE", "EQ", "NE", "AND", "OR", "XOR", "NOT",
+    # the NumPy face's elementwise functions (their backward rules are compositions)
+    "ABS", "SIGN", "FLOOR", "TAN", "ASIN", "ACOS", "ATAN", "SINH", "COSH", "ASINH", "ACOSH",
+    "ATANH", "LOG2", "LOG10", "LOG1P", "EXPM1", "EXP2", "SINC", "ANGLE", "ATAN2", "HYPOT",
+    "LOGADDEXP", "LOGADDEXP2", "REMAINDER", "FMAX", "FMIN", "BALANCED",
 )
 DENSE = (
     "CAST", "AFFINE", "GEMM", "TRANSPOSE", "SGD", "ADAM", "LOGSOFTMAX", "LOGSOFTMAX_BWD",
     "SOFTMAX", "SOFTMAX_BWD", "FUSED", "SCE", "SCE_BWD",
+    # moving elements by constant index arrays; reductions by index; prefix sums; batches
+    "GATHER", "SCATTER", "SEGMENT", "CUMSUM", "BGEMM",
 )
 NAMES = ELEMENTWISE + ("EW_END",) + DENSE
 

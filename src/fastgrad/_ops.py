@@ -17,18 +17,25 @@ the softmax family and the losses. The Tensor face's operators call these
 import numpy as np
 
 from . import _opcodes as op
+from . import _tape
 from ._backend import kernels as _kernels
 from ._compiler import lowering as low
 from ._factored import factor
-from ._registry import Formula, NotCompiled, Sample, define
+from ._registry import Formula, Sample, define
 from ._tape import TensorBase
 
 # ----------------------------------------------------------------------- helpers --
 
 
 def value(x):
-    """The array inside a tensor (or ``x`` itself): for masks and constants in rules."""
-    return x._data if isinstance(x, TensorBase) else x
+    """The array inside a tensor (or ``x`` itself): for masks and constants in rules.
+    While fastgrad.compile traces, a traced tensor's array is a TracedArray, so that what
+    is computed from it is recorded or refused, never frozen."""
+    if isinstance(x, TensorBase):
+        if _tape._tracer is not None:
+            return _tape._tracer.value(x)
+        return x._data
+    return x
 
 
 def shape_of(x):
@@ -314,7 +321,8 @@ def _absolute_vjp(g, ans, x):  # y = |x|:  x̄ = ȳ sign(x)  (0 at x = 0)
 absolute = define(
     np.abs, "absolute", vjps=[_absolute_vjp],
     formula=Formula("{out} = |{0}|", {0: "{0}̄ = {out}̄ ∘ sign({0})  (Re {out}̄ conj({0}) / |{0}| if complex)"}),
-    lowering=NotCompiled("absolute is not lowered yet"), samples=_normal(3, 4),
+    lowering=low.elementwise(lambda x: low.call(op.ABS, x), lambda g, y, x: g * low.call(op.SIGN, x)),
+    samples=_normal(3, 4),
 )
 abs = absolute  # noqa: A001  (the NumPy name)
 sin = define(  # y = sin x:  x̄ = ȳ cos x
@@ -385,7 +393,9 @@ sigmoid_backward = define(
     formula=Formula("{out} = {1} ∘ {0} ∘ (1 − {0})", {0: "{0}̄ = {out}̄ ∘ {1} ∘ (1 − 2 {0})",
                                                        1: "{1}̄ = {out}̄ ∘ {0} ∘ (1 − {0})"}),
     kernels=("sigmoid_backward",),
-    lowering=NotCompiled("sigmoid_backward (a recorded backward's step) is not lowered yet"),
+    lowering=low.elementwise(lambda h, dh: low.call(op.SIGMOID_BWD, dh, h),
+                             lambda G, y, h, dh: G * dh * (1.0 - 2.0 * h),
+                             lambda G, y, h, dh: G * h * (1.0 - h)),
     samples=lambda r: [Sample(r.uniform(0.1, 0.9, size=(3, 4)), r.normal(size=(3, 4)))],
 )
 
@@ -513,7 +523,7 @@ transpose_matvec = define(  # X = dz W
     formula=Formula("{out} = {1} {0}", {0: "{0}̄ = {1}ᵀ {out}̄", 1: "{1}̄ = {out}̄ {0}ᵀ"},
                     lambda out, args: _product_macs(out, args[0][0])),
     kernels=("transpose_matvec",),
-    lowering=NotCompiled("transpose_matvec (a recorded backward's step) is not lowered yet"),
+    lowering=low.body(lambda W, dz: matmul(dz, W)),
     samples=lambda r: [Sample(r.normal(size=(3, 4)), r.normal(size=(5, 3)))],
 )
 outer_grad = define(  # Y = dzᵀ x
@@ -522,7 +532,7 @@ outer_grad = define(  # Y = dzᵀ x
     formula=Formula("{out} = {0}ᵀ {1}", {0: "{0}̄ = {1} {out}̄ᵀ", 1: "{1}̄ = {0} {out}̄"},
                     lambda out, args: _product_macs(out, args[0][0])),
     kernels=("outer_grad",),
-    lowering=NotCompiled("outer_grad (a recorded backward's step) is not lowered yet"),
+    lowering=low.body(lambda dz, x: matmul(transpose(dz), x)),
     samples=lambda r: [Sample(r.normal(size=(5, 3)), r.normal(size=(5, 4)))],
 )
 bias_grad = define(  # y = Σₙ dzₙ
@@ -530,7 +540,7 @@ bias_grad = define(  # y = Σₙ dzₙ
     saves_args=False,
     formula=Formula("{out} = Σₙ {0}ₙ", {0: "{0}̄ = {out}̄ repeated over the rows"}, reduction_macs),
     kernels=("bias_grad",),
-    lowering=NotCompiled("bias_grad (a recorded backward's step) is not lowered yet"),
+    lowering=low.body(lambda dz: sum(dz, 0)),
     samples=_normal(5, 3),
 )
 
@@ -695,7 +705,7 @@ softmax_cross_entropy_grad = define(
     formula=Formula("{out} = (softmax({0}) − onehot({1})) / N",
                     {0: "{0}̄ = softmax({0}) ∘ ({out}̄ − Σ {out}̄ ∘ softmax({0})) / N"}),
     kernels=("softmax_cross_entropy_forward", "softmax_cross_entropy_backward"),
-    lowering=NotCompiled("softmax_cross_entropy_grad (a recorded backward's step) is not lowered yet"),
+    lowering=low.softmax_cross_entropy_grad(),
     samples=_labels_samples,
 )
 

@@ -20,7 +20,7 @@ from ._ops import (
     unbroadcast,
     value,
 )
-from ._registry import Formula, NotCompiled, Sample, define
+from ._registry import Formula, Sample, define
 
 # ----------------------------------------------------------------- reductions ----
 
@@ -85,13 +85,13 @@ amax = define(
     _max, "max", vjps=[_extreme_vjp], saves_ans=True,
     formula=Formula("{out} = max({0})", {0: "{0}̄ = {out}̄ at the largest elements (ties share it)"},
                     reduction_macs),
-    lowering=NotCompiled("max along an axis is not lowered yet"), samples=_reduction_samples,
+    lowering=low.extreme(0), samples=_reduction_samples,
 )
 amin = define(
     _min, "min", vjps=[_extreme_vjp], saves_ans=True,
     formula=Formula("{out} = min({0})", {0: "{0}̄ = {out}̄ at the smallest elements (ties share it)"},
                     reduction_macs),
-    lowering=NotCompiled("min along an axis is not lowered yet"), samples=_reduction_samples,
+    lowering=low.extreme(1), samples=_reduction_samples,
 )
 
 # ------------------------------------------------------------ shape and indexing ----
@@ -142,7 +142,7 @@ expand_dims = define(
 swapaxes = define(
     np.swapaxes, "swapaxes", vjps=[lambda g, ans, x, a1, a2: swapaxes(g, a1, a2)],
     formula=Formula("{out} = swapaxes({0})", {0: "{0}̄ = swapaxes({out}̄)"}, no_macs),
-    lowering=NotCompiled("swapaxes is not lowered yet"),
+    lowering=low.select(np.swapaxes),
     samples=lambda r: [Sample(r.normal(size=(2, 3, 4)), 0, 2)],
 )
 identity = define(
@@ -188,12 +188,12 @@ def _index_samples(r):
 getitem = define(
     _getitem, "getitem", vjps=[lambda g, ans, x, index: untake(g, index, shape_of(x))],
     formula=Formula("{out} = {0}[index]", {0: "{0}̄ = {out}̄ scattered into zeros (repeats add)"}, no_macs),
-    lowering=NotCompiled("indexing is not lowered yet"), samples=_index_samples,
+    lowering=low.getitem(), samples=_index_samples,
 )
 untake = define(
     _untake, "untake", vjps=[lambda G, ans, g, index, shape: getitem(G, index)], saves_args=False,
     formula=Formula("{out} = scatter({0})", {0: "{0}̄ = {out}̄[index]"}, no_macs),
-    lowering=NotCompiled("scatter-add is not lowered yet"),
+    lowering=low.untake(),
     samples=lambda r: [Sample(r.normal(size=(3,)), (np.array([0, 2, 0]),), (4,)),
                        Sample(r.normal(size=(2, 5)), (slice(1, 3),), (4, 5))],
 )
@@ -230,14 +230,14 @@ def _stack_rule(i):
 _concatenate = define(
     _concatenate_args, "concatenate", vjps=EveryArgument(_concatenate_rule), saves_args=False,
     formula=Formula("{out} = concatenate(…)", {}, no_macs),
-    lowering=NotCompiled("concatenate is not lowered yet"),
+    lowering=low.assemble(_concatenate_args),
     samples=lambda r: [Sample(0, r.normal(size=(2, 3)), r.normal(size=(4, 3))),
                        Sample(-1, r.normal(size=(2, 3)), r.normal(size=(2, 1)), r.normal(size=(2, 2)))],
 )
 _stack = define(
     _stack_args, "stack", vjps=EveryArgument(_stack_rule), saves_args=False,
     formula=Formula("{out} = stack(…)", {}, no_macs),
-    lowering=NotCompiled("stack is not lowered yet"),
+    lowering=low.assemble(_stack_args),
     samples=lambda r: [Sample(0, r.normal(size=(2, 3)), r.normal(size=(2, 3))),
                        Sample(1, r.normal(size=(4,)), r.normal(size=(4,)), r.normal(size=(4,)))],
 )

@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from ._opcodes import AFFINE, AFFINE_T, BLK, CAST, EW_END, FUSED, GEMM, HOST, NREG, OPNAMES
+from ._opcodes import AFFINE, AFFINE_T, BGEMM, BLK, CAST, EW_END, FUSED, GEMM, HOST, NREG, OPNAMES
 
 cnp.import_array()
 
@@ -85,6 +85,9 @@ def _select_isa(str limit="avx512"):
 
 
 ISA = _select_isa(os.environ.get("FASTGRAD_ISA", "avx512"))
+
+
+_CAST_CODE = {np.dtype(np.float64).str: 0, np.dtype(np.float32).str: 1, np.dtype(np.int64).str: 2}
 
 
 cdef inline void _fill(fg_ins* I, object x, dict num):
@@ -183,7 +186,7 @@ cdef class Program:
                 if a is not None:
                     self._set(i, a)
         instrs = plan.instrs
-        if any(x.op == GEMM or (x.op == AFFINE and x.R > 1) for x in instrs):
+        if any(x.op in (GEMM, BGEMM) or (x.op == AFFINE and x.R > 1) for x in instrs):
             _load_blas()
         self.n = len(instrs)
         self.ins = <fg_ins*>malloc(max(self.n, 1) * sizeof(fg_ins))
@@ -203,8 +206,8 @@ cdef class Program:
                 self.ins[k].a = len(subs)
                 self.ins[k].K = len(x.subs)
                 subs.extend(x.subs)
-            if x.op == CAST:
-                self.ins[k].flags = 2 if x.args[0].dtype.kind in "iu" else 0
+            if x.op == CAST:  # source code | target code << 2: float64 0, float32 1, int64 2
+                self.ins[k].flags = _CAST_CODE[x.args[0].dtype.str] | _CAST_CODE[x.out.dtype.str] << 2
         self.nsubs = len(subs)
         self.subs = <fg_ins*>malloc(max(self.nsubs, 1) * sizeof(fg_ins))
         regnum = dict(num)

@@ -8,8 +8,9 @@ tensor go through one map (``fastgrad.numpy._map``): each records like its
 silently drops the graph.
 
 While ``fastgrad.compile`` traces a function, the methods that would hand a traced value
-to Python (``bool()``, ``float()``, ``.item()``, ``np.asarray``, comparisons) and the
-``.data``/``.grad`` accessors call the tracer's hooks (``_tape._tracer``).
+to Python (``bool()``, ``float()``, ``.item()``, ``np.asarray``, ``.argmax()``), the
+comparisons (recorded as masks) and the ``.data``/``.grad`` accessors call the tracer's
+hooks (``_tape._tracer``).
 """
 
 import numpy as np
@@ -79,6 +80,14 @@ def _escape(t, what):
     """A traced value would leave the tape: the compile tracer refuses (no-op otherwise)."""
     if _tape._tracer is not None:
         _tape._tracer.escape(t, what)
+
+
+def _compare(ufunc, t, other):
+    """``t < other`` and its kind: a boolean array; while fastgrad.compile traces, a mask
+    recorded by the tracer."""
+    if _tape._tracer is not None:
+        return _tape._tracer.compare(ufunc, t, other)
+    return ufunc(t._data, _ops.value(other))
 
 
 def _axis(axis, dim):
@@ -285,54 +294,57 @@ class Tensor(TensorBase):
         return int(self._data)
 
     # Comparisons give plain boolean arrays (not differentiable), so `np.where(x > 0, …)`
-    # and `if x > 0:` work, inside grad too.
+    # and `if x > 0:` work, inside grad too. While fastgrad.compile traces, a comparison of
+    # traced values is recorded: the mask is data (an `if` on it is refused).
     def __lt__(self, other):
-        _escape(self, "a comparison <")
-        return np.less(self._data, _ops.value(other))
+        return _compare(np.less, self, other)
 
     def __le__(self, other):
-        _escape(self, "a comparison <=")
-        return np.less_equal(self._data, _ops.value(other))
+        return _compare(np.less_equal, self, other)
 
     def __gt__(self, other):
-        _escape(self, "a comparison >")
-        return np.greater(self._data, _ops.value(other))
+        return _compare(np.greater, self, other)
 
     def __ge__(self, other):
-        _escape(self, "a comparison >=")
-        return np.greater_equal(self._data, _ops.value(other))
+        return _compare(np.greater_equal, self, other)
 
     def __eq__(self, other):
-        _escape(self, "a comparison ==")
-        return np.equal(self._data, _ops.value(other))
+        return _compare(np.equal, self, other)
 
     def __ne__(self, other):
-        _escape(self, "a comparison !=")
-        return np.not_equal(self._data, _ops.value(other))
+        return _compare(np.not_equal, self, other)
 
     # The methods of values (argmax, ...): constants computed from the data.
     def any(self, *args, **kwargs):
+        _escape(self, ".any()")
         return np.asarray(self._data).any(*args, **kwargs)
 
     def all(self, *args, **kwargs):
+        _escape(self, ".all()")
         return np.asarray(self._data).all(*args, **kwargs)
 
     def argmax(self, *args, **kwargs):
+        _escape(self, ".argmax()")
         return np.asarray(self._data).argmax(*args, **kwargs)
 
     def argmin(self, *args, **kwargs):
+        _escape(self, ".argmin()")
         return np.asarray(self._data).argmin(*args, **kwargs)
 
     def argsort(self, *args, **kwargs):
+        _escape(self, ".argsort()")
         return np.asarray(self._data).argsort(*args, **kwargs)
 
     def argpartition(self, *args, **kwargs):
+        _escape(self, ".argpartition()")
         return np.asarray(self._data).argpartition(*args, **kwargs)
 
     def nonzero(self):
+        _escape(self, ".nonzero()")
         return np.asarray(self._data).nonzero()
 
     def round(self, *args, **kwargs):
+        _escape(self, ".round()")
         return np.asarray(self._data).round(*args, **kwargs)
 
     # -- the backward pass --
@@ -420,9 +432,11 @@ class Tensor(TensorBase):
         return _fnp.mod(other, self)
 
     def __floordiv__(self, other):  # piecewise constant: no derivative, a constant
+        _escape(self, "//")
         return np.floor_divide(self._data, _ops.value(other))
 
     def __rfloordiv__(self, other):
+        _escape(self, "//")
         return np.floor_divide(_ops.value(other), self._data)
 
     def __neg__(self):
@@ -492,6 +506,8 @@ class Tensor(TensorBase):
             if twin is not None:
                 return twin(*inputs)
         if method == "__call__" and ufunc in NOT_DIFFERENTIABLE:
+            if _tape._tracer is not None:  # fastgrad.compile: a mask, or refused
+                return _tape._tracer.ufunc(ufunc, method, inputs, kwargs)
             return ufunc(*unbox(inputs), **unbox(kwargs))
         name = f"numpy.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")
         return _refuse(name, ufunc, kwargs)
@@ -503,6 +519,8 @@ class Tensor(TensorBase):
         if twin is not None:
             return twin(*args, **kwargs)
         if func in NOT_DIFFERENTIABLE:
+            if _tape._tracer is not None:  # fastgrad.compile: refused if it reads a traced value
+                return _tape._tracer.function(func, args, kwargs)
             return func(*unbox(args), **unbox(kwargs))
         module = getattr(func, "__module__", "numpy") or "numpy"
         return _refuse(f"{module.replace('numpy._core', 'numpy')}.{func.__name__}", func, kwargs)

@@ -20,6 +20,7 @@ from .._opcodes import ADAM, ADD, CAST, COPY, HOST, SGD, TRANSPOSE
 from .._registry import NotCompiled, TraceBody
 from .._tape import TensorBase
 from .ir import FLOATS, FULL, Ins, Slot, TracingError
+from .traced import TracedArray, array_ufunc, plain, underived
 
 __all__ = ["Tracer", "tracing", "TracingError"]
 
@@ -146,6 +147,8 @@ class Tracer:
             s = self.by_array.get(id(a))
             if s is not None:
                 return s
+            if type(a) is TracedArray:  # made from a traced value outside the hooks
+                raise underived()
             if type(a) is not np.ndarray:
                 a = np.asarray(a)
             if a.dtype not in FLOATS:
@@ -225,10 +228,11 @@ class Tracer:
         ans = out._data
         if isinstance(ans, np.generic):
             ans = out._data = np.asarray(ans)  # a 0-d array: it can live in a buffer
-        if not isinstance(ans, np.ndarray) or ans.dtype not in FLOATS:
+        if not isinstance(ans, np.ndarray) or (ans.dtype not in FLOATS and ans.dtype != np.int64):
             raise TracingError(
                 f"fastgrad.compile: '{prim.name}' returned {type(ans).__name__} "
-                f"{getattr(ans, 'dtype', '')}; only float32/float64 arrays are replayed"
+                f"{getattr(ans, 'dtype', '')}, a dtype the replay does not hold (float32, "
+                "float64, int64)"
             )
         vjps = prim.vjps
         requires = [] if out._node is None else [
@@ -352,13 +356,44 @@ class Tracer:
                 f"fastgrad.compile: {what} on a traced tensor of shape {np.shape(tensor._data)} "
                 "needs its value while tracing; a compiled function cannot branch on or leave "
                 "the tape with traced values (Python control flow is frozen at trace time). "
-                "Compute it outside the compiled function (fg.where and fg.maximum replay; "
-                "fg.where's condition must come from outside)"
+                "Compute it with tensor operations: comparisons give masks, fg.where, "
+                "fg.maximum and fg.clip replay"
             )
 
+    def compare(self, ufunc, a, b):
+        """``a < b`` and its kind with a tensor ``a``: a mask (1 or 0), recorded."""
+        if not self._mine():
+            return ufunc(a._data, plain(b))
+        return array_ufunc(self, ufunc, "__call__", (a, b), {})
+
+    def ufunc(self, ufunc, method, inputs, kwargs):
+        """A NumPy ufunc without a derivative (``np.greater``, ``np.sign``, ...) called on
+        a tensor: a mask where it is a comparison, else refused if a value is traced."""
+        if not self._mine():
+            return getattr(ufunc, method)(*plain(inputs), **plain(kwargs))
+        return array_ufunc(self, ufunc, method, inputs, kwargs)
+
+    def function(self, func, args, kwargs):
+        """A NumPy function without a derivative (``np.argmax``, ``np.nonzero``, ...)
+        called on a tensor: refused if it reads a traced value, answered if it only reads
+        shapes."""
+        if self._mine() and func not in _SHAPE_ONLY and any(
+                isinstance(a, TensorBase) and self.traced(a) for a in _leaves(args, kwargs)):
+            raise TracingError(
+                f"fastgrad.compile: np.{getattr(func, '__name__', func)} on a traced tensor needs "
+                "its value while tracing (it would be frozen at trace time); use tensor "
+                "operations instead")
+        return func(*plain(args), **{k: plain(v) for k, v in kwargs.items()})
+
+    def value(self, tensor):
+        """The array of ``tensor`` for the NumPy face's functions (``_ops.value``): a
+        TracedArray for a traced one, so that what is computed from it is recorded."""
+        return self.data(tensor, tensor._data)
+
     def data(self, tensor, d):
-        """``tensor.data`` while tracing: a view whose shape and dtype work and whose
-        NumPy arithmetic is refused (it would be frozen at trace time)."""
+        """``tensor.data`` while tracing: a view whose shape and dtype work, known to the
+        tracer (a primitive reading it reads its buffer), whose NumPy arithmetic is
+        recorded or refused (it would be frozen at trace time)."""
         if self._mine():
             s = self.by_tensor.get(id(tensor)) or self.by_array.get(id(tensor._data))
             if s is not None and s.kind not in ("state", "array") and isinstance(d, np.ndarray):
@@ -467,26 +502,21 @@ def _untraced(fun, *args):
         _tape._tracer = tracer
 
 
-class TracedArray(np.ndarray):
-    """``tensor.data`` while tracing: shape and dtype work, NumPy arithmetic is refused."""
-
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        raise TracingError(
-            f"fastgrad.compile: NumPy's {ufunc.__name__} on the .data of a traced tensor escapes "
-            "the tape (it would be frozen at trace time); use tensor operations instead"
-        )
-
-    def __array_function__(self, func, types, args, kwargs):
-        if func in (np.shape, np.ndim, np.size, np.result_type):
-            return super().__array_function__(func, types, args, kwargs)
-        raise TracingError(
-            f"fastgrad.compile: np.{func.__name__} on the .data of a traced tensor escapes the "
-            "tape (it would be frozen at trace time); use tensor operations instead"
-        )
-
-    def __float__(self):
-        raise TracingError("fastgrad.compile: float() of traced data while tracing")
-
-    __bool__ = __int__ = __index__ = __float__
+_SHAPE_ONLY = {np.shape, np.ndim, np.size, np.result_type, np.zeros_like, np.ones_like,
+               np.empty_like, np.full_like, np.iscomplexobj, np.isrealobj, np.isscalar,
+               np.shares_memory, np.may_share_memory}
 
 
+def _leaves(args, kwargs):
+    out = []
+
+    def walk(x):
+        if isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v)
+        else:
+            out.append(x)
+
+    walk(list(args))
+    walk(list(kwargs.values()))
+    return out

@@ -549,16 +549,99 @@ static FG_CLONES void fg_rows_##SUFFIX(const fg_ins *In, void **P) {            
 FG_DEFINE_MISC(double, , d)
 FG_DEFINE_MISC(float, f, f)
 
+/* Moving elements by a constant index array (int64, FG_OP_GATHER/FG_OP_SCATTER), reducing
+   by one (FG_OP_SEGMENT), prefix sums along an axis (FG_OP_CUMSUM) and a batch of
+   products (FG_OP_BGEMM). */
+#define FG_DEFINE_INDEXED(T, SUFFIX)                                                  \
+/* o[i] (+)= al a[idx[i]] for i < R C; idx[i] < 0 reads 0 */                          \
+static void fg_gather_##SUFFIX(const fg_ins *In, void **P) {                         \
+    T *o = (T *)P[In->out]; const T *a = (const T *)P[In->a];                         \
+    const long long *idx = (const long long *)P[In->b];                              \
+    const T al = (T)In->f[0];                                                        \
+    Py_ssize_t n = In->R * In->C, i;                                                 \
+    if (In->acc) { for (i = 0; i < n; i++) if (idx[i] >= 0) o[i] += al * a[idx[i]]; } \
+    else for (i = 0; i < n; i++) o[i] = idx[i] >= 0 ? al * a[idx[i]] : (T)0;         \
+}                                                                                   \
+/* o[idx[i]] += al a[i] for i < R C (o, of K elements, zeroed first unless acc), in   \
+   order, so repeated indices add up as np.add.at; flags bit 0: o[idx[i]] = al a[i]    \
+   instead, nothing zeroed (a part of a concatenation). idx[i] < 0: skipped. */        \
+static void fg_scatter_##SUFFIX(const fg_ins *In, void **P) {                        \
+    T *o = (T *)P[In->out]; const T *a = (const T *)P[In->a];                         \
+    const long long *idx = (const long long *)P[In->b];                              \
+    const T al = (T)In->f[0];                                                        \
+    Py_ssize_t n = In->R * In->C, i;                                                 \
+    if (In->flags & 1) { for (i = 0; i < n; i++) if (idx[i] >= 0) o[idx[i]] = al * a[i]; return; } \
+    if (!In->acc) memset(o, 0, (size_t)In->K * sizeof(T));                             \
+    for (i = 0; i < n; i++) if (idx[i] >= 0) o[idx[i]] += al * a[i];                 \
+}                                                                                   \
+/* o[idx[i]] = op(o[idx[i]], a[i]) for i < R C, in order, o (K elements) starting at   \
+   op's identity; flags: 0 max, 1 min (a NaN wins, as np.max), 2 product */           \
+static void fg_segment_##SUFFIX(const fg_ins *In, void **P) {                        \
+    T *o = (T *)P[In->out]; const T *a = (const T *)P[In->a];                         \
+    const long long *idx = (const long long *)P[In->b];                              \
+    Py_ssize_t n = In->R * In->C, m = In->K, i;                                      \
+    const T start = In->flags == 2 ? (T)1 : (In->flags == 0 ? -(T)INFINITY : (T)INFINITY); \
+    for (i = 0; i < m; i++) o[i] = start;                                            \
+    for (i = 0; i < n; i++) {                                                       \
+        const long long j = idx[i]; const T v = a[i], w = o[j];                      \
+        if (In->flags == 2) o[j] = w * v;                                            \
+        else if (In->flags == 0) o[j] = (v > w || v != v) ? v : w;                    \
+        else o[j] = (v < w || v != v) ? v : w;                                       \
+    }                                                                               \
+}                                                                                   \
+/* o[a, n, b] (+)= al sum_{k <= n} x[a, k, b] over (R, K, C); flags bit 0: k >= n */  \
+static void fg_cumsum_##SUFFIX(const fg_ins *In, void **P) {                         \
+    T *o = (T *)P[In->out]; const T *x = (const T *)P[In->a];                         \
+    const T al = (T)In->f[0];                                                        \
+    Py_ssize_t A = In->R, N = In->K, B = In->C, p, q, k;                              \
+    for (p = 0; p < A; p++) for (q = 0; q < B; q++) {                                 \
+        T s = 0;                                                                     \
+        for (k = 0; k < N; k++) {                                                    \
+            const Py_ssize_t e = (p * N + ((In->flags & 1) ? N - 1 - k : k)) * B + q; \
+            s += x[e];                                                               \
+            if (In->acc) o[e] += al * s; else o[e] = al * s;                           \
+        }                                                                           \
+    }                                                                               \
+}                                                                                   \
+/* f[1] products out[t so] (+)= al op(A[t sa]) op(B[t sb]), t < f[1] (element strides \
+   f[2], f[3], f[4]); with so = 0 they add up into one output */                     \
+static void fg_bgemm_##SUFFIX(const fg_ins *In, void **P) {                          \
+    const Py_ssize_t nb = (Py_ssize_t)In->f[1], sa = (Py_ssize_t)In->f[2],            \
+                     sb = (Py_ssize_t)In->f[3], so = (Py_ssize_t)In->f[4];            \
+    fg_ins G = *In; void *Q[3]; Py_ssize_t t;                                        \
+    G.a = 0; G.b = 1; G.out = 2;                                                     \
+    for (t = 0; t < nb; t++) {                                                       \
+        Q[0] = (T *)P[In->a] + t * sa; Q[1] = (T *)P[In->b] + t * sb;                  \
+        Q[2] = (T *)P[In->out] + t * so;                                             \
+        G.acc = In->acc || (so == 0 && t > 0);                                       \
+        fg_gemm_##SUFFIX(&G, Q);                                                     \
+    }                                                                               \
+}
+
+FG_DEFINE_INDEXED(double, d)
+FG_DEFINE_INDEXED(float, f)
+
+/* A conversion between float64, float32 and int64 (flags: source code | target code << 2,
+   0 float64, 1 float32, 2 int64); a float outside int64's range (or NaN) becomes
+   INT64_MIN, as NumPy's cast does on x86. */
+#define FG_TO_I64(v) ((v) != (v) || (v) >= 9.2233720368547758e18 || (v) < -9.2233720368547758e18 \
+                      ? (long long)(-9223372036854775807LL - 1) : (long long)(v))
+#define FG_CAST_LOOP(S, D, CONV) { const S *a = (const S *)P[In->a]; D *o = (D *)P[In->out]; \
+                                   for (i = 0; i < n; i++) o[i] = CONV(a[i]); } break;
+#define FG_PLAIN(v) (v)
 static void fg_cast(const fg_ins *In, void **P) {
     Py_ssize_t n = In->R * In->C, i;
-    if (In->dt == 1) { float *o = (float *)P[In->out];
-        if (In->flags == 2) { const long long *a = (const long long *)P[In->a];
-                              for (i = 0; i < n; i++) o[i] = (float)a[i]; }
-        else { const double *a = (const double *)P[In->a]; for (i = 0; i < n; i++) o[i] = (float)a[i]; } }
-    else { double *o = (double *)P[In->out];
-        if (In->flags == 2) { const long long *a = (const long long *)P[In->a];
-                              for (i = 0; i < n; i++) o[i] = (double)a[i]; }
-        else { const float *a = (const float *)P[In->a]; for (i = 0; i < n; i++) o[i] = (double)a[i]; } }
+    switch (In->flags) {
+    case 0 | 1 << 2: FG_CAST_LOOP(double, float, (float))
+    case 0 | 2 << 2: FG_CAST_LOOP(double, long long, FG_TO_I64)
+    case 1 | 0 << 2: FG_CAST_LOOP(float, double, (double))
+    case 1 | 2 << 2: FG_CAST_LOOP(float, long long, FG_TO_I64)
+    case 2 | 0 << 2: FG_CAST_LOOP(long long, double, (double))
+    case 2 | 1 << 2: FG_CAST_LOOP(long long, float, (float))
+    case 0: FG_CAST_LOOP(double, double, FG_PLAIN)
+    case 1 | 1 << 2: FG_CAST_LOOP(float, float, FG_PLAIN)
+    case 2 | 2 << 2: FG_CAST_LOOP(long long, long long, FG_PLAIN)
+    }
 }
 
 #pragma GCC pop_options
@@ -589,6 +672,11 @@ static Py_ssize_t fg_run(const fg_ins *ins, Py_ssize_t n, void **P, const fg_ins
         case FG_OP_SCE: case FG_OP_SCE_BWD:
             if (d ? fg_sce_d(In, P) : fg_sce_f(In, P)) return k + 1;
             break;
+        case FG_OP_GATHER: if (d) fg_gather_d(In, P); else fg_gather_f(In, P); break;
+        case FG_OP_SCATTER: if (d) fg_scatter_d(In, P); else fg_scatter_f(In, P); break;
+        case FG_OP_SEGMENT: if (d) fg_segment_d(In, P); else fg_segment_f(In, P); break;
+        case FG_OP_CUMSUM: if (d) fg_cumsum_d(In, P); else fg_cumsum_f(In, P); break;
+        case FG_OP_BGEMM: if (d) fg_bgemm_d(In, P); else fg_bgemm_f(In, P); break;
         }
     }
     return 0;

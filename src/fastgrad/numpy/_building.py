@@ -12,8 +12,9 @@ import builtins
 import numpy as onp
 
 from .. import _ops
+from .._compiler import lowering as low
 from .._ops import no_macs, reshape, shape_of, value
-from .._registry import Formula, NotCompiled, Sample, define
+from .._registry import Formula, Sample, define
 from ._shapes import _atleast, ravel
 from ._util import contains_tensor, dtype_of, ndim_of, normal, traced
 
@@ -23,7 +24,7 @@ from ._util import contains_tensor, dtype_of, ndim_of, normal, traced
 _copy = define(
     lambda x: onp.array(x), "array", vjps=[lambda g, ans, x: g], saves_args=False,
     formula=Formula("{out} = {0}", {0: "{0}̄ = {out}̄"}, no_macs),
-    lowering=NotCompiled("array (a copy) is not lowered yet"), samples=normal(3, 4),
+    lowering=low.view(), samples=normal(3, 4),
 )
 
 
@@ -46,7 +47,7 @@ def _astype_vjp(g, ans, x, dtype):
 astype_p = define(
     _astype, "astype", vjps=[_astype_vjp],
     formula=Formula("{out} = {0} as another dtype", {0: "{0}̄ = {out}̄ in {0}'s dtype"}, no_macs),
-    lowering=NotCompiled("astype is not lowered yet"),
+    lowering=low.astype(),
     samples=lambda r: [Sample(r.normal(size=(3, 4)), onp.float64),
                        Sample(r.normal(size=(3, 4)), onp.longdouble),
                        Sample(3.0 * r.normal(size=(3, 4)), onp.int64)],  # a step: x̄ = 0

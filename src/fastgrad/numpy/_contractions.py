@@ -13,6 +13,7 @@ import string
 import numpy as onp
 
 from .. import _ops
+from .._compiler import lowering as low
 from .._ops import (
     expand_dims,
     matmul,
@@ -24,7 +25,7 @@ from .._ops import (
     unbroadcast,
     untake,
 )
-from .._registry import Formula, NotCompiled, Sample, define
+from .._registry import Formula, Sample, define
 from ._shapes import moveaxis, ravel
 from ._util import ndim_of, shape_proxy, traced
 
@@ -68,7 +69,7 @@ def _diagonal_vjp(g, ans, a, offset=0, axis1=0, axis2=1):
 diagonal_p = define(
     _diagonal, "diagonal", vjps=[_diagonal_vjp], saves_args=False,
     formula=Formula("{out} = diag({0})", {0: "{0}̄ = {out}̄ on the diagonal, 0 elsewhere"}, no_macs),
-    lowering=NotCompiled("diagonal is not lowered yet"),
+    lowering=low.select(_diagonal),
     samples=lambda r: [Sample(r.normal(size=(4, 5))), Sample(r.normal(size=(4, 5)), 1),
                        Sample(r.normal(size=(4, 5)), -2),
                        Sample(r.normal(size=(2, 3, 4)), 0, 1, 2),
@@ -106,7 +107,7 @@ def _diag_vjp(g, ans, v, k=0):
 diag_p = define(
     _diag, "diag", vjps=[_diag_vjp], saves_args=False,
     formula=Formula("{out} = diag({0})", {0: "{0}̄ = diag({out}̄)"}, no_macs),
-    lowering=NotCompiled("diag is not lowered yet"),
+    lowering=low.select(_diag),
     samples=lambda r: [Sample(r.normal(size=(3,))), Sample(r.normal(size=(3,)), 1),
                        Sample(r.normal(size=(3,)), -2), Sample(r.normal(size=(4, 4))),
                        Sample(r.normal(size=(3, 5)), 1), Sample(r.normal(size=(4, 3)), -1)],
@@ -197,7 +198,7 @@ tensordot_p = define(
     formula=Formula("{out} = Σ {0} {1} over the paired axes",
                     {0: "{0}̄ = Σ {out}̄ {1} over {1}'s free axes",
                      1: "{1}̄ = Σ {0} {out}̄ over {0}'s free axes"}, _contraction_macs),
-    lowering=NotCompiled("tensordot is not lowered yet"), samples=_tensordot_samples,
+    lowering=low.body(low.tensordot_body), samples=_tensordot_samples,
 )
 
 
@@ -274,7 +275,7 @@ cross_p = define(
     formula=Formula("{out} = {0} × {1}", {0: "{0}̄ = {1} × {out}̄", 1: "{1}̄ = {out}̄ × {0}"},
                     lambda out, args: (2 * _size(out), {0: 2 * _size(out), 1: 2 * _size(out)}),
                     broadcasts=True),
-    lowering=NotCompiled("cross is not lowered yet"),
+    lowering=low.body(low.cross_body),
     samples=lambda r: [Sample(r.normal(size=(3,)), r.normal(size=(3,))),
                        Sample(r.normal(size=(4, 3)), r.normal(size=(3,))),
                        Sample(r.normal(size=(2, 1, 3)), r.normal(size=(4, 3)))],
@@ -345,7 +346,7 @@ einsum_p = define(
     formula=Formula("{out} = einsum(…)",
                     {i: f"{{{i}}}̄ = einsum of {{out}}̄ with the other operands, to {{{i}}}'s indices"
                      for i in range(1, 9)}, _unknown_macs),
-    lowering=NotCompiled("einsum is not lowered yet"), samples=_einsum_samples,
+    lowering=low.body(low.einsum_body), samples=_einsum_samples,
 )
 
 

@@ -7,16 +7,19 @@ Notation (the lecture's): for y = f(x), a rule turns ȳ (``g``) into x̄ = ȳ �
 
 Every rule is written in primitives (never in plain NumPy on the values), so the backward
 pass can itself be recorded and differentiated; ``value(x)`` is read only for masks and
-constants. None of these is lowered by ``fastgrad.compile`` yet (it refuses them by name).
+constants. Each entry's ``lowering`` writes its rule again as instructions
+(``fastgrad._compiler.lowering_ew``), in the same order, for ``fastgrad.compile``.
 """
 
 import builtins
 
 import numpy as onp
 
+from .. import _opcodes as op
 from .. import _ops
+from .._compiler import lowering as low
 from .._ops import cos, exp, maximum, minimum, no_macs, sqrt, unbroadcast, value
-from .._registry import Formula, NotCompiled, Sample, define
+from .._registry import Formula, Sample, define
 from ._util import contains_tensor, normal, traced, uniform
 
 # --------------------------------------------------------------- unary elementwise --
@@ -27,99 +30,112 @@ _inside_one = uniform(-0.8, 0.8, 3, 4)  # the domain of arcsin, arccos, arctanh
 tan = define(  # y = tan x:  x̄ = ȳ / cos²x
     onp.tan, "tan", vjps=[lambda g, ans, x: g / cos(x) ** 2],
     formula=Formula("{out} = tan({0})", {0: "{0}̄ = {out}̄ / cos²{0}"}),
-    lowering=NotCompiled("tan is not lowered yet"), samples=uniform(-1.2, 1.2, 3, 4),
+    lowering=low.elementwise(lambda x: low.call(op.TAN, x), lambda g, y, x: g / low.call(op.COS, x) ** 2),
+    samples=uniform(-1.2, 1.2, 3, 4),
 )
 arcsin = define(  # y = arcsin x:  x̄ = ȳ / √(1 − x²)
     onp.arcsin, "arcsin", vjps=[lambda g, ans, x: g / sqrt(1.0 - x * x)],
     formula=Formula("{out} = arcsin({0})", {0: "{0}̄ = {out}̄ / √(1 − {0}²)"}),
-    lowering=NotCompiled("arcsin is not lowered yet"), samples=_inside_one,
+    lowering=low.elementwise(lambda x: low.call(op.ASIN, x),
+                             lambda g, y, x: g / low.call(op.SQRT, 1.0 - x * x)), samples=_inside_one,
 )
 arccos = define(  # y = arccos x:  x̄ = −ȳ / √(1 − x²)
     onp.arccos, "arccos", vjps=[lambda g, ans, x: -g / sqrt(1.0 - x * x)],
     formula=Formula("{out} = arccos({0})", {0: "{0}̄ = −{out}̄ / √(1 − {0}²)"}),
-    lowering=NotCompiled("arccos is not lowered yet"), samples=_inside_one,
+    lowering=low.elementwise(lambda x: low.call(op.ACOS, x),
+                             lambda g, y, x: -g / low.call(op.SQRT, 1.0 - x * x)), samples=_inside_one,
 )
 arctan = define(  # y = arctan x:  x̄ = ȳ / (1 + x²)
     onp.arctan, "arctan", vjps=[lambda g, ans, x: g / (1.0 + x * x)],
     formula=Formula("{out} = arctan({0})", {0: "{0}̄ = {out}̄ / (1 + {0}²)"}),
-    lowering=NotCompiled("arctan is not lowered yet"), samples=normal(3, 4),
+    lowering=low.elementwise(lambda x: low.call(op.ATAN, x), lambda g, y, x: g / (1.0 + x * x)), samples=normal(3, 4),
 )
 sinh = define(  # y = sinh x:  x̄ = ȳ cosh x
     onp.sinh, "sinh", vjps=[lambda g, ans, x: g * cosh(x)],
     formula=Formula("{out} = sinh({0})", {0: "{0}̄ = {out}̄ ∘ cosh({0})"}),
-    lowering=NotCompiled("sinh is not lowered yet"), samples=normal(3, 4),
+    lowering=low.elementwise(lambda x: low.call(op.SINH, x), lambda g, y, x: g * low.call(op.COSH, x)),
+    samples=normal(3, 4),
 )
 cosh = define(  # y = cosh x:  x̄ = ȳ sinh x
     onp.cosh, "cosh", vjps=[lambda g, ans, x: g * sinh(x)],
     formula=Formula("{out} = cosh({0})", {0: "{0}̄ = {out}̄ ∘ sinh({0})"}),
-    lowering=NotCompiled("cosh is not lowered yet"), samples=normal(3, 4),
+    lowering=low.elementwise(lambda x: low.call(op.COSH, x), lambda g, y, x: g * low.call(op.SINH, x)),
+    samples=normal(3, 4),
 )
 arcsinh = define(  # y = arsinh x:  x̄ = ȳ / √(x² + 1)
     onp.arcsinh, "arcsinh", vjps=[lambda g, ans, x: g / sqrt(x * x + 1.0)],
     formula=Formula("{out} = arsinh({0})", {0: "{0}̄ = {out}̄ / √({0}² + 1)"}),
-    lowering=NotCompiled("arcsinh is not lowered yet"), samples=normal(3, 4),
+    lowering=low.elementwise(lambda x: low.call(op.ASINH, x),
+                             lambda g, y, x: g / low.call(op.SQRT, x * x + 1.0)), samples=normal(3, 4),
 )
 arccosh = define(  # y = arcosh x (x > 1):  x̄ = ȳ / √(x² − 1)
     onp.arccosh, "arccosh", vjps=[lambda g, ans, x: g / sqrt(x * x - 1.0)],
     formula=Formula("{out} = arcosh({0})", {0: "{0}̄ = {out}̄ / √({0}² − 1)"}),
-    lowering=NotCompiled("arccosh is not lowered yet"), samples=uniform(1.2, 3.0, 3, 4),
+    lowering=low.elementwise(lambda x: low.call(op.ACOSH, x),
+                             lambda g, y, x: g / low.call(op.SQRT, x * x - 1.0)), samples=uniform(1.2, 3.0, 3, 4),
 )
 arctanh = define(  # y = artanh x (|x| < 1):  x̄ = ȳ / (1 − x²)
     onp.arctanh, "arctanh", vjps=[lambda g, ans, x: g / (1.0 - x * x)],
     formula=Formula("{out} = artanh({0})", {0: "{0}̄ = {out}̄ / (1 − {0}²)"}),
-    lowering=NotCompiled("arctanh is not lowered yet"), samples=_inside_one,
+    lowering=low.elementwise(lambda x: low.call(op.ATANH, x), lambda g, y, x: g / (1.0 - x * x)), samples=_inside_one,
 )
 log2 = define(  # y = log₂ x:  x̄ = ȳ / (x ln 2)
     onp.log2, "log2", vjps=[lambda g, ans, x: g / (x * _LN2)],
     formula=Formula("{out} = log₂({0})", {0: "{0}̄ = {out}̄ / ({0} ln 2)"}),
-    lowering=NotCompiled("log2 is not lowered yet"), samples=uniform(0.5, 2.0, 3, 4),
+    lowering=low.elementwise(lambda x: low.call(op.LOG2, x), lambda g, y, x: g / (x * _LN2)),
+    samples=uniform(0.5, 2.0, 3, 4),
 )
 log10 = define(  # y = log₁₀ x:  x̄ = ȳ / (x ln 10)
     onp.log10, "log10", vjps=[lambda g, ans, x: g / (x * _LN10)],
     formula=Formula("{out} = log₁₀({0})", {0: "{0}̄ = {out}̄ / ({0} ln 10)"}),
-    lowering=NotCompiled("log10 is not lowered yet"), samples=uniform(0.5, 2.0, 3, 4),
+    lowering=low.elementwise(lambda x: low.call(op.LOG10, x), lambda g, y, x: g / (x * _LN10)),
+    samples=uniform(0.5, 2.0, 3, 4),
 )
 log1p = define(  # y = log(1 + x):  x̄ = ȳ / (1 + x)
     onp.log1p, "log1p", vjps=[lambda g, ans, x: g / (x + 1.0)],
     formula=Formula("{out} = log(1 + {0})", {0: "{0}̄ = {out}̄ / (1 + {0})"}),
-    lowering=NotCompiled("log1p is not lowered yet"), samples=uniform(-0.5, 2.0, 3, 4),
+    lowering=low.elementwise(lambda x: low.call(op.LOG1P, x), lambda g, y, x: g / (x + 1.0)),
+    samples=uniform(-0.5, 2.0, 3, 4),
 )
 expm1 = define(  # y = eˣ − 1:  x̄ = ȳ (y + 1)
     onp.expm1, "expm1", vjps=[lambda g, ans, x: g * (ans + 1.0)], saves_args=False,
     saves_ans=True,
     formula=Formula("{out} = exp({0}) − 1", {0: "{0}̄ = {out}̄ ∘ ({out} + 1)"}),
-    lowering=NotCompiled("expm1 is not lowered yet"), samples=normal(3, 4),
+    lowering=low.elementwise(lambda x: low.call(op.EXPM1, x), lambda g, y, x: g * (y + 1.0)), samples=normal(3, 4),
 )
 exp2 = define(  # y = 2ˣ:  x̄ = ȳ y ln 2
     onp.exp2, "exp2", vjps=[lambda g, ans, x: g * ans * _LN2], saves_args=False, saves_ans=True,
     formula=Formula("{out} = 2^{0}", {0: "{0}̄ = {out}̄ ∘ {out} ln 2"}),
-    lowering=NotCompiled("exp2 is not lowered yet"), samples=normal(3, 4),
+    lowering=low.elementwise(lambda x: low.call(op.EXP2, x), lambda g, y, x: g * y * _LN2), samples=normal(3, 4),
 )
 square = define(  # y = x²:  x̄ = 2 ȳ x
     onp.square, "square", vjps=[lambda g, ans, x: g * 2.0 * x],
     formula=Formula("{out} = {0}²", {0: "{0}̄ = 2 {out}̄ ∘ {0}"}),
-    lowering=NotCompiled("square is not lowered yet"), samples=normal(3, 4),
+    lowering=low.elementwise(lambda x: x * x, lambda g, y, x: g * 2.0 * x), samples=normal(3, 4),
 )
 reciprocal = define(  # y = 1/x:  x̄ = −ȳ / x²
     onp.reciprocal, "reciprocal", vjps=[lambda g, ans, x: -g / (x * x)],
     formula=Formula("{out} = 1 / {0}", {0: "{0}̄ = −{out}̄ / {0}²"}),
-    lowering=NotCompiled("reciprocal is not lowered yet"),
+    lowering=low.elementwise(lambda x: 1.0 / x, lambda g, y, x: -g / (x * x)),
     samples=lambda r: [Sample(r.uniform(0.5, 2.0, size=(3, 4)) * r.choice([-1.0, 1.0], (3, 4)))],
 )
 rad2deg = define(  # y = (180/π) x:  x̄ = (180/π) ȳ
     onp.rad2deg, "rad2deg", vjps=[lambda g, ans, x: g * (180.0 / onp.pi)], saves_args=False,
     formula=Formula("{out} = (180/π) {0}", {0: "{0}̄ = (180/π) {out}̄"}),
-    lowering=NotCompiled("rad2deg is not lowered yet"), samples=normal(3, 4),
+    lowering=low.elementwise(lambda x: x * (180.0 / onp.pi), lambda g, y, x: g * (180.0 / onp.pi)),
+    samples=normal(3, 4),
 )
 deg2rad = define(  # y = (π/180) x:  x̄ = (π/180) ȳ
     onp.deg2rad, "deg2rad", vjps=[lambda g, ans, x: g * (onp.pi / 180.0)], saves_args=False,
     formula=Formula("{out} = (π/180) {0}", {0: "{0}̄ = (π/180) {out}̄"}),
-    lowering=NotCompiled("deg2rad is not lowered yet"), samples=normal(3, 4),
+    lowering=low.elementwise(lambda x: x * (onp.pi / 180.0), lambda g, y, x: g * (onp.pi / 180.0)),
+    samples=normal(3, 4),
 )
 fabs = define(  # y = |x| (a float):  x̄ = ȳ sign(x)  (0 at x = 0)
     onp.fabs, "fabs", vjps=[lambda g, ans, x: g * onp.sign(value(x))],
     formula=Formula("{out} = |{0}|", {0: "{0}̄ = {out}̄ ∘ sign({0})"}),
-    lowering=NotCompiled("fabs is not lowered yet"), samples=normal(3, 4),
+    lowering=low.elementwise(lambda x: low.call(op.ABS, x), lambda g, y, x: g * low.call(op.SIGN, x)),
+    samples=normal(3, 4),
 )
 
 _SINC_SMALL = 1e-3  # below it x̄'s quotient cancels; the series is exact to ~1e-13 there
@@ -135,11 +151,19 @@ def _sinc_vjp(g, ans, x):
     return g * _ops.where(small, series, (cos(onp.pi * safe) - sinc(safe)) / safe)
 
 
+def _sinc_rule(g, y, x):  # _sinc_vjp, as instructions
+    small = low.call(op.LT, low.call(op.ABS, x), _SINC_SMALL)
+    safe = low.call(op.WHERE, small, 1.0, x)
+    series = x * (x * x * _PI4_30 - _PI2_3)
+    other = (low.call(op.COS, onp.pi * safe) - low.call(op.SINC, safe)) / safe
+    return g * low.call(op.WHERE, small, series, other)
+
+
 sinc = define(
     onp.sinc, "sinc", vjps=[_sinc_vjp],
     formula=Formula("{out} = sin(π{0}) / (π{0})",
                     {0: "{0}̄ = {out}̄ ∘ (cos(π{0}) − {out}) / {0}  (−π²{0}/3 at 0)"}),
-    lowering=NotCompiled("sinc is not lowered yet"),
+    lowering=low.elementwise(lambda x: low.call(op.SINC, x), _sinc_rule),
     samples=lambda r: [Sample(r.normal(size=(3, 4))),
                        Sample(onp.array([0.0, 2e-4, -5e-4, 0.7]))],  # the series near 0
 )
@@ -186,7 +210,7 @@ def _real_vjp(g, ans, x):
 real = define(
     onp.real, "real", vjps=[_real_vjp],
     formula=Formula("{out} = Re {0}", {0: "{0}̄ = Re {out}̄"}, no_macs),
-    lowering=NotCompiled("real is not lowered yet"), samples=_complex_samples(3, 4),
+    lowering=low.view(), samples=_complex_samples(3, 4),
 )
 
 
@@ -199,13 +223,13 @@ def _imag_vjp(g, ans, x):
 imag = define(
     onp.imag, "imag", vjps=[_imag_vjp],
     formula=Formula("{out} = Im {0}", {0: "{0}̄ = −i Re {out}̄  (0 for a real {0})"}, no_macs),
-    lowering=NotCompiled("imag is not lowered yet"), samples=_complex_samples(3, 4),
+    lowering=low.elementwise(lambda x: low.call(op.COPY, 0.0), lambda g, y, x: g * 0.0), samples=_complex_samples(3, 4),
 )
 # y = conj z:  z̄ = conj ȳ
 conjugate = define(
     onp.conjugate, "conjugate", vjps=[lambda g, ans, x: conjugate(g) if _iscomplex(g) else g],
     saves_args=False, formula=Formula("{out} = conj({0})", {0: "{0}̄ = conj({out}̄)"}, no_macs),
-    lowering=NotCompiled("conjugate is not lowered yet"), samples=_complex_samples(3, 4),
+    lowering=low.view(), samples=_complex_samples(3, 4),
 )
 
 
@@ -220,7 +244,7 @@ def _angle_vjp(g, ans, x):
 angle = define(
     onp.angle, "angle", vjps=[_angle_vjp],
     formula=Formula("{out} = arg {0}", {0: "{0}̄ = Re {out}̄ conj(i {0}) / |{0}|²  (0 for a real {0})"}),
-    lowering=NotCompiled("angle is not lowered yet"), samples=_complex_samples(3, 4),
+    lowering=low.elementwise(lambda x: low.call(op.ANGLE, x), lambda g, y, x: g * 0.0), samples=_complex_samples(3, 4),
 )
 
 
@@ -234,13 +258,13 @@ def _real_if_close_vjp(g, ans, x, *args, **kwargs):
 real_if_close = define(
     onp.real_if_close, "real_if_close", vjps=[_real_if_close_vjp], saves_ans=True,
     formula=Formula("{out} = {0}", {0: "{0}̄ = {out}̄  (Re {out}̄ where {out} came out real)"}, no_macs),
-    lowering=NotCompiled("real_if_close is not lowered yet"),
+    lowering=low.view(),
     samples=lambda r: _complex_samples(3, 4)(r) + [Sample(r.normal(size=(3, 4)) + 1e-20j)],
 )
 nan_to_num = define(  # y = x where finite, a number elsewhere:  x̄ = ȳ where x is finite
     onp.nan_to_num, "nan_to_num", vjps=[lambda g, ans, x, *a, **k: g * onp.isfinite(value(x))],
     formula=Formula("{out} = nan_to_num({0})", {0: "{0}̄ = {out}̄ where {0} is finite, else 0"}),
-    lowering=NotCompiled("nan_to_num is not lowered yet"),
+    lowering=low.nan_to_num(),
     samples=lambda r: [Sample(onp.where(r.normal(size=(3, 4)) > 0.8, onp.nan, r.normal(size=(3, 4)))),
                        Sample(onp.array([onp.nan, 1.5, -0.5]), nan=2.0)],
 )
@@ -265,7 +289,9 @@ arctan2 = define(
     formula=Formula("{out} = atan2({0}, {1})", {0: "{0}̄ = {out}̄ ∘ {1} / ({0}² + {1}²)",
                                                 1: "{1}̄ = −{out}̄ ∘ {0} / ({0}² + {1}²)"},
                     broadcasts=True),
-    lowering=NotCompiled("arctan2 is not lowered yet"), samples=_binary_samples,
+    lowering=low.elementwise(lambda y, x: low.call(op.ATAN2, y, x),
+                             lambda g, a, y, x: g * x / (x * x + y * y),
+                             lambda g, a, y, x: -g * y / (x * x + y * y)), samples=_binary_samples,
 )
 # h = √(x² + y²):  x̄ = h̄ x / h,  ȳ = h̄ y / h
 hypot = define(
@@ -275,7 +301,8 @@ hypot = define(
     saves_ans=True,
     formula=Formula("{out} = √({0}² + {1}²)", {0: "{0}̄ = {out}̄ ∘ {0} / {out}",
                                                1: "{1}̄ = {out}̄ ∘ {1} / {out}"}, broadcasts=True),
-    lowering=NotCompiled("hypot is not lowered yet"), samples=_binary_samples,
+    lowering=low.elementwise(lambda x, y: low.call(op.HYPOT, x, y), lambda g, h, x, y: g * x / h,
+                             lambda g, h, x, y: g * y / h), samples=_binary_samples,
 )
 # z = log(eˣ + eʸ):  x̄ = z̄ eˣ⁻ᶻ,  ȳ = z̄ eʸ⁻ᶻ
 logaddexp = define(
@@ -286,7 +313,9 @@ logaddexp = define(
     formula=Formula("{out} = log(e^{0} + e^{1})", {0: "{0}̄ = {out}̄ ∘ e^({0} − {out})",
                                                    1: "{1}̄ = {out}̄ ∘ e^({1} − {out})"},
                     broadcasts=True),
-    lowering=NotCompiled("logaddexp is not lowered yet"), samples=_binary_samples,
+    lowering=low.elementwise(lambda x, y: low.call(op.LOGADDEXP, x, y),
+                             lambda g, z, x, y: g * low.call(op.EXP, x - z),
+                             lambda g, z, x, y: g * low.call(op.EXP, y - z)), samples=_binary_samples,
 )
 # z = log₂(2ˣ + 2ʸ):  x̄ = z̄ 2ˣ⁻ᶻ,  ȳ = z̄ 2ʸ⁻ᶻ
 logaddexp2 = define(
@@ -297,7 +326,9 @@ logaddexp2 = define(
     formula=Formula("{out} = log₂(2^{0} + 2^{1})", {0: "{0}̄ = {out}̄ ∘ 2^({0} − {out})",
                                                     1: "{1}̄ = {out}̄ ∘ 2^({1} − {out})"},
                     broadcasts=True),
-    lowering=NotCompiled("logaddexp2 is not lowered yet"), samples=_binary_samples,
+    lowering=low.elementwise(lambda x, y: low.call(op.LOGADDEXP2, x, y),
+                             lambda g, z, x, y: g * low.call(op.EXP2, x - z),
+                             lambda g, z, x, y: g * low.call(op.EXP2, y - z)), samples=_binary_samples,
 )
 
 
@@ -315,7 +346,8 @@ remainder = define(
           lambda g, ans, x, y: unbroadcast(-g * onp.floor(value(x) / value(y)), y)],
     formula=Formula("{out} = {0} mod {1}", {0: "{0}̄ = {out}̄", 1: "{1}̄ = −{out}̄ ∘ ⌊{0}/{1}⌋"},
                     broadcasts=True),
-    lowering=NotCompiled("remainder is not lowered yet"), samples=_remainder_samples,
+    lowering=low.elementwise(lambda x, y: low.call(op.REMAINDER, x, y), lambda g, z, x, y: g,
+                             lambda g, z, x, y: -g * low.call(op.FLOOR, x / y)), samples=_remainder_samples,
 )
 mod = remainder
 
@@ -333,14 +365,18 @@ fmax = define(
     formula=Formula("{out} = fmax({0}, {1})",
                     {0: "{0}̄ = {out}̄ where {0} is larger or {1} NaN (ties: half)",
                      1: "{1}̄ = {out}̄ where {1} is larger or {0} NaN (ties: half)"}, broadcasts=True),
-    lowering=NotCompiled("fmax is not lowered yet"), samples=_nan_samples,
+    lowering=low.elementwise(lambda x, y: low.call(op.FMAX, x, y),
+                             lambda g, z, x, y: g * low.call(op.BALANCED, x, z, y),
+                             lambda g, z, x, y: g * low.call(op.BALANCED, y, z, x)), samples=_nan_samples,
 )
 fmin = define(
     onp.fmin, "fmin", vjps=[minimum.vjps[0], minimum.vjps[1]], saves_ans=True,
     formula=Formula("{out} = fmin({0}, {1})",
                     {0: "{0}̄ = {out}̄ where {0} is smaller or {1} NaN (ties: half)",
                      1: "{1}̄ = {out}̄ where {1} is smaller or {0} NaN (ties: half)"}, broadcasts=True),
-    lowering=NotCompiled("fmin is not lowered yet"), samples=_nan_samples,
+    lowering=low.elementwise(lambda x, y: low.call(op.FMIN, x, y),
+                             lambda g, z, x, y: g * low.call(op.BALANCED, x, z, y),
+                             lambda g, z, x, y: g * low.call(op.BALANCED, y, z, x)), samples=_nan_samples,
 )
 
 # ------------------------------------------------------------ elementwise selection --
@@ -386,7 +422,7 @@ _clip_p = define(
                                                     1: "{1}̄ = {out}̄ where {0} < {1} < {2}",
                                                     2: "{2}̄ = {out}̄ where max({0}, {1}) > {2}"},
                     broadcasts=True),
-    lowering=NotCompiled("clip is not lowered yet"), samples=_clip_samples,
+    lowering=low.clip(), samples=_clip_samples,
 )
 
 

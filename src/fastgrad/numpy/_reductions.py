@@ -9,8 +9,9 @@ calls NumPy on plain arrays. Notation: for y = f(x), a rule turns ȳ (``g``) int
 import numpy as onp
 
 from .. import _ops
+from .._compiler import lowering as low
 from .._ops import amax, amin, count, repeat_to_match, shape_of, value
-from .._registry import Formula, NotCompiled, Sample, define
+from .._registry import Formula, Sample, define
 from ._building import array
 from ._shapes import flip_p
 from ._util import contains_tensor, traced
@@ -108,7 +109,7 @@ prod_p = define(
     _prod, "prod", vjps=[_prod_vjp], saves_ans=True,
     formula=Formula("{out} = Π {0}", {0: "{0}̄ᵢ = {out}̄ Π_{{j≠i}} {0}ⱼ  (= {out}̄ {out} / {0}ᵢ without zeros)"},
                     lambda out, args: (_size(args[0]), {0: 2 * _size(args[0])})),
-    lowering=NotCompiled("prod is not lowered yet"), samples=_prod_samples,
+    lowering=low.product(), samples=_prod_samples,
 )
 
 
@@ -161,7 +162,7 @@ std_p = define(
     formula=Formula("{out} = √(Σ ({0} − mean {0})² / (n − ddof))",
                     {0: "{0}̄ = {out}̄ ({0} − mean {0}) / ((n − ddof) {out})  (0 if n = 1)"},
                     lambda out, args: (2 * _size(args[0]), {0: 2 * _size(args[0])})),
-    lowering=NotCompiled("std is not lowered yet"),
+    lowering=low.std(),
     samples=lambda r: _reduction_samples(r) + [
         Sample(r.normal(size=(3, 4)), 1, 1),  # ddof = 1
         Sample(r.normal(size=(1,))),  # one element: σ = 0 whatever x is
@@ -195,7 +196,7 @@ cumsum_p = define(
     _cumsum, "cumsum", vjps=[_cumsum_vjp], saves_args=False,
     formula=Formula("{out} = cumsum({0})", {0: "{0}̄ = reverse cumsum of {out}̄"},
                     lambda out, args: (_size(out), {0: _size(out)})),
-    lowering=NotCompiled("cumsum is not lowered yet"),
+    lowering=low.cumsum(),
     samples=lambda r: [Sample(r.normal(size=(3, 4))), Sample(r.normal(size=(3, 4)), 0),
                        Sample(r.normal(size=(2, 3, 4)), -1)],
 )

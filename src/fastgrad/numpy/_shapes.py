@@ -12,6 +12,7 @@ import builtins
 import numpy as onp
 
 from .. import _ops
+from .._compiler import lowering as low
 from .._ops import (
     broadcast_to,
     getitem,
@@ -22,7 +23,7 @@ from .._ops import (
     transpose,
     value,
 )
-from .._registry import Formula, NotCompiled, Sample, define
+from .._registry import Formula, Sample, define
 from ._util import ndim_of, shape_proxy
 from ._util import traced as _traced
 
@@ -147,7 +148,7 @@ def _flip(x, axis=None):
 flip_p = define(
     _flip, "flip", vjps=[lambda g, ans, x, axis=None: flip_p(g, axis)], saves_args=False,
     formula=Formula("{out} = flip({0})", {0: "{0}̄ = flip({out}̄)"}, no_macs),
-    lowering=NotCompiled("flip is not lowered yet"),
+    lowering=low.select(_flip),
     samples=lambda r: [Sample(r.normal(size=(3, 4))), Sample(r.normal(size=(3, 4)), 0),
                        Sample(r.normal(size=(2, 3, 4)), (0, 2))],
 )
@@ -174,7 +175,7 @@ _rot90_p = define(
     _rot90, "rot90", vjps=[lambda g, ans, m, k=1, axes=(0, 1): _rot90_p(g, -k, axes)],
     saves_args=False,
     formula=Formula("{out} = rot90({0})", {0: "{0}̄ = rot90({out}̄) backwards"}, no_macs),
-    lowering=NotCompiled("rot90 is not lowered yet"),
+    lowering=low.select(_rot90),
     samples=lambda r: [Sample(r.normal(size=(3, 4))), Sample(r.normal(size=(3, 4)), 2),
                        Sample(r.normal(size=(2, 3, 4)), -1, (1, 2)),
                        Sample(r.normal(size=(2, 3, 4)), 3, (2, 0))],
@@ -198,7 +199,7 @@ _roll_p = define(
     _roll, "roll", vjps=[lambda g, ans, a, shift, axis=None: _roll_p(g, _negate(shift), axis)],
     saves_args=False,
     formula=Formula("{out} = roll({0})", {0: "{0}̄ = {out}̄ rolled back"}, no_macs),
-    lowering=NotCompiled("roll is not lowered yet"),
+    lowering=low.select(_roll),
     samples=lambda r: [Sample(r.normal(size=(3, 4)), 5), Sample(r.normal(size=(3, 4)), -1, 0),
                        Sample(r.normal(size=(3, 4)), (1, 2), (0, 1))],
 )
@@ -225,12 +226,12 @@ def _triangle_samples(r):
 tril = define(
     _tril, "tril", vjps=[lambda g, ans, m, k=0: tril(g, k)], saves_args=False,
     formula=Formula("{out} = tril({0})", {0: "{0}̄ = tril({out}̄)"}, no_macs),
-    lowering=NotCompiled("tril is not lowered yet"), samples=_triangle_samples,
+    lowering=low.select(_tril), samples=_triangle_samples,
 )
 triu = define(
     _triu, "triu", vjps=[lambda g, ans, m, k=0: triu(g, k)], saves_args=False,
     formula=Formula("{out} = triu({0})", {0: "{0}̄ = triu({out}̄)"}, no_macs),
-    lowering=NotCompiled("triu is not lowered yet"), samples=_triangle_samples,
+    lowering=low.select(_triu), samples=_triangle_samples,
 )
 
 # ------------------------------------------------------------ copying elements --
@@ -255,7 +256,7 @@ _repeat_p = define(
     _repeat, "repeat", vjps=[_repeat_vjp], saves_args=False,
     formula=Formula("{out} = repeat({0})", {0: "{0}̄ = Σ over each element's copies of {out}̄"},
                     _sum_of_copies_macs),
-    lowering=NotCompiled("repeat is not lowered yet"),
+    lowering=low.select(_repeat),
     samples=lambda r: [Sample(r.normal(size=(3, 4)), 2), Sample(r.normal(size=(3, 4)), 3, 1),
                        Sample(r.normal(size=(2, 3)), 2, -2)],
 )
@@ -293,7 +294,7 @@ _tile_p = define(
     _tile, "tile", vjps=[_tile_vjp], saves_args=False,
     formula=Formula("{out} = tile({0})", {0: "{0}̄ = Σ over the tiles of {out}̄"},
                     _sum_of_copies_macs),
-    lowering=NotCompiled("tile is not lowered yet"),
+    lowering=low.select(_tile),
     samples=lambda r: [Sample(r.normal(size=(3, 4)), 2), Sample(r.normal(size=(3, 4)), (2, 1)),
                        Sample(r.normal(size=(3,)), (2, 2))],
 )
@@ -321,7 +322,7 @@ def _pad_vjp(g, ans, array, pad_width, mode="constant", **kwargs):
 _pad_p = define(
     _pad, "pad", vjps=[_pad_vjp], saves_args=False,
     formula=Formula("{out} = pad({0})", {0: "{0}̄ = {out}̄ without the border"}, no_macs),
-    lowering=NotCompiled("pad is not lowered yet"),
+    lowering=low.pad(),
     samples=lambda r: [Sample(r.normal(size=(3, 4)), 1),
                        Sample(r.normal(size=(3, 4)), ((1, 2), (0, 1))),
                        Sample(r.normal(size=(2, 3)), (2, 1), "constant", constant_values=1.5)],
