@@ -363,6 +363,8 @@ def _real_signal(g):
     """The signal of a kernel-computed (so real) value: its real part. A complex one comes
     from complex values further on (autograd's convention, fastgrad._functional), and
     only its real part acts on a real value; the kernels refuse complex arrays."""
+    if type(g) is np.ndarray:  # the usual case, without np.iscomplexobj's Python frames
+        return g.real if g.dtype.kind == "c" else g
     return g.real if np.iscomplexobj(g) else g
 
 

@@ -179,7 +179,7 @@ class Optimizer(abc.ABC):
 
     def state_dict(self) -> dict:
         """Hyper-parameters and per-parameter buffers (copies), for checkpoints."""
-        hyper = {k: v for k, v in vars(self).items() if k not in ("params", "state")}
+        hyper = {k: v for k, v in vars(self).items() if k not in ("params", "state") and k[0] != "_"}
         state = [
             {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
             for s in self.state
@@ -239,11 +239,17 @@ class SGD(Optimizer):
         weight_decay = _check_number("SGD", "weight_decay", weight_decay)
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
+    _checked_lr = None  # the last lr value _hyper checked
+
     def _applies_outer(self, W, dW):
         return W.ndim == 2 and dW.dtype == W.dtype and dW.shape == W.shape
 
     def _hyper(self):
-        return (_check_number("SGD", "lr", self.lr), self.momentum, self.weight_decay)
+        lr = self.lr
+        if lr is not self._checked_lr:  # checked once per value (a scheduler sets a new one)
+            _check_number("SGD", "lr", lr)
+            self._checked_lr = lr
+        return (float(lr), self.momentum, self.weight_decay)
 
     def step(self) -> None:
         """Update every parameter that has a gradient, in place."""
