@@ -6,7 +6,7 @@ import pytest
 import fastgrad as fg
 import fastgrad.numpy
 from fastgrad import TracingError, compile, nn, optim
-from fastgrad._opcodes import FUSED, SCE, SGD
+from fastgrad._opcodes import FUSED, GEMM, SCE, SGD
 
 BACKENDS = [b for b in ("cython", "reference") if b in fg.available_backends()]
 
@@ -502,3 +502,28 @@ def test_fused_update_is_as_accurate_as_eager(backend, sizes, batch):
     worst = _update_errors(np.float32, sizes, batch, lr=0.05, steps=2, seed=3)
     for k, (err_e, err_c) in worst.items():
         assert err_c <= 4 * err_e + 1e-5, f"parameter {k}: compiled {err_c:.2e}, eager {err_e:.2e}"
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("batch", [1, 4])
+def test_kept_gradient_applied_by_the_gemm_that_writes_it(backend, dtype, batch):
+    """.grad kept (keep_grads=True) and plain SGD: the GEMM that writes W̄ also applies
+    W −= η W̄, a panel of rows at a time while it is in cache (flags bit 2), instead of a
+    separate SGD reading W̄ back; .grad and the weights as eager's, lr read at every call."""
+    rng = np.random.default_rng(8)
+    m1, o1 = make_model(dtype, "sgd")
+    m2, o2 = make_model(dtype, "sgd")
+    compiled, eager = compile(step_fn(m1, o1)), step_fn(m2, o2)
+    for i in range(4):
+        if i == 2:
+            o1.lr = o2.lr = 0.05
+        x = rng.standard_normal((batch, 6)).astype(dtype)
+        t = rng.standard_normal((batch, 3)).astype(dtype)
+        compiled(x, t)
+        eager(x, t)
+    for p, q in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_allclose(p.data, q.data, **tol(dtype))
+        np.testing.assert_allclose(p.grad, q.grad, **tol(dtype))
+    plan = compiled.plan_for(x, t)
+    assert sum(1 for ins in plan.instrs if ins.op == GEMM and ins.flags & 4) == 3
+    assert [len(ins.out.shape) for ins in plan.instrs if ins.op == SGD] == [1, 1, 1]  # biases

@@ -231,6 +231,9 @@ class PyExecutor:
                     o2 += v
                 else:
                     o2[...] = v
+                if ins.flags & 4:  # then W −= η W̄ (.grad kept; the SGD's numbers)
+                    W = A[args[2]].reshape(-1)
+                    W -= f[1] * out.reshape(-1)
             elif code == op.TRANSPOSE:
                 v = A[args[0]].reshape(R, C).T
                 o2 = out.reshape(C, R)

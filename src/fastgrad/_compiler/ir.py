@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from .._opcodes import ADAM, AFFINE_T, BLK, COL, FULL, HOST, NREG, OPNAMES, ROW, SCALAR, SGD  # noqa: F401
+from .._opcodes import ADAM, AFFINE_T, BLK, COL, FULL, GEMM, HOST, NREG, OPNAMES, ROW, SCALAR, SGD  # noqa: F401
 
 
 class TracingError(RuntimeError):
@@ -99,6 +99,8 @@ class Ins:
             return [sub.out for sub in self.subs]
         if self.op == HOST:
             return list(self.args[: self.K])
+        if self.op == GEMM and self.flags & 4:  # then W −= η out (args[2] = W)
+            return [self.out, self.args[2]]
         return [self.out]
 
     def __repr__(self):

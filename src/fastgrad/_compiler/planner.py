@@ -105,6 +105,8 @@ class Plan:
         self.observable = {s.storage() for s in observable}
         self._fuse_affine_sigmoid()
         self._fuse_sgd()
+        if keep_grads:
+            self._update_after_gemm()
         self._fold_constants()
         self._propagate_copies()
         self._dead_code()
@@ -192,6 +194,40 @@ class Plan:
                 self.instrs = [x for j, x in enumerate(instrs) if j != k]
                 changed = True
                 break
+
+    def _update_after_gemm(self):
+        """With .grad kept, W −= η W̄ applied by the GEMM that writes W̄, a panel of W̄'s
+        rows at a time while the panel is in cache (flags bit 2; args[2] = W, f[1] = η):
+        W̄ is written once and read back hot, not read again from memory by a separate
+        SGD. The numbers are the SGD's: each element of W̄ is complete before it is used."""
+        instrs = self.instrs
+        writers = collections.defaultdict(list)
+        for k, ins in enumerate(instrs):
+            writers[ins.out.storage()].append(k)
+        drop = set()
+        for k, ins in enumerate(instrs):
+            if ins.op != SGD or ins.f[2] != 0.0 or ins.f[3] != 0.0 or ins.args[1] is not None:
+                continue
+            W, dW = ins.out.storage(), ins.args[0]
+            gs = dW.storage()
+            if ins.out is not W or dW is not gs or W.dtype != gs.dtype or len(writers[gs]) != 1:
+                continue
+            j = writers[gs][0]
+            gemm = instrs[j]
+            if (gemm.op != GEMM or gemm.out is not dW or gemm.acc or gemm.flags & 4 or j > k
+                    or gemm.dyn or W in [a.storage() for a in gemm.args if a is not None]):
+                continue
+            # W is neither read nor written between the GEMM and the update it replaces
+            if any(W in [s.storage() for s in instrs[i].reads() + instrs[i].writes()]
+                   for i in range(j + 1, k)):
+                continue
+            gemm.args = tuple(gemm.args[:2]) + (W,)
+            gemm.flags |= 4
+            gemm.f[1] = ins.f[1]
+            if 1 in ins.dyn:
+                gemm.dyn = {1: ins.dyn[1]}
+            drop.add(k)
+        self.instrs = [x for i, x in enumerate(instrs) if i not in drop]
 
     def _writers(self):
         writers = collections.defaultdict(list)

@@ -329,6 +329,47 @@ static void fg_gemm_##SUFFIX(const fg_ins *In, void **P) {                      
 FG_DEFINE_GEMM(double, fg_dgemm, fg_dgemv, fg_dger, d)
 FG_DEFINE_GEMM(float, fg_sgemm, fg_sgemv, fg_sger, f)
 
+/* FG_OP_GEMM with flags bit 2 (.grad kept, then SGD): out = al op(A) op(B), then
+   W -= f[1] out (W: buffer c), a panel of out's rows at a time while the panel is in
+   cache, so the gradient is not read back from memory by a separate update. Each
+   element of out is complete before it is used: the numbers are the separate SGD's. */
+#define FG_DEFINE_GEMM_UPDATE(T, GEMM, SUFFIX)                                        \
+static FG_CLONES void fg_axpy_neg_##SUFFIX(T *restrict w, const T *restrict g, T lr,   \
+                                            Py_ssize_t n) {                            \
+    for (Py_ssize_t i = 0; i < n; i++) w[i] -= lr * g[i];                             \
+}                                                                                    \
+static void fg_gemm_update_##SUFFIX(const fg_ins *In, void **P) {                    \
+    T *o = (T *)P[In->out], *W = (T *)P[In->c];                                      \
+    T *A = (T *)P[In->a], *B = (T *)P[In->b];                                         \
+    const T lr = (T)In->f[1], al = (T)In->f[0];                                       \
+    const Py_ssize_t M = In->R, N = In->C, K = In->K;                                 \
+    const int tA = In->flags & 1, tB = (In->flags >> 1) & 1;                          \
+    Py_ssize_t pr = (Py_ssize_t)(32768 / sizeof(T)) / (N > 0 ? N : 1), r0;             \
+    if (pr < 1) pr = 1;                                                              \
+    if (M <= 1 || N <= 1 || K == 0 || (K > 1 && !GEMM)) {                             \
+        fg_ins G = *In; G.flags &= 3;                                                \
+        fg_gemm_##SUFFIX(&G, P);                                                     \
+        fg_axpy_neg_##SUFFIX(W, o, lr, M * N);                                       \
+        return;                                                                      \
+    }                                                                                \
+    for (r0 = 0; r0 < M; r0 += pr) {                                                 \
+        const Py_ssize_t m = M - r0 < pr ? M - r0 : pr;                              \
+        T *op = o + r0 * N, *wp = W + r0 * N;                                        \
+        if (K == 1) fg_outer_##SUFFIX(op, A + r0, B, m, N, al, 0);                    \
+        else {                                                                       \
+            int n_ = (int)N, m_ = (int)m, k_ = (int)K;                               \
+            int lda = tA ? (int)M : (int)K, ldb = tB ? (int)K : (int)N;              \
+            T beta = 0;                                                              \
+            GEMM(tB ? "T" : "N", tA ? "T" : "N", &n_, &m_, &k_, (T *)&al, B, &ldb,   \
+                 A + (tA ? r0 : r0 * K), &lda, &beta, op, &n_);                      \
+        }                                                                            \
+        fg_axpy_neg_##SUFFIX(wp, op, lr, m * N);                                     \
+    }                                                                                \
+}
+
+FG_DEFINE_GEMM_UPDATE(double, fg_dgemm, d)
+FG_DEFINE_GEMM_UPDATE(float, fg_sgemm, f)
+
 /* t (D x M) = w^T for w (M x D), in 8 x 8 blocks */
 #define FG_DEFINE_TRANSPOSE_BLK(T, SUFFIX)                                            \
 static void fg_transpose_blk_##SUFFIX(T *restrict t, const T *restrict w,             \
@@ -659,7 +700,10 @@ static Py_ssize_t fg_run(const fg_ins *ins, Py_ssize_t n, void **P, const fg_ins
         case FG_OP_AFFINE:
             if (d) fg_affine_d(In, P, scratch); else fg_affine_f(In, P, scratch);
             break;
-        case FG_OP_GEMM: if (d) fg_gemm_d(In, P); else fg_gemm_f(In, P); break;
+        case FG_OP_GEMM:
+            if (In->flags & 4) { if (d) fg_gemm_update_d(In, P); else fg_gemm_update_f(In, P); }
+            else if (d) fg_gemm_d(In, P); else fg_gemm_f(In, P);
+            break;
         case FG_OP_TRANSPOSE: if (d) fg_transpose_d(In, P); else fg_transpose_f(In, P); break;
         case FG_OP_SGD: if (d) fg_sgd_d(In, P); else fg_sgd_f(In, P); break;
         case FG_OP_ADAM: if (d) fg_adam_d(In, P); else fg_adam_f(In, P); break;
