@@ -126,8 +126,10 @@ _SCRIPT = textwrap.dedent(
         opt.step(len(xb), n, loss)
     if mode == "slow-root" and comm.rank == 0:
         time.sleep(3)  # e.g. evaluating and saving while the others have finished
-    # One write per line: the launcher interleaves the ranks' writes, not their lines.
-    print(f"finished {comm.rank}", flush=True)
+    # One write per line (print writes the text and the newline apart, unbuffered under
+    # PYTHONUNBUFFERED): the launcher interleaves the ranks' writes, not their lines.
+    sys.stdout.write(f"finished {comm.rank}\n")
+    sys.stdout.flush()
     """
 )
 
