@@ -128,7 +128,7 @@ _SCRIPT = textwrap.dedent(
         time.sleep(3)  # e.g. evaluating and saving while the others have finished
     # One write per line (print writes the text and the newline apart, unbuffered under
     # PYTHONUNBUFFERED): the launcher interleaves the ranks' writes, not their lines.
-    sys.stdout.write(f"finished {comm.rank}\n")
+    sys.stdout.write(f"finished {comm.rank}\\n")
     sys.stdout.flush()
     """
 )
