@@ -43,6 +43,7 @@ _SPECS = {
     "affine_forward": (("x", "W", "b"), ((3, 4), (2, 4), (2,)), None),
     "affine_sigmoid_forward": (("x", "W", "b"), ((3, 4), (2, 4), (2,)), None),
     "sigmoid_forward": (("z",), ((3, 4),), None),
+    "softplus_forward": (("z",), ((3, 4),), None),
     "sigmoid_backward": (("h", "dh"), ((3, 4), (3, 4)), None),
     "outer_grad": (("dz", "x"), ((3, 2), (3, 4)), None),
     "transpose_matvec": (("W", "dz"), ((2, 4), (3, 2)), None),
@@ -59,6 +60,7 @@ _OUT_SHAPE = {
     "affine_forward": (3, 2),
     "affine_sigmoid_forward": (3, 2),
     "sigmoid_forward": (3, 4),
+    "softplus_forward": (3, 4),
     "sigmoid_backward": (3, 4),
     "outer_grad": (2, 4),
     "transpose_matvec": (3, 4),
@@ -66,7 +68,7 @@ _OUT_SHAPE = {
     "softmax_cross_entropy_backward": (3, 4),
     "squared_error_backward": (3, 4),
 }
-_ANY_SHAPE = {"sigmoid_forward", "sigmoid_backward", "sgd_update", "adam_update",
+_ANY_SHAPE = {"sigmoid_forward", "softplus_forward", "sigmoid_backward", "sgd_update", "adam_update",
               "squared_error_forward", "squared_error_backward"}
 
 

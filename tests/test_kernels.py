@@ -128,6 +128,16 @@ def test_dense_kernels_by_hand(kernels, dtype, N, D, M):
 
 @pytest.mark.parametrize("kernels", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_softplus_by_hand(kernels, dtype):
+    z = np.array([-800.0, -30.0, -1.5, 0.0, 0.25, 30.0, 800.0], dtype=dtype)  # no overflow at ±800
+    y = kernels.softplus_forward(z)
+    assert y.dtype == dtype and y.shape == z.shape
+    z64 = z.astype(np.float64)
+    assert_close(y, np.maximum(z64, 0) + np.log1p(np.exp(-np.abs(z64))), dtype)
+
+
+@pytest.mark.parametrize("kernels", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(), (1,), (5,), (3, 4), (2, 3, 5), (1, 1000)])
 def test_sigmoid_by_hand(kernels, dtype, shape):
     z = data(shape, dtype, 3, 4.0)

@@ -19,7 +19,7 @@ ELEMENTWISE = (
     "RELU", "SQRT", "POW",
     # the backward rules' elementwise parts
     "RELU_BWD", "SIGMOID_BWD", "TANH_BWD", "POW_BWD", "POW_BWD_B", "SIN_BWD", "COS_BWD",
-    "DIV_BWD_B", "SQRT_BWD", "MAX", "MIN", "MAX_BWD", "MIN_BWD", "WHERE",
+    "DIV_BWD_B", "SQRT_BWD", "MAX", "MIN", "MAX_BWD", "MIN_BWD", "WHERE", "SOFTPLUS",
     # comparisons and masks: 1 or 0 (a mask is data, read by WHERE and arithmetic)
     "GT", "GE", "LT", "LE", "EQ", "NE", "AND", "OR", "XOR", "NOT",
     # the NumPy face's elementwise functions (their backward rules are compositions)

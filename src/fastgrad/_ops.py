@@ -388,6 +388,21 @@ sigmoid = define(
     kernels=("sigmoid_forward", "sigmoid_backward"),
     lowering=low.unary(op.SIGMOID, op.SIGMOID_BWD, reads="y"), samples=_normal(3, 4),
 )
+def _softplus(x):
+    kernels = _kernels()
+    try:
+        return kernels.softplus_forward(x)
+    except (TypeError, ValueError):
+        return kernels.softplus_forward(_float_c(x))
+
+
+softplus = define(  # y = log(1 + eˣ):  x̄ = ȳ σ(x)
+    _softplus, "softplus", vjps=[lambda g, ans, x: g * sigmoid(x)],
+    formula=Formula("{out} = log(1 + e^{0})", {0: "{0}̄ = {out}̄ ∘ σ({0})"}),
+    kernels=("softplus_forward",),
+    lowering=low.elementwise(lambda x: low.call(op.SOFTPLUS, x), lambda g, y, x: g * low.call(op.SIGMOID, x)),
+    samples=lambda r: [Sample(r.normal(size=(3, 4))), Sample(40.0 * r.normal(size=(5,)))],
+)
 # z̄ = h̄ ∘ h(1 − h) is bilinear-ish in (h, h̄):  ∂/∂h = h̄ ∘ (1 − 2h),  ∂/∂h̄ = h(1 − h)
 sigmoid_backward = define(
     _sigmoid_backward, "sigmoid_backward",

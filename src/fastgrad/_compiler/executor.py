@@ -46,6 +46,7 @@ _EW = {
     op.SIN: lambda a, b, c, p: np.sin(a),
     op.COS: lambda a, b, c, p: np.cos(a),
     op.TANH: lambda a, b, c, p: np.tanh(a),
+    op.SOFTPLUS: lambda a, b, c, p: np.logaddexp(0.0, a),
     op.SIGMOID: lambda a, b, c, p: _sigmoid(a),
     op.RELU: lambda a, b, c, p: np.maximum(a, 0),
     op.SQRT: lambda a, b, c, p: np.sqrt(a),

@@ -10,6 +10,7 @@ KERNELS = (
     "affine_forward",
     "sigmoid_forward",
     "sigmoid_backward",
+    "softplus_forward",
     "outer_grad",
     "transpose_matvec",
     "bias_grad",

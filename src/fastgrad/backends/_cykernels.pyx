@@ -26,7 +26,7 @@ BLAS is column-major; a C-contiguous (R, C) array is, to BLAS, its (C, R) transp
 cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from cython cimport floating
-from libc.math cimport log, logf, sqrt, sqrtf
+from libc.math cimport exp, expf, fabs, fabsf, log, log1p, log1pf, logf, sqrt, sqrtf
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
@@ -461,6 +461,18 @@ cdef inline void _sigmoid(const floating* z, floating* h, Py_ssize_t size) noexc
         fg_sigmoid_d(z, NULL, h, size)
 
 
+cdef inline void _softplus(const floating* z, floating* y, Py_ssize_t size) noexcept nogil:
+    """y = max(z, 0) + log1p(e^(−|z|)) (y may be z)."""
+    cdef Py_ssize_t i
+    cdef floating v
+    for i in range(size):
+        v = z[i]
+        if floating is float:
+            y[i] = (v if v > 0 else 0) + log1pf(expf(-fabsf(v)))
+        else:
+            y[i] = (v if v > 0 else 0) + log1p(exp(-fabs(v)))
+
+
 cdef inline void _sigmoid_back(const floating* h, const floating* dh, floating* dz,
                                Py_ssize_t size) noexcept nogil:
     """z̄ = h̄ ∘ h ∘ (1 − h)."""
@@ -672,6 +684,21 @@ def sigmoid_forward(z, out=None):
         _sigmoid(<float*>cnp.PyArray_DATA(az), <float*>cnp.PyArray_DATA(h), size)
     _restore_gil(gil)
     return h
+
+
+def softplus_forward(z, out=None):
+    """y = log(1 + e^z) = max(z, 0) + log1p(e^(−|z|)), without overflow. Any shape."""
+    cdef cnp.ndarray az = _check("z", z, -1)
+    cdef cnp.ndarray y = _out(out, az, cnp.PyArray_NDIM(az), cnp.PyArray_DIMS(az))
+    az = _unshared(az, y)
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(az)
+    cdef PyThreadState* gil = _release_gil(8 * size)
+    if _is64(az):
+        _softplus(<double*>cnp.PyArray_DATA(az), <double*>cnp.PyArray_DATA(y), size)
+    else:
+        _softplus(<float*>cnp.PyArray_DATA(az), <float*>cnp.PyArray_DATA(y), size)
+    _restore_gil(gil)
+    return y
 
 
 def sigmoid_backward(h, dh, out=None):

@@ -50,6 +50,14 @@ def sigmoid_forward(z, out=None):
     return out
 
 
+def softplus_forward(z, out=None):
+    """y = log(1 + e^z), computed as max(z, 0) + log1p(e^(−|z|)) (no overflow)."""
+    check_array("z", z, contiguous=False)
+    out = check_out(out, z.shape, z.dtype)
+    np.logaddexp(z.dtype.type(0), z, out=out)
+    return out
+
+
 def sigmoid_backward(h, dh, out=None):
     """z̄ = h̄ ∘ h ∘ (1 − h): the error signal of z from that of h = σ(z)."""
     check_array("h", h, contiguous=False)

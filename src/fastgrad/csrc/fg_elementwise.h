@@ -67,6 +67,7 @@ FG_DEFINE_NPY(float, f, 0.693147180559945309417232121458176568f, 1.4426950408889
     case FG_OP_SIN: LOOP(sin##SFX(x)); break;                                             \
     case FG_OP_COS: LOOP(cos##SFX(x)); break;                                             \
     case FG_OP_TANH: LOOP(tanh##SFX(x)); break;                                           \
+    case FG_OP_SOFTPLUS: LOOP((x > 0 ? x : 0) + log1p##SFX(exp##SFX(-fabs##SFX(x)))); break;      \
     case FG_OP_SIGMOID: VLOOP(sigmoid##SFX); break;                                       \
     case FG_OP_RELU: LOOP(x > zero ? x : zero); break;                                    \
     case FG_OP_SQRT: LOOP(sqrt##SFX(x)); break;                                           \

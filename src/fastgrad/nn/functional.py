@@ -4,9 +4,9 @@ sigmoid, relu, tanh, softmax, log_softmax and linear are primitives of the tape;
 and linear run on the selected backend's compiled kernels.
 """
 
-from .._ops import linear, log_softmax, relu, sigmoid, softmax, tanh
+from .._ops import linear, log_softmax, relu, sigmoid, softmax, softplus, tanh
 
-__all__ = ["sigmoid", "relu", "tanh", "softmax", "log_softmax", "linear"]
+__all__ = ["sigmoid", "relu", "tanh", "softplus", "softmax", "log_softmax", "linear"]
 
 try:  # the losses live in nn/losses.py
     from .losses import *  # noqa: F401,F403
