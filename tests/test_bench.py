@@ -281,7 +281,10 @@ def test_bench_defaults_to_one_thread():
 
 def test_missing_peers_are_reported_once(capsys, monkeypatch):
     # Outside a checkout (no peers loaded) every peer is a placeholder that says how to
-    # get the peers; the table says it once, whatever the number of workloads.
+    # get the peers; the table says it once, whatever the number of workloads. Outside a
+    # checkout: no peers directory to load (else the run loads the real peers, unless an
+    # earlier test happened to load them first).
+    monkeypatch.setattr(impls, "find_peers", lambda directory=None: None)
     for name in impls.PEER_NAMES:
         monkeypatch.setitem(impls.IMPLS, name, impls.Entry(name, None, None, lambda: impls.PEERS_HOWTO, name))
         monkeypatch.delitem(impls._reasons, name, raising=False)
